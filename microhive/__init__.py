@@ -1,0 +1,77 @@
+"""microhive: micro-agents talking through a signal bus, a queue broker and schedules.
+
+The same agent code runs on ``memory://`` and on real engines; see docs/concepts.md.
+"""
+
+from .agent.agent import MicroAgent
+from .agent.context import current_message
+from .agent.decorators import consumer, cron, on, periodic, receiver
+from .broker import Consumer, DeadLetter, Delivery, QueueBroker, QueueHandle
+from .bus import Reply, SignalBus, SignalHandle
+from .capabilities import Capabilities
+from .catalog import Catalog, load_stuff, parse_catalog
+from .codecs import Codec, JsonCodec
+from .declarations import Namespace, Queue, Signal
+from .envelope import Envelope, Kind
+from .errors import (
+    CallError,
+    CallTimeout,
+    CapabilityError,
+    CatalogError,
+    ConfigurationError,
+    DecodeError,
+    HandlerTimeout,
+    MicroHiveError,
+    PayloadError,
+    PayloadTooLarge,
+    RemoteError,
+    TransportError,
+    UnknownNameError,
+)
+from .retry import Backoff
+
+Agent = MicroAgent
+
+__all__ = [
+    "Agent",
+    "Backoff",
+    "CallError",
+    "CallTimeout",
+    "Capabilities",
+    "CapabilityError",
+    "Catalog",
+    "CatalogError",
+    "Codec",
+    "ConfigurationError",
+    "Consumer",
+    "DeadLetter",
+    "DecodeError",
+    "Delivery",
+    "Envelope",
+    "HandlerTimeout",
+    "JsonCodec",
+    "Kind",
+    "MicroAgent",
+    "MicroHiveError",
+    "Namespace",
+    "PayloadError",
+    "PayloadTooLarge",
+    "Queue",
+    "QueueBroker",
+    "QueueHandle",
+    "RemoteError",
+    "Reply",
+    "Signal",
+    "SignalBus",
+    "SignalHandle",
+    "TransportError",
+    "UnknownNameError",
+    "consumer",
+    "cron",
+    "current_message",
+    "load_stuff",
+    "on",
+    "parse_catalog",
+    "periodic",
+    "receiver",
+]

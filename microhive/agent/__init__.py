@@ -1,0 +1,1 @@
+"""The agent runtime: MicroAgent, its decorators, dispatch, schedules and hooks."""

@@ -1,0 +1,273 @@
+"""MicroAgent: an autonomous service that talks only to its bus, its broker and its schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Coroutine, Mapping
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from ..broker import QueueBroker
+from ..bus import SignalBus, Subscription
+from ..catalog import Catalog
+from ..declarations import Namespace, Queue
+from ..envelope import Envelope, new_id
+from ..errors import ConfigurationError
+from ..logs import AgentLogger, log_context
+from .dispatch import consume_loop, describe, run_receiver, run_with_timeout
+from .handlers import Handler, Handlers, collect
+from .schedules import cron_loop, periodic_loop
+from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
+from .views import BrokerView, BusView
+
+
+class MicroAgent:
+    """Subclass it, decorate methods with ``@receiver``, ``@consumer``, ``@periodic``,
+    ``@cron`` and ``@on``, then ``await agent.start()`` (or ``async with agent:``).
+
+    ``catalog`` (a class attribute) declares signals and queues the agent sends without
+    receiving them; the bus's and broker's own catalogs are used too.
+    """
+
+    catalog: ClassVar[Catalog | None] = None
+    handlers: ClassVar[Handlers] = Handlers()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.handlers = collect(cls)
+
+    def __init__(
+        self,
+        bus: SignalBus | None = None,
+        broker: QueueBroker | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        grace_period: float = 30.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        cls = type(self)
+        handlers = cls.handlers
+        if handlers.receivers and bus is None:
+            names = ", ".join(h.name for h in handlers.receivers)
+            raise ConfigurationError(f"{cls.__name__} has receivers ({names}) but no bus was given")
+        if handlers.consumers and broker is None:
+            names = ", ".join(h.name for h in handlers.consumers)
+            raise ConfigurationError(
+                f"{cls.__name__} has consumers ({names}) but no broker was given"
+            )
+        self.name = name or cls.__name__
+        self.instance_id = f"{self.name}.{new_id()[:8]}"
+        self.settings: Mapping[str, Any] = settings or {}
+        self.grace_period = grace_period
+        self.log = AgentLogger(
+            logger or logging.getLogger(f"microhive.agent.{self.name}"), self.name
+        )
+        catalog = cls.catalog or Catalog.empty()
+        signals = catalog.signals.merge(handlers.signals)
+        queues: Namespace[Queue] = catalog.queues.merge(
+            [h.spec.queue for h in handlers.consumers if isinstance(h.spec, ConsumerSpec)]
+        )
+        if bus is not None:
+            signals = bus.signals.merge(signals)
+        if broker is not None:
+            queues = broker.queues.merge(queues)
+        self.bus = BusView(bus, signals, self.name)
+        self.broker = BrokerView(broker, queues, self.name)
+        self._bus = bus
+        self._broker = broker
+        self._by_signal: dict[str, list[Handler]] = {}
+        for handler in handlers.receivers:
+            assert isinstance(handler.spec, ReceiverSpec)
+            for signal in handler.spec.signals:
+                self._by_signal.setdefault(signal.name, []).append(handler)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._consumers: list[Any] = []
+        self._subscription: Subscription | None = None
+        self._running = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.instance_id}>"
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, run ``pre_start`` hooks, bind every handler, run ``post_start`` hooks.
+
+        Returns once signals are subscribed, consumers are consuming and schedules run.
+        """
+        if self._running:
+            raise RuntimeError(f"{self!r} is already running")
+        with log_context(agent=self.name):
+            if self._bus is not None:
+                await self._bus.connect()
+            if self._broker is not None:
+                await self._broker.connect()
+            await self._run_hooks("pre_start")
+            self._running = True
+            try:
+                await self._bind()
+            except BaseException:
+                await self._unbind(grace=0)
+                self._running = False
+                raise
+            await self._run_hooks("post_start")
+            self.log.info(
+                "started: %d receiver(s), %d consumer(s), %d schedule(s)",
+                len(type(self).handlers.receivers),
+                len(type(self).handlers.consumers),
+                len(type(self).handlers.schedules),
+            )
+
+    async def stop(self, grace_period: float | None = None) -> None:
+        """Run ``pre_stop`` hooks, stop intake, let in-flight handlers finish within the grace
+        period (then cancel them: their messages go back to the queue), run ``post_stop``."""
+        if not self._running:
+            return
+        grace = self.grace_period if grace_period is None else grace_period
+        with log_context(agent=self.name):
+            await self._run_hooks("pre_stop")
+            await self._unbind(grace)
+            self._running = False
+            await self._run_hooks("post_stop")
+            self.log.info("stopped")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _bind(self) -> None:
+        handlers = type(self).handlers
+        if self._by_signal:
+            assert self._bus is not None
+            self._subscription = await self._bus.subscribe(self._by_signal, self._on_signal)
+        for handler in handlers.consumers:
+            assert isinstance(handler.spec, ConsumerSpec) and self._broker is not None
+            consumer = await self._broker.consume(
+                handler.spec.queue, prefetch=handler.spec.concurrency, name=self.instance_id
+            )
+            self._consumers.append(consumer)
+            self._loops.append(self._loop_task(consume_loop(self, handler, consumer), handler))
+        for handler in handlers.schedules:
+            spec = handler.spec
+            run = self._job_runner(handler)
+            if isinstance(spec, PeriodicSpec):
+                self._loops.append(self._loop_task(periodic_loop(spec, run, self.log), handler))
+            elif isinstance(spec, CronSpec):
+                self._loops.append(self._loop_task(cron_loop(spec, run, self.log), handler))
+
+    async def _unbind(self, grace: float) -> None:
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+        for consumer in self._consumers:
+            await consumer.close()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        self._consumers.clear()
+        pending = set(self._tasks)
+        if pending and grace > 0:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        if pending:
+            self.log.warning("grace period over: cancelling %d handler(s)", len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _loop_task(
+        self, coroutine: Coroutine[Any, Any, None], handler: Handler
+    ) -> asyncio.Task[None]:
+        async def guarded() -> None:
+            with log_context(agent=self.name, handler=handler.name):
+                await coroutine
+
+        return asyncio.get_running_loop().create_task(guarded(), name=f"{self.name}.{handler.name}")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Track a handler task so stop() can wait for it."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    def _on_signal(self, envelope: Envelope) -> None:
+        for handler in self._by_signal.get(envelope.name, ()):
+            self._spawn(self._in_context(run_receiver(self, handler, envelope)))
+
+    async def _in_context(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        with log_context(agent=self.name):
+            await coroutine
+
+    async def _reply(
+        self, request: Envelope, value: Any = None, error: BaseException | None = None
+    ) -> None:
+        assert self._bus is not None
+        try:
+            await self._bus.reply(request, self.instance_id, value=value, error=error)
+        except Exception as exc:
+            self.log.error("could not answer call %r: %s", request.name, describe(exc))
+
+    def _job_runner(self, handler: Handler) -> Any:
+        spec = handler.spec
+        assert isinstance(spec, PeriodicSpec | CronSpec)
+
+        async def job() -> None:
+            try:
+                await run_with_timeout(handler, spec.timeout, handler.function(self))
+            except Exception as exc:
+                self.log.error(
+                    "scheduled run failed: %s",
+                    describe(exc),
+                    exc_info=not isinstance(exc, TimeoutError),
+                )
+                await self._error_hooks(handler, exc, None)
+
+        async def run() -> None:
+            # shielded: stopping the schedule lets a running job finish within the grace period
+            await asyncio.shield(self._spawn(self._in_context(job())))
+
+        return run
+
+    # -- hooks -------------------------------------------------------------------------
+
+    async def _run_hooks(self, event: str, *args: Any, **kwargs: Any) -> None:
+        for hook in type(self).handlers.hooks_for(event):
+            accepted = (
+                kwargs
+                if hook.parameters.var_keyword
+                else {k: v for k, v in kwargs.items() if k in hook.parameters.names}
+            )
+            result = hook.function(
+                self, *args[: 1 if hook.parameters.positional else 0], **accepted
+            )
+            if inspect.isawaitable(result):
+                await result
+
+    async def _error_hooks(
+        self, handler: Handler, exc: BaseException, envelope: Envelope | None
+    ) -> None:
+        """``error_<handler>`` hooks, then ``error`` hooks; a failing hook is only logged."""
+        for event in (f"error_{handler.name}", "error"):
+            try:
+                await self._run_hooks(event, exc, handler=handler.name, message=envelope)
+            except Exception as hook_exc:
+                self.log.error("hook %s failed: %s", event, describe(hook_exc), exc_info=True)

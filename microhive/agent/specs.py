@@ -1,0 +1,91 @@
+"""What the decorators record on a handler: plain frozen values, read when the class is built."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from ..declarations import Queue, Signal
+from ..errors import ConfigurationError
+from ..retry import Backoff
+
+HOOK_EVENTS = ("pre_start", "post_start", "pre_stop", "post_stop", "error")
+
+
+def check_timeout(what: str, timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+        raise ConfigurationError(f"{what}: timeout must be a positive number of seconds or None")
+    return float(timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSpec:
+    signals: tuple[Signal, ...]
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    queue: Queue
+    timeout: float | None
+    concurrency: int
+    retries: int
+    backoff: Backoff
+    dead_letter: bool
+    autoack: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicSpec:
+    period: float
+    timeout: float | None
+    start_after: float
+    jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class CronSpec:
+    expression: str
+    timeout: float | None
+    tz: ZoneInfo | None
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first fire time strictly after ``moment`` (an aware datetime)."""
+        local = moment.astimezone(self.tz) if self.tz else moment.astimezone()
+        result: datetime = croniter(self.expression, local).get_next(datetime)
+        return result
+
+
+def make_cron(expression: str, timeout: float | None, tz: str | ZoneInfo | None) -> CronSpec:
+    if not isinstance(expression, str) or not croniter.is_valid(expression):
+        raise ConfigurationError(
+            f"invalid cron expression {expression!r}: expected 5 fields "
+            "(minute hour day month weekday) or a macro such as @daily"
+        )
+    if len(expression.split()) > 5:
+        raise ConfigurationError(
+            f"invalid cron expression {expression!r}: use 5 fields (seconds are not supported)"
+        )
+    zone: ZoneInfo | None
+    if tz is None or isinstance(tz, ZoneInfo):
+        zone = tz
+    else:
+        try:
+            zone = ZoneInfo(tz)
+        except Exception:
+            raise ConfigurationError(f"unknown time zone {tz!r}") from None
+    return CronSpec(expression, check_timeout(f"cron {expression!r}", timeout), zone)
+
+
+@dataclass(frozen=True, slots=True)
+class HookSpec:
+    event: str
+
+
+Spec = ReceiverSpec | ConsumerSpec | PeriodicSpec | CronSpec | HookSpec

@@ -1,0 +1,260 @@
+"""The queue broker: durable messages, competing consumers, retries and dead letters.
+
+:class:`QueueBroker` is the transport contract and the user API (``broker.post.send(...)``).
+The agent runtime decides *when* to ack, retry or dead-letter (its policy); a transport's
+:class:`Delivery` decides *how* on its engine (its mechanism).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from .capabilities import Capabilities
+from .codecs import Codec, JsonCodec
+from .declarations import Namespace, Queue, queues_of
+from .envelope import Envelope, Kind
+from .errors import CapabilityError, ConfigurationError, PayloadError
+from .urls import redact, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message parked in a queue's dead-letter store, with why and when."""
+
+    queue: str
+    reason: str
+    raw: bytes
+    envelope: Envelope | None
+    attempt: int
+    dead_at: float
+
+
+class Delivery(ABC):
+    """One received message, to be settled exactly once: ack, retry, dead-letter or release.
+
+    ``envelope`` is None when the bytes could not be decoded; ``error`` then says why.
+    """
+
+    __slots__ = ("envelope", "error", "raw", "settled")
+
+    def __init__(self, raw: bytes, envelope: Envelope | None, error: str | None = None) -> None:
+        self.raw = raw
+        self.envelope = envelope
+        self.error = error
+        self.settled = False
+
+    def _settle(self) -> bool:
+        if self.settled:
+            return False
+        self.settled = True
+        return True
+
+    @abstractmethod
+    async def ack(self) -> None:
+        """The handler succeeded: remove the message for good."""
+
+    @abstractmethod
+    async def retry(self, delay: float, reason: str) -> None:
+        """Deliver the message again (``attempt + 1``) after ``delay`` seconds."""
+
+    @abstractmethod
+    async def dead_letter(self, reason: str) -> None:
+        """Park the message in the dead-letter store with ``reason``."""
+
+    @abstractmethod
+    async def release(self) -> None:
+        """Return the message unprocessed, first in line (shutdown, cancelled handler)."""
+
+
+class Consumer(ABC):
+    """A stream of deliveries from one queue for one consuming agent instance."""
+
+    @abstractmethod
+    async def get(self) -> Delivery:
+        """The next delivery; raises :class:`ConsumerClosed` once closed."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop intake and return prefetched, unstarted deliveries to the queue.
+
+        Deliveries already handed out stay valid: they can still be settled.
+        """
+
+
+class QueueBroker(ABC):
+    """Base class of every queue broker. Construct one with :meth:`from_url`."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queues: Iterable[Queue] | Namespace[Queue] | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        self.url = url
+        self.queues = queues_of(queues)
+        self.codec: Codec = codec or JsonCodec()
+        self._connected = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> QueueBroker:
+        """The broker for ``url``'s scheme (``memory://``, ``redis://``...)."""
+        broker_class: type[QueueBroker] = resolve(url, "broker")
+        return broker_class(url, **options)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {redact(self.url)}>"
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        if not self._connected:
+            await self._connect()
+            self._connected = True
+
+    async def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            await self._close()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- user API ----------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> QueueHandle:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return QueueHandle(self, self.queues[name])
+
+    def queue(self, queue: Queue | str) -> QueueHandle:
+        return QueueHandle(self, self._resolve(queue))
+
+    def _resolve(self, queue: Queue | str) -> Queue:
+        return queue if isinstance(queue, Queue) else self.queues[queue]
+
+    async def send(
+        self,
+        queue: Queue | str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        sender: str = "",
+    ) -> str:
+        """Enqueue ``payload``; returns the message id once the engine accepted it."""
+        target = self._resolve(queue)
+        if delay is not None:
+            if not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
+                raise PayloadError(f"queue {target.name!r}: delay must be a number >= 0")
+            if delay > 0 and not self.capabilities.delayed_delivery:
+                raise CapabilityError(f"{self!r} does not support delayed delivery")
+        if key is not None and not isinstance(key, str):
+            raise PayloadError(f"queue {target.name!r}: key must be a string")
+        checked = _headers(target.name, headers)
+        envelope = Envelope(
+            Kind.MESSAGE, target.name, target.make_payload(payload), sender, headers=checked
+        )
+        data = self.codec.encode(envelope)
+        await self.connect()
+        await self._publish(target.name, envelope, data, key=key, delay=delay or 0.0)
+        return envelope.id
+
+    async def length(self, queue: Queue | str) -> int:
+        """How many messages of the queue are not yet acknowledged (waiting, delayed, in flight)."""
+        await self.connect()
+        return await self._length(self._resolve(queue).name)
+
+    async def dead_letters(self, queue: Queue | str, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` messages parked in the queue's dead-letter store."""
+        await self.connect()
+        return await self._dead_letters(self._resolve(queue).name, limit)
+
+    async def consume(self, queue: Queue | str, *, prefetch: int = 1, name: str = "") -> Consumer:
+        """Start consuming; ``prefetch`` bounds deliveries held but not yet settled."""
+        if prefetch < 1:
+            raise ConfigurationError("prefetch must be at least 1")
+        await self.connect()
+        return await self._consume(self._resolve(queue).name, prefetch=prefetch, name=name)
+
+    # -- transport primitives ----------------------------------------------------------
+
+    @abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @abstractmethod
+    async def _publish(
+        self, queue: str, envelope: Envelope, data: bytes, *, key: str | None, delay: float
+    ) -> None:
+        """Store the message; return only once the engine has it (acknowledged publish)."""
+
+    @abstractmethod
+    async def _length(self, queue: str) -> int: ...
+
+    @abstractmethod
+    async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]: ...
+
+    @abstractmethod
+    async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer: ...
+
+
+def _headers(queue: str, headers: Mapping[str, str] | None) -> dict[str, str]:
+    if not headers:
+        return {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise PayloadError(f"queue {queue!r}: headers must map strings to strings")
+    return dict(headers)
+
+
+class QueueHandle:
+    """``broker.<queue>``: send to one queue or ask its length."""
+
+    __slots__ = ("broker", "queue")
+
+    def __init__(self, broker: QueueBroker, queue: Queue) -> None:
+        self.broker = broker
+        self.queue = queue
+
+    async def send(
+        self,
+        payload: Any,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        sender: str = "",
+    ) -> str:
+        return await self.broker.send(
+            self.queue, payload, key=key, delay=delay, headers=headers, sender=sender
+        )
+
+    async def length(self) -> int:
+        return await self.broker.length(self.queue)
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self.broker.dead_letters(self.queue, limit)
+
+    def __repr__(self) -> str:
+        return f"<QueueHandle {self.queue.name!r} on {self.broker!r}>"

@@ -1,0 +1,393 @@
+"""The signal bus: broadcast signals, and calls (request/response) on top of them.
+
+:class:`SignalBus` is both the transport contract (the ``_``-prefixed primitives a transport
+implements) and the user API (``bus.user_enter.send(...)``). Fan-out to the agents of one
+process and call bookkeeping are done here once, so every transport behaves the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from .capabilities import Capabilities
+from .codecs import Codec, JsonCodec
+from .declarations import Namespace, Signal, signals_of
+from .envelope import Envelope, Kind, new_id
+from .errors import CallTimeout, DecodeError, RemoteError, TransportError
+from .urls import redact, resolve
+
+log = logging.getLogger("microhive.bus")
+
+SignalCallback = Callable[[Envelope], None]
+"""Called for each incoming signal or call; must not block (the agent spawns a task)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One answer to a call, as ``gather()`` returns it."""
+
+    responder: str
+    value: Any = None
+    error: RemoteError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Subscription:
+    """An agent's interest in some signals; ``close()`` stops delivery to it."""
+
+    def __init__(self, bus: SignalBus, channels: frozenset[str], callback: SignalCallback) -> None:
+        self.bus = bus
+        self.channels = channels
+        self.callback = callback
+
+    async def close(self) -> None:
+        await self.bus._remove(self)
+
+
+class _Gathering:
+    __slots__ = ("done", "expect", "replies")
+
+    def __init__(self, expect: int | None) -> None:
+        self.replies: list[Reply] = []
+        self.expect = expect
+        self.done = asyncio.get_running_loop().create_future()
+
+
+class SignalBus(ABC):
+    """Base class of every signal bus. Construct one with :meth:`from_url`."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        signals: Iterable[Signal] | Namespace[Signal] | None = None,
+        codec: Codec | None = None,
+        prefix: str = "",
+    ) -> None:
+        self.url = url
+        self.signals = signals_of(signals)
+        self.codec: Codec = codec or JsonCodec()
+        self.prefix = prefix
+        self.inbox = f"{prefix}reply.{new_id()}"
+        self._listeners: dict[str, list[Subscription]] = {}
+        self._calls: dict[str, asyncio.Future[Reply]] = {}
+        self._gatherings: dict[str, _Gathering] = {}
+        self._connected = False
+        self._connecting: asyncio.Lock | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SignalBus:
+        """The bus for ``url``'s scheme (``memory://``, ``redis://``...)."""
+        bus_class: type[SignalBus] = resolve(url, "bus")
+        return bus_class(url, **options)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {redact(self.url)}>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        """Connect once; later calls return at once."""
+        if self._connected:
+            return
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if not self._connected:
+                await self._connect()
+                self._connected = True
+
+    async def close(self) -> None:
+        """Close the connection; pending calls fail with :class:`TransportError`."""
+        if not self._connected:
+            return
+        self._connected = False
+        for future in self._calls.values():
+            if not future.done():
+                future.set_exception(TransportError(f"{self!r} closed during the call"))
+        for gathering in self._gatherings.values():
+            if not gathering.done.done():
+                gathering.done.set_result(None)
+        self._listeners.clear()
+        await self._close()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- user API ----------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> SignalHandle:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return SignalHandle(self, self.signals[name])
+
+    def signal(self, signal: Signal | str) -> SignalHandle:
+        """A handle for ``signal``; same as attribute access, for names that aren't identifiers."""
+        return SignalHandle(self, self._resolve(signal))
+
+    def _resolve(self, signal: Signal | str) -> Signal:
+        return signal if isinstance(signal, Signal) else self.signals[signal]
+
+    async def send(self, signal: Signal | str, sender: str, **kwargs: Any) -> None:
+        """Broadcast ``signal`` to every subscribed agent instance (at most once, no reply)."""
+        sig = self._resolve(signal)
+        envelope = Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
+        await self._publish_envelope(envelope)
+
+    async def call(
+        self, signal: Signal | str, sender: str, *, timeout: float = 60, **kwargs: Any
+    ) -> Any:
+        """Send ``signal`` as a call and return the first answer.
+
+        Raises :class:`CallTimeout` when nobody answers within ``timeout`` seconds and
+        :class:`RemoteError` when the first answer is an exception.
+        """
+        sig = self._resolve(signal)
+        await self.connect()
+        request = self._request(sig, sender, kwargs)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._calls[request.id] = future
+        try:
+            await self._publish_envelope(request)
+            try:
+                async with asyncio.timeout(timeout):
+                    reply = await future
+            except TimeoutError:
+                raise CallTimeout(f"no answer to call {sig.name!r} within {timeout:g} s") from None
+        finally:
+            self._calls.pop(request.id, None)
+        if reply.error is not None:
+            raise reply.error
+        return reply.value
+
+    async def gather(
+        self,
+        signal: Signal | str,
+        sender: str,
+        *,
+        timeout: float = 1,
+        expect: int | None = None,
+        **kwargs: Any,
+    ) -> list[Reply]:
+        """Send ``signal`` as a call and collect every answer that arrives within ``timeout``.
+
+        With ``expect=N`` it returns as soon as N answers arrived.
+        """
+        sig = self._resolve(signal)
+        await self.connect()
+        request = self._request(sig, sender, kwargs)
+        gathering = _Gathering(expect)
+        self._gatherings[request.id] = gathering
+        try:
+            await self._publish_envelope(request)
+            try:
+                async with asyncio.timeout(timeout):
+                    await gathering.done
+            except TimeoutError:
+                pass
+        finally:
+            self._gatherings.pop(request.id, None)
+        return list(gathering.replies)
+
+    def _request(self, sig: Signal, sender: str, kwargs: dict[str, Any]) -> Envelope:
+        request_id = new_id()
+        return Envelope(
+            Kind.CALL,
+            sig.name,
+            sig.make_payload(kwargs),
+            sender,
+            id=request_id,
+            correlation_id=request_id,
+            reply_to=self.inbox,
+        )
+
+    async def _publish_envelope(self, envelope: Envelope) -> None:
+        data = self.codec.encode(envelope)
+        await self.connect()
+        await self._publish(envelope.name, data)
+
+    # -- runtime API (used by agents) --------------------------------------------------
+
+    async def subscribe(self, names: Iterable[str], callback: SignalCallback) -> Subscription:
+        """Deliver signals and calls named ``names`` to ``callback`` until closed.
+
+        Returns once the transport confirmed the subscription.
+        """
+        await self.connect()
+        subscription = Subscription(self, frozenset(names), callback)
+        new = [name for name in subscription.channels if name not in self._listeners]
+        for name in subscription.channels:
+            self._listeners.setdefault(name, []).append(subscription)
+        if new:
+            await self._subscribe(new)
+        return subscription
+
+    async def _remove(self, subscription: Subscription) -> None:
+        gone = []
+        for name in subscription.channels:
+            listeners = self._listeners.get(name)
+            if listeners and subscription in listeners:
+                listeners.remove(subscription)
+                if not listeners:
+                    del self._listeners[name]
+                    gone.append(name)
+        if gone and self._connected:
+            await self._unsubscribe(gone)
+
+    async def reply(
+        self,
+        request: Envelope,
+        responder: str,
+        value: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Answer a call; an ``error`` reaches the caller as :class:`RemoteError`."""
+        if request.reply_to is None:
+            return
+        if error is None:
+            payload: dict[str, Any] = {"ok": True, "value": value}
+        else:
+            payload = {"ok": False, "error": {"type": type(error).__name__, "message": str(error)}}
+        envelope = Envelope(
+            Kind.REPLY, request.name, payload, responder, correlation_id=request.correlation_id
+        )
+        try:
+            data = self.codec.encode(envelope)
+        except Exception as exc:  # the value itself could not be encoded: tell the caller
+            fallback = Envelope(
+                Kind.REPLY,
+                request.name,
+                {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}},
+                responder,
+                correlation_id=request.correlation_id,
+            )
+            data = self.codec.encode(fallback)
+        await self._send_direct(request.reply_to, data)
+
+    # -- called by transports with incoming data ---------------------------------------
+
+    def _deliver(self, channel: str, data: bytes) -> None:
+        """A transport received ``data`` on a signal channel."""
+        listeners = self._listeners.get(channel)
+        if not listeners:
+            return
+        try:
+            envelope = self.codec.decode(data)
+        except DecodeError as exc:
+            log.error("dropped undecodable signal on %r (%d bytes): %s", channel, len(data), exc)
+            return
+        for subscription in tuple(listeners):
+            try:
+                subscription.callback(envelope)
+            except Exception:
+                log.exception("signal listener failed on %r", channel)
+
+    def _deliver_reply(self, data: bytes) -> None:
+        """A transport received ``data`` on this bus's inbox."""
+        try:
+            envelope = self.codec.decode(data)
+            reply = _reply_from(envelope)
+        except DecodeError as exc:
+            log.error("dropped undecodable reply (%d bytes): %s", len(data), exc)
+            return
+        key = envelope.correlation_id or ""
+        future = self._calls.get(key)
+        if future is not None:
+            if not future.done():
+                future.set_result(reply)
+            return
+        gathering = self._gatherings.get(key)
+        if gathering is not None:
+            gathering.replies.append(reply)
+            enough = gathering.expect is not None and len(gathering.replies) >= gathering.expect
+            if enough and not gathering.done.done():
+                gathering.done.set_result(None)
+
+    # -- transport primitives ----------------------------------------------------------
+
+    @abstractmethod
+    async def _connect(self) -> None:
+        """Open connections and start listening on ``self.inbox``."""
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Close connections."""
+
+    @abstractmethod
+    async def _publish(self, channel: str, data: bytes) -> None:
+        """Broadcast ``data`` to every bus subscribed to ``channel``."""
+
+    @abstractmethod
+    async def _send_direct(self, address: str, data: bytes) -> None:
+        """Send ``data`` to the bus whose inbox is ``address`` (a call reply)."""
+
+    @abstractmethod
+    async def _subscribe(self, channels: list[str]) -> None:
+        """Start receiving ``channels``; return once the engine confirmed."""
+
+    @abstractmethod
+    async def _unsubscribe(self, channels: list[str]) -> None:
+        """Stop receiving ``channels``."""
+
+
+def _reply_from(envelope: Envelope) -> Reply:
+    payload = envelope.payload
+    if envelope.kind is not Kind.REPLY or not isinstance(payload, dict) or "ok" not in payload:
+        raise DecodeError("a reply must be {'ok': bool, 'value'|'error': ...}")
+    if payload["ok"]:
+        return Reply(envelope.sender, payload.get("value"))
+    error = payload.get("error") or {}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    remote = RemoteError(
+        str(error.get("type", "Exception")), str(error.get("message", "")), envelope.sender
+    )
+    return Reply(envelope.sender, None, remote)
+
+
+class SignalHandle:
+    """``bus.<signal>``: send, call or gather one signal."""
+
+    __slots__ = ("bus", "signal")
+
+    def __init__(self, bus: SignalBus, signal: Signal) -> None:
+        self.bus = bus
+        self.signal = signal
+
+    async def send(self, sender: str, **kwargs: Any) -> None:
+        await self.bus.send(self.signal, sender, **kwargs)
+
+    async def call(self, sender: str, *, timeout: float = 60, **kwargs: Any) -> Any:
+        return await self.bus.call(self.signal, sender, timeout=timeout, **kwargs)
+
+    async def gather(
+        self, sender: str, *, timeout: float = 1, expect: int | None = None, **kwargs: Any
+    ) -> list[Reply]:
+        return await self.bus.gather(self.signal, sender, timeout=timeout, expect=expect, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<SignalHandle {self.signal.name!r} on {self.bus!r}>"

@@ -1,0 +1,127 @@
+"""Loading the seed's JSON catalog: ``{"version": 1, "signals": [...], "queues": [...]}``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+from .declarations import Namespace, Queue, Signal
+from .errors import CatalogError, ConfigurationError
+
+_TOP_KEYS = {"version", "signals", "queues"}
+_SIGNAL_KEYS = {"name", "providing_args"}
+_QUEUE_KEYS = {"name"}
+
+
+class Catalog(NamedTuple):
+    """The declarations of one system; unpacks as ``signals, queues = load_stuff(...)``."""
+
+    signals: Namespace[Signal]
+    queues: Namespace[Queue]
+
+    @classmethod
+    def empty(cls) -> Catalog:
+        return cls(Namespace(kind="signal"), Namespace(kind="queue"))
+
+    def merged(self, other: Catalog) -> Catalog:
+        return Catalog(self.signals.merge(other.signals), self.queues.merge(other.queues))
+
+
+def _path_of(source: str | os.PathLike[str]) -> Path:
+    text = os.fspath(source)
+    if text.startswith("file:"):
+        parsed = urlparse(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise CatalogError(f"{text}: only local file:// URLs are supported")
+        return Path(unquote(parsed.path))
+    if "://" in text:
+        raise CatalogError(f"{text}: a catalog is a path or a file:// URL")
+    return Path(text)
+
+
+def load_stuff(source: str | os.PathLike[str]) -> Catalog:
+    """Read signals and queues from a JSON catalog file (a path or a ``file://`` URL)."""
+    path = _path_of(source)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read catalog: {exc.strerror or exc}") from None
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CatalogError(f"{path}: not valid JSON: {exc}") from None
+    return parse_catalog(document, origin=str(path))
+
+
+def parse_catalog(document: Any, *, origin: str = "<catalog>") -> Catalog:
+    """Build a catalog from an already-decoded document; errors name ``origin`` and the entry."""
+    if not isinstance(document, dict):
+        raise CatalogError(f"{origin}: the catalog must be a JSON object")
+    if unknown := set(document) - _TOP_KEYS:
+        raise CatalogError(
+            f"{origin}: unknown keys {sorted(unknown)} (allowed: {sorted(_TOP_KEYS)})"
+        )
+    if document.get("version") != 1:
+        raise CatalogError(
+            f"{origin}: unsupported version {document.get('version')!r} (expected 1)"
+        )
+    signals = [
+        _entry(origin, "signals", index, entry, _SIGNAL_KEYS, _make_signal)
+        for index, entry in enumerate(_list(origin, document, "signals"))
+    ]
+    queues = [
+        _entry(origin, "queues", index, entry, _QUEUE_KEYS, _make_queue)
+        for index, entry in enumerate(_list(origin, document, "queues"))
+    ]
+    _no_duplicates(origin, "signals", [s.name for s in signals])
+    _no_duplicates(origin, "queues", [q.name for q in queues])
+    return Catalog(Namespace(signals, kind="signal"), Namespace(queues, kind="queue"))
+
+
+def _list(origin: str, document: dict[str, Any], key: str) -> list[Any]:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise CatalogError(f"{origin}: {key!r} must be a list")
+    return value
+
+
+def _entry(origin: str, section: str, index: int, entry: Any, keys: set[str], make: Any) -> Any:
+    where = f"{origin}: {section}[{index}]"
+    if not isinstance(entry, dict):
+        raise CatalogError(f"{where}: each entry must be an object")
+    if "name" in entry:
+        where += f" ({entry['name']!r})"
+    if unknown := set(entry) - keys:
+        raise CatalogError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(keys)})")
+    if "name" not in entry:
+        raise CatalogError(f"{where}: 'name' is required")
+    try:
+        return make(entry)
+    except (ConfigurationError, TypeError) as exc:
+        raise CatalogError(f"{where}: {exc}") from None
+
+
+def _make_signal(entry: dict[str, Any]) -> Signal:
+    args = entry.get("providing_args", [])
+    if not isinstance(args, list):
+        raise TypeError("'providing_args' must be a list of names")
+    return Signal(entry["name"], args)
+
+
+def _make_queue(entry: dict[str, Any]) -> Queue:
+    return Queue(entry["name"])
+
+
+def _no_duplicates(origin: str, section: str, names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            raise CatalogError(
+                f"{origin}: {section}[{index}] ({name!r}): duplicate name, "
+                f"first declared at {section}[{seen[name]}]"
+            )
+        seen[name] = index

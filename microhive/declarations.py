@@ -1,0 +1,188 @@
+"""Signals and queues are declared once, as plain immutable values.
+
+A :class:`Namespace` gathers declarations for attribute access (``signals.user_enter``);
+nothing is registered globally, so any number of catalogs coexist in one process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigurationError, PayloadError, UnknownNameError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigurationError(
+            f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-' (at most 200)"
+        )
+    return name
+
+
+def _schema_errors(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A broadcast notification with declared arguments or a pydantic schema.
+
+    Equality is by value, so ``signal == signals.user_enter`` works in receivers.
+    """
+
+    name: str
+    providing_args: tuple[str, ...] = ()
+    schema: type[BaseModel] | None = field(default=None, compare=False)
+
+    def __init__(
+        self,
+        name: str,
+        providing_args: Iterable[str] = (),
+        *,
+        schema: type[BaseModel] | None = None,
+    ) -> None:
+        check_name("signal", name)
+        args = tuple(providing_args)
+        for arg in args:
+            if not isinstance(arg, str) or not arg.isidentifier():
+                raise ConfigurationError(f"signal {name!r}: argument {arg!r} is not an identifier")
+        if len(set(args)) != len(args):
+            raise ConfigurationError(f"signal {name!r}: duplicate argument in {list(args)}")
+        if schema is not None and args:
+            raise ConfigurationError(f"signal {name!r}: give providing_args or schema, not both")
+        if schema is not None:
+            args = tuple(schema.model_fields)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "providing_args", args)
+        object.__setattr__(self, "schema", schema)
+
+    def make_payload(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Check arguments at the sender; the receivers then never see a bad signal."""
+        if self.schema is not None:
+            try:
+                return self.schema.model_validate(dict(kwargs)).model_dump(mode="json")
+            except ValidationError as exc:
+                raise PayloadError(f"signal {self.name!r}: {_schema_errors(exc)}") from None
+        declared = set(self.providing_args)
+        given = set(kwargs)
+        if given != declared:
+            problems = []
+            if missing := declared - given:
+                problems.append(f"missing {sorted(missing)}")
+            if extra := given - declared:
+                problems.append(f"undeclared {sorted(extra)}")
+            raise PayloadError(
+                f"signal {self.name!r} takes {list(self.providing_args)}: " + ", ".join(problems)
+            )
+        return dict(kwargs)
+
+    def __repr__(self) -> str:
+        return f"Signal({self.name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A durable work queue; consumers of one queue compete for its messages."""
+
+    name: str
+    schema: type[BaseModel] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        check_name("queue", self.name)
+
+    def make_payload(self, payload: Any) -> Any:
+        """Validate against the schema (when there is one) and return a JSON-ready value."""
+        if self.schema is None:
+            return payload
+        try:
+            if isinstance(payload, self.schema):
+                model = payload
+            else:
+                model = self.schema.model_validate(payload)
+        except ValidationError as exc:
+            raise PayloadError(f"queue {self.name!r}: {_schema_errors(exc)}") from None
+        return model.model_dump(mode="json")
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+
+T = TypeVar("T", bound=Signal | Queue)
+
+
+class Namespace(Mapping[str, T], Generic[T]):
+    """An immutable set of declarations with attribute access: ``signals.user_enter``."""
+
+    __slots__ = ("_items", "_kind")
+    _items: dict[str, T]
+    _kind: str
+
+    def __init__(self, items: Iterable[T] = (), *, kind: str = "declaration") -> None:
+        found: dict[str, T] = {}
+        for item in items:
+            other = found.get(item.name)
+            if other is not None and other != item:
+                raise ConfigurationError(
+                    f"conflicting declarations of {kind} {item.name!r}: {other!r} and {item!r}"
+                )
+            found[item.name] = item
+        object.__setattr__(self, "_items", found)
+        object.__setattr__(self, "_kind", kind)
+
+    def __getitem__(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise UnknownNameError(f"unknown {self._kind} {name!r} (known: {known})") from None
+
+    def __getattr__(self, name: str) -> T:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, Signal | Queue):
+            return self._items.get(key.name) == key
+        return key in self._items
+
+    def merge(self, other: Iterable[T]) -> Namespace[T]:
+        """A new namespace with the declarations of both; a conflicting name is an error."""
+        extra: list[T] = list(other.values()) if isinstance(other, Namespace) else list(other)
+        items: list[T] = list(self._items.values())
+        return Namespace(items + extra, kind=self._kind)
+
+    def __repr__(self) -> str:
+        return f"Namespace<{self._kind}>({', '.join(self._items)})"
+
+
+def signals_of(items: Iterable[Signal] | Namespace[Signal] | None) -> Namespace[Signal]:
+    if isinstance(items, Namespace):
+        return items
+    return Namespace(items or (), kind="signal")
+
+
+def queues_of(items: Iterable[Queue] | Namespace[Queue] | None) -> Namespace[Queue]:
+    if isinstance(items, Namespace):
+        return items
+    return Namespace(items or (), kind="queue")

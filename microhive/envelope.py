@@ -1,0 +1,43 @@
+"""The envelope: what every message carries on the wire, whatever the transport."""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class Kind(enum.StrEnum):
+    SIGNAL = "signal"
+    MESSAGE = "message"
+    CALL = "call"
+    REPLY = "reply"
+
+
+def new_id() -> str:
+    """A random 128-bit id in hex; cheaper than uuid4 and as unique."""
+    return os.urandom(16).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message. ``attempt`` starts at 1 and grows with each retry of a queue message."""
+
+    kind: Kind
+    name: str
+    payload: Any
+    sender: str = ""
+    id: str = field(default_factory=new_id)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    sent_at: float = field(default_factory=time.time)
+    attempt: int = 1
+
+    def next_attempt(self, **headers: str) -> Envelope:
+        """The same message for its next delivery attempt, with extra headers."""
+        merged = {**self.headers, **headers} if headers else self.headers
+        return replace(self, attempt=self.attempt + 1, headers=merged)

@@ -1,0 +1,75 @@
+"""Every error microhive raises derives from :class:`MicroHiveError`.
+
+The hierarchy follows who must act: configuration errors stop a program before it runs,
+sender errors reach the code that sent, call errors reach the caller, transport errors are
+retried by the framework and surface only when it gives up.
+"""
+
+from __future__ import annotations
+
+
+class MicroHiveError(Exception):
+    """Base class of microhive's errors."""
+
+
+class ConfigurationError(MicroHiveError):
+    """A program is wired wrongly: unknown URL scheme, agent without a bus, bad handler."""
+
+
+class CatalogError(ConfigurationError):
+    """A catalog (the seed's JSON declarations) is malformed; the message names file and entry."""
+
+
+class UnknownNameError(ConfigurationError, AttributeError):
+    """A signal or queue name that no catalog declares."""
+
+
+class CapabilityError(MicroHiveError):
+    """The transport cannot do what was asked (a capability flag is off)."""
+
+
+class PayloadError(MicroHiveError, ValueError):
+    """A payload was refused at the sender: wrong arguments, schema violation, not encodable."""
+
+
+class PayloadTooLarge(PayloadError):
+    """The encoded message exceeds the codec's size limit."""
+
+
+class DecodeError(MicroHiveError, ValueError):
+    """Bytes received from the wire are not a valid message."""
+
+
+class CallError(MicroHiveError):
+    """Base class of errors a call raises at the caller."""
+
+
+class CallTimeout(CallError, TimeoutError):
+    """No receiver answered a call within its timeout."""
+
+
+class RemoteError(CallError):
+    """A receiver raised while answering a call.
+
+    ``remote_type`` and ``remote_message`` describe the exception on the remote side,
+    ``responder`` names the agent instance that answered.
+    """
+
+    def __init__(self, remote_type: str, remote_message: str, responder: str = "") -> None:
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.responder = responder
+        where = f" in {responder}" if responder else ""
+        super().__init__(f"{remote_type}{where}: {remote_message}")
+
+
+class TransportError(MicroHiveError):
+    """The engine failed or is unreachable; the URL in the message never shows a password."""
+
+
+class ConsumerClosed(MicroHiveError):
+    """Raised by a consumer's ``get()`` once it was closed: intake has stopped."""
+
+
+class HandlerTimeout(MicroHiveError, TimeoutError):
+    """A handler ran longer than its ``timeout``; it was cancelled."""

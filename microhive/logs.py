@@ -1,0 +1,74 @@
+"""Logging with context: every record says which agent, handler, message and sender.
+
+The context lives in a ContextVar, so each handler task carries its own; records get it as
+``record.microhive`` (a dict) and ``record.context`` (text), which formatters can show.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+_CONTEXT: ContextVar[dict[str, str]] = ContextVar("microhive_log_context", default={})  # noqa: B039
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(context)s] %(message)s"
+
+
+def current_context() -> dict[str, str]:
+    return _CONTEXT.get()
+
+
+@contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Add fields to the log context of the current task for the duration of the block."""
+    merged = {**_CONTEXT.get(), **{k: v for k, v in fields.items() if v}}
+    token = _CONTEXT.set(merged)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def render(context: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in context.items())
+
+
+class AgentLogger(logging.LoggerAdapter[logging.Logger]):
+    """``self.log`` of an agent: adds the agent's name and the current task's context."""
+
+    def __init__(self, logger: logging.Logger, agent: str) -> None:
+        super().__init__(logger, {"agent": agent})
+        self.agent = agent
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        context = {"agent": self.agent, **_CONTEXT.get()}
+        extra = kwargs.setdefault("extra", {})
+        extra.setdefault("microhive", context)
+        extra.setdefault("context", render(context))
+        return msg, kwargs
+
+
+class ContextFilter(logging.Filter):
+    """Makes ``%(context)s`` safe in formats for records that came without context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "context"):
+            context = _CONTEXT.get()
+            record.microhive = context
+            record.context = render(context)
+        return True
+
+
+def configure(level: str | int = "INFO") -> None:
+    """Log to stderr with context; what ``microhive run`` uses."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,33 @@
+"""Exponential backoff with jitter, for consumer retries and reconnect loops."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """``initial * factor ** (attempt - 1)``, capped at ``maximum``, spread by ±``jitter``.
+
+    Jitter keeps many consumers that failed together from retrying together.
+    """
+
+    initial: float = 1.0
+    factor: float = 2.0
+    maximum: float = 300.0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.initial < 0 or self.factor < 1 or self.maximum < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError(
+                "Backoff needs initial >= 0, factor >= 1, maximum >= 0 and 0 <= jitter <= 1"
+            )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        exponent = min(max(attempt - 1, 0), 64)
+        base = min(self.maximum, self.initial * self.factor**exponent)
+        if self.jitter:
+            base *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, min(base, self.maximum))

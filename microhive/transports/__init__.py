@@ -1,0 +1,1 @@
+"""One package per engine; each maps microhive's concepts onto the engine's own primitives."""

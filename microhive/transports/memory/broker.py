@@ -1,0 +1,130 @@
+"""Queues inside one process: FIFO, competing consumers, delayed retries, dead letters.
+
+Nothing survives the process; use it for tests, demos and single-process programs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ...broker import Consumer, DeadLetter, Delivery, QueueBroker
+from ...capabilities import Capabilities
+from ...envelope import Envelope
+from ...errors import ConsumerClosed, DecodeError
+from .hive import Hive, MemoryQueue, hive_for
+
+
+class MemoryDelivery(Delivery):
+    __slots__ = ("broker", "queue")
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        queue: MemoryQueue,
+        raw: bytes,
+        envelope: Envelope | None,
+        error: str | None,
+    ) -> None:
+        super().__init__(raw, envelope, error)
+        self.broker = broker
+        self.queue = queue
+
+    async def ack(self) -> None:
+        if self._settle():
+            self.queue.in_flight -= 1
+
+    async def retry(self, delay: float, reason: str) -> None:
+        if not self._settle():
+            return
+        assert self.envelope is not None, "an undecodable message cannot be retried"
+        data = self.broker.codec.encode(self.envelope.next_attempt(**{"x-last-error": reason}))
+        self.queue.in_flight -= 1
+        if delay > 0:
+            self.queue.put_later(data, delay)
+        else:
+            self.queue.put(data)
+
+    async def dead_letter(self, reason: str) -> None:
+        if self._settle():
+            self.queue.dead_letter(reason, self.raw, self.envelope)
+            self.queue.in_flight -= 1
+
+    async def release(self) -> None:
+        if self._settle():
+            self.queue.in_flight -= 1
+            self.queue.put(self.raw, front=True)
+
+
+class MemoryConsumer(Consumer):
+    def __init__(self, broker: MemoryBroker, queue: MemoryQueue) -> None:
+        self.broker = broker
+        self.queue = queue
+        self.closed = False
+        self._waiting: list[asyncio.Future[bytes] | None] = [None]
+
+    async def get(self) -> Delivery:
+        if self.closed:
+            raise ConsumerClosed(self.queue.name)
+        raw = await self.queue.get(self._waiting)
+        self.queue.in_flight += 1
+        try:
+            envelope: Envelope | None = self.broker.codec.decode(raw)
+            error = None
+        except DecodeError as exc:
+            envelope, error = None, str(exc)
+        return MemoryDelivery(self.broker, self.queue, raw, envelope, error)
+
+    async def close(self) -> None:
+        self.closed = True
+        waiter = self._waiting[0]
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConsumerClosed(self.queue.name))
+
+
+class MemoryBroker(QueueBroker):
+    """``memory://[name]``: queues shared by every broker of the same hive on this event loop."""
+
+    capabilities = Capabilities(
+        out_of_process=False, durable=False, delayed_delivery=True, dead_letter=True
+    )
+
+    def __init__(self, url: str = "memory://", *, hive: Hive | None = None, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._given_hive = hive
+        self._hive: Hive | None = None
+
+    @property
+    def hive(self) -> Hive:
+        if self._hive is None:
+            raise RuntimeError(f"{self!r} is not connected")
+        return self._hive
+
+    async def _connect(self) -> None:
+        self._hive = self._given_hive or hive_for(self.url)
+
+    async def _close(self) -> None:
+        self._hive = None
+
+    async def _publish(
+        self, queue: str, envelope: Envelope, data: bytes, *, key: str | None, delay: float
+    ) -> None:
+        target = self.hive.queue(queue)
+        if delay > 0:
+            target.put_later(data, delay)
+        else:
+            target.put(data)
+
+    async def publish_raw(self, queue: str, data: bytes) -> None:
+        """Enqueue bytes as they are, as a foreign producer would (tests of bad input)."""
+        await self.connect()
+        self.hive.queue(queue).put(data)
+
+    async def _length(self, queue: str) -> int:
+        return len(self.hive.queue(queue))
+
+    async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
+        return list(self.hive.queue(queue).dead[:limit])
+
+    async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer:
+        return MemoryConsumer(self, self.hive.queue(queue))

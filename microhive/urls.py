@@ -1,0 +1,60 @@
+"""Choosing a transport by URL scheme, and keeping passwords out of logs."""
+
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+Role = Literal["bus", "broker"]
+
+# scheme -> "module:Class". Immutable: a transport is added by adding a line here.
+_TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyType(
+    {
+        "bus": MappingProxyType({"memory": "microhive.transports.memory:MemoryBus"}),
+        "broker": MappingProxyType({"memory": "microhive.transports.memory:MemoryBroker"}),
+    }
+)
+
+
+def scheme_of(url: str) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"not a transport URL: {redact(str(url))!r} (expected scheme://...)"
+        )
+    return url.split("://", 1)[0].lower()
+
+
+def supported_schemes(role: Role) -> list[str]:
+    return sorted(_TRANSPORTS[role])
+
+
+def resolve(url: str, role: Role) -> Any:
+    """The transport class for ``url``; a clear error for an unknown scheme."""
+    scheme = scheme_of(url)
+    target = _TRANSPORTS[role].get(scheme)
+    if target is None:
+        raise ConfigurationError(
+            f"unknown {role} URL scheme {scheme!r} in {redact(url)!r} "
+            f"(supported: {', '.join(supported_schemes(role))})"
+        )
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``: safe for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
