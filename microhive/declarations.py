@@ -166,7 +166,7 @@ class Namespace(Mapping[str, T], Generic[T]):
             return self._items.get(key.name) == key
         return key in self._items
 
-    def merge(self, other: Iterable[T]) -> Namespace[T]:
+    def merge(self, other: Namespace[T] | Iterable[T]) -> Namespace[T]:
         """A new namespace with the declarations of both; a conflicting name is an error."""
         extra: list[T] = list(other.values()) if isinstance(other, Namespace) else list(other)
         items: list[T] = list(self._items.values())
