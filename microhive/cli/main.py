@@ -1,0 +1,107 @@
+"""``microhive run module:Agent ...``: run agents in one process, or one process each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+
+from .. import logs
+from ..errors import ConfigurationError, MicroHiveError
+from ..runner import load_targets, run_agents
+from ..settings import RunSettings, load_settings
+from ..urls import redact, resolve
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"microhive: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="microhive")
+def main() -> None:
+    """Run micro-agents that talk through a signal bus, a queue broker and schedules."""
+
+
+@main.command()
+@click.argument("targets", nargs=-1)
+@click.option("--transport", help="URL for both bus and broker (default memory://).")
+@click.option("--bus", help="Signal bus URL (overrides --transport).")
+@click.option("--broker", help="Queue broker URL (overrides --transport).")
+@click.option("--catalog", multiple=True, help="Catalog JSON file (repeatable).")
+@click.option("--config", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option(
+    "--processes/--single-process",
+    default=None,
+    help="One supervised process per agent, or all agents in this process (the default).",
+)
+@click.option("--grace-period", type=float, help="Seconds in-flight handlers get at shutdown.")
+@click.option("--duration", type=float, help="Stop by itself after this many seconds.")
+@click.option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+def run(targets: Sequence[str], config: str | None, **given: Any) -> None:
+    """Run agent classes given as module:Class (or module for all agents in it).
+
+    Settings come from the options, then MICROHIVE_* environment variables, then --config.
+    """
+    try:
+        settings = load_settings(config, targets=list(targets), **given)
+        logs.configure(settings.log_level.upper())
+        for url, role in ((settings.bus_url, "bus"), (settings.broker_url, "broker")):
+            transport = resolve(url, role)  # type: ignore[arg-type]
+            if settings.processes and not transport.capabilities.out_of_process:
+                raise ConfigurationError(
+                    f"--processes needs a transport other processes can reach; the {role} is "
+                    f"{redact(url)!r}, which lives inside one process (use redis://, amqp://...)"
+                )
+        classes = load_targets(settings.targets)
+        if settings.processes:
+            sys.exit(_supervise(settings, config))
+        asyncio.run(run_agents(classes, settings))
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    except (MicroHiveError, OSError) as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        pass
+
+
+def _supervise(settings: RunSettings, config: str | None) -> int:
+    from .supervisor import Supervisor
+
+    commands = {}
+    for target in settings.targets:
+        command = [
+            sys.executable,
+            "-m",
+            "microhive",
+            "run",
+            target,
+            "--single-process",
+            "--bus",
+            settings.bus_url,
+            "--broker",
+            settings.broker_url,
+            "--grace-period",
+            str(settings.grace_period),
+            "--log-level",
+            settings.log_level,
+        ]
+        for catalog in settings.catalog:
+            command += ["--catalog", catalog]
+        if config is not None:
+            command += ["--config", config]
+        if settings.duration is not None:
+            command += ["--duration", str(settings.duration)]
+        commands[target] = command
+    supervisor = Supervisor(commands, grace_period=settings.grace_period)
+    logging.getLogger("microhive.supervisor").info("supervising %d process(es)", len(commands))
+    return asyncio.run(supervisor.run())
+
+
+if __name__ == "__main__":
+    main()

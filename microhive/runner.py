@@ -1,0 +1,117 @@
+"""Running agent classes in this process until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .agent.agent import MicroAgent
+from .broker import QueueBroker
+from .bus import SignalBus
+from .catalog import Catalog, load_stuff
+from .errors import ConfigurationError
+from .settings import RunSettings
+
+log = logging.getLogger("microhive.runner")
+
+
+def load_target(target: str) -> list[type[MicroAgent]]:
+    """``module:Class`` → that class; ``module`` → every agent class defined in it."""
+    module_name, _, class_name = target.partition(":")
+    if not module_name:
+        raise ConfigurationError(f"bad target {target!r}: expected module:Class")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # like `python -m`: the current directory imports
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigurationError(f"cannot import module {module_name!r} ({target})") from None
+        raise
+    if class_name:
+        found = getattr(module, class_name, None)
+        if not (inspect.isclass(found) and issubclass(found, MicroAgent)):
+            raise ConfigurationError(f"{target}: no MicroAgent subclass {class_name!r} in module")
+        return [found]
+    classes = [
+        value
+        for value in vars(module).values()
+        if inspect.isclass(value)
+        and issubclass(value, MicroAgent)
+        and value.__module__ == module.__name__
+    ]
+    if not classes:
+        raise ConfigurationError(f"{target}: module defines no MicroAgent subclass")
+    return classes
+
+
+def load_targets(targets: Sequence[str]) -> list[type[MicroAgent]]:
+    if not targets:
+        raise ConfigurationError("no agents to run: give module:Class targets")
+    return [cls for target in targets for cls in load_target(target)]
+
+
+def load_catalog(paths: Sequence[str]) -> Catalog:
+    catalog = Catalog.empty()
+    for path in paths:
+        catalog = catalog.merged(load_stuff(path))
+    return catalog
+
+
+async def run_agents(
+    classes: Sequence[type[MicroAgent]],
+    settings: RunSettings,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Start every agent, wait for ``stop`` (or SIGINT/SIGTERM, or the duration), stop all."""
+    stop = stop or asyncio.Event()
+    catalog = load_catalog(settings.catalog)
+    bus = SignalBus.from_url(settings.bus_url, signals=catalog.signals)
+    broker = QueueBroker.from_url(settings.broker_url, queues=catalog.queues)
+    agents = [
+        cls(
+            bus,
+            broker,
+            settings=settings.agents.get(cls.__name__, {}),
+            grace_period=settings.grace_period,
+        )
+        for cls in classes
+    ]
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    started: list[MicroAgent] = []
+    try:
+        await bus.connect()
+        await broker.connect()
+        for agent in agents:
+            await agent.start()
+            started.append(agent)
+        log.info("running %d agent(s) on bus %r, broker %r", len(agents), bus, broker)
+        if settings.duration is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.duration):
+                    await stop.wait()
+        else:
+            await stop.wait()
+        log.info("stopping")
+    finally:
+        results = await asyncio.gather(
+            *(agent.stop() for agent in reversed(started)), return_exceptions=True
+        )
+        for agent, result in zip(reversed(started), results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("%r did not stop cleanly: %s", agent, result)
+        await bus.close()
+        await broker.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
