@@ -1,0 +1,1 @@
+"""Shared fixtures: every test gets its own event loop, so memory hives never leak."""
