@@ -154,9 +154,11 @@ class SignalBus(ABC):
 
     async def send(self, signal: Signal | str, sender: str, **kwargs: Any) -> None:
         """Broadcast ``signal`` to every subscribed agent instance (at most once, no reply)."""
-        sig = self._resolve(signal)
-        envelope = Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
-        await self._publish_envelope(envelope)
+        sig = signal if type(signal) is Signal else self._resolve(signal)
+        data = self.codec.encode(Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender))
+        if not self._connected:
+            await self.connect()
+        await self._publish(sig.name, data)
 
     async def call(
         self, signal: Signal | str, sender: str, *, timeout: float = 60, **kwargs: Any

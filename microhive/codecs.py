@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .envelope import Envelope, Kind
+from .envelope import Envelope, Kind, new_id
 from .errors import DecodeError, PayloadError, PayloadTooLarge
 
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024
@@ -85,48 +85,64 @@ class JsonCodec:
         return envelope_from_dict(document)
 
 
-def _text(document: dict[str, Any], key: str, default: str | None) -> Any:
-    value = document.get(key, default)
-    if value is None and default is None:
-        return None
-    if not isinstance(value, str):
-        raise DecodeError(f"envelope field {key!r} must be a string, got {type(value).__name__}")
-    return value
+def _fail(key: str, expected: str, value: Any) -> DecodeError:
+    return DecodeError(f"envelope field {key!r} must be {expected}, got {type(value).__name__}")
+
+
+def _optional_text(document: dict[str, Any], key: str) -> str | None:
+    value = document.get(key)
+    if value is None or type(value) is str:
+        return value
+    raise _fail(key, "a string", value)
 
 
 def envelope_from_dict(document: dict[str, Any]) -> Envelope:
-    """Validate a decoded envelope; only ``kind`` and ``name`` are required."""
-    version = document.get("v", WIRE_VERSION)
+    """Validate a decoded envelope; only ``kind`` and ``name`` are required.
+
+    Written for the common case (a well-formed document) to cost little: this runs for
+    every message received.
+    """
+    get = document.get
+    version = get("v", WIRE_VERSION)
     if version != WIRE_VERSION:
         raise DecodeError(f"unsupported wire version {version!r}")
-    kind = _KINDS.get(document.get("kind"))  # type: ignore[arg-type]
+    kind = _KINDS.get(get("kind"))  # type: ignore[arg-type]
     if kind is None:
         raise DecodeError(f"envelope field 'kind' must be one of {sorted(_KINDS)}")
-    name = _text(document, "name", "")
-    if not name:
-        raise DecodeError("envelope field 'name' is required")
-    headers = document.get("headers") or {}
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    name = get("name")
+    if type(name) is not str or not name:
+        raise DecodeError("envelope field 'name' is required (a non-empty string)")
+    sender = get("sender") or ""
+    if type(sender) is not str:
+        raise _fail("sender", "a string", sender)
+    headers = get("headers") or {}
+    if headers and (
+        type(headers) is not dict
+        or not all(type(k) is str and type(v) is str for k, v in headers.items())
     ):
         raise DecodeError("envelope field 'headers' must map strings to strings")
-    attempt = document.get("attempt", 1)
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
-        raise DecodeError("envelope field 'attempt' must be a positive integer")
-    sent_at = document.get("sent_at", 0.0)
-    if not isinstance(sent_at, int | float) or isinstance(sent_at, bool):
-        raise DecodeError("envelope field 'sent_at' must be a number (Unix seconds)")
-    fields: dict[str, Any] = {
-        "kind": kind,
-        "name": name,
-        "payload": document.get("payload"),
-        "sender": _text(document, "sender", ""),
-        "headers": headers,
-        "correlation_id": _text(document, "correlation_id", None),
-        "reply_to": _text(document, "reply_to", None),
-        "sent_at": float(sent_at),
-        "attempt": attempt,
-    }
-    if "id" in document:
-        fields["id"] = _text(document, "id", "")
-    return Envelope(**fields)
+    attempt = get("attempt", 1)
+    if type(attempt) is not int or attempt < 1:
+        raise _fail("attempt", "a positive integer", attempt)
+    sent_at = get("sent_at", 0.0)
+    if type(sent_at) is not float:
+        if type(sent_at) is not int:
+            raise _fail("sent_at", "a number (Unix seconds)", sent_at)
+        sent_at = float(sent_at)
+    message_id = get("id")
+    if message_id is None:
+        message_id = new_id()
+    elif type(message_id) is not str:
+        raise _fail("id", "a string", message_id)
+    return Envelope(
+        kind,
+        name,
+        get("payload"),
+        sender,
+        message_id,
+        headers,
+        _optional_text(document, "correlation_id"),
+        _optional_text(document, "reply_to"),
+        sent_at,
+        attempt,
+    )

@@ -44,6 +44,7 @@ class Signal:
     name: str
     providing_args: tuple[str, ...] = ()
     schema: type[BaseModel] | None = field(default=None, compare=False)
+    _argument_set: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class Signal:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "providing_args", args)
         object.__setattr__(self, "schema", schema)
+        object.__setattr__(self, "_argument_set", frozenset(args))
 
     def make_payload(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Check arguments at the sender; the receivers then never see a bad signal."""
@@ -74,9 +76,9 @@ class Signal:
                 return self.schema.model_validate(dict(kwargs)).model_dump(mode="json")
             except ValidationError as exc:
                 raise PayloadError(f"signal {self.name!r}: {_schema_errors(exc)}") from None
-        declared = set(self.providing_args)
-        given = set(kwargs)
-        if given != declared:
+        if kwargs.keys() != self._argument_set:
+            declared = set(self.providing_args)
+            given = set(kwargs)
             problems = []
             if missing := declared - given:
                 problems.append(f"missing {sorted(missing)}")

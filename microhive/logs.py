@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("microhive_log_context", default={})  # noqa: B039
@@ -21,11 +21,19 @@ def current_context() -> dict[str, str]:
     return _CONTEXT.get()
 
 
+def enter_context(**fields: str | None) -> Token[dict[str, str]]:
+    """Add fields to the log context of the current task until :func:`leave_context`."""
+    return _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v}})
+
+
+def leave_context(token: Token[dict[str, str]]) -> None:
+    _CONTEXT.reset(token)
+
+
 @contextmanager
 def log_context(**fields: str | None) -> Iterator[None]:
     """Add fields to the log context of the current task for the duration of the block."""
-    merged = {**_CONTEXT.get(), **{k: v for k, v in fields.items() if v}}
-    token = _CONTEXT.set(merged)
+    token = enter_context(**fields)
     try:
         yield
     finally:

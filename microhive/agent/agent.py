@@ -9,18 +9,19 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from ..broker import QueueBroker
+from ..broker import Delivery, QueueBroker
 from ..bus import SignalBus, Subscription
 from ..catalog import Catalog
 from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
 from ..errors import ConfigurationError
 from ..logs import AgentLogger, log_context
-from .dispatch import consume_loop, describe, run_receiver, run_with_timeout
+from .dispatch import describe, process, run_receiver, run_with_timeout
 from .handlers import Handler, Handlers, collect
 from .schedules import cron_loop, periodic_loop
 from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
 from .views import BrokerView, BusView
+from .workers import ReceiverPool, consumer_workers
 
 
 class MicroAgent:
@@ -85,6 +86,7 @@ class MicroAgent:
                 self._by_signal.setdefault(signal.name, []).append(handler)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._receivers: ReceiverPool | None = None
         self._consumers: list[Any] = []
         self._subscription: Subscription | None = None
         self._running = False
@@ -155,14 +157,22 @@ class MicroAgent:
         handlers = type(self).handlers
         if self._by_signal:
             assert self._bus is not None
+            self._receivers = ReceiverPool(self._receive, self._spawn)
             self._subscription = await self._bus.subscribe(self._by_signal, self._on_signal)
         for handler in handlers.consumers:
-            assert isinstance(handler.spec, ConsumerSpec) and self._broker is not None
+            spec = handler.spec
+            assert isinstance(spec, ConsumerSpec) and self._broker is not None
             consumer = await self._broker.consume(
-                handler.spec.queue, prefetch=handler.spec.concurrency, name=self.instance_id
+                spec.queue, prefetch=spec.concurrency, name=self.instance_id
             )
             self._consumers.append(consumer)
-            self._loops.append(self._loop_task(consume_loop(self, handler, consumer), handler))
+            consumer_workers(
+                consumer,
+                spec.concurrency,
+                self._processor(handler),
+                self._consumer_failed(spec.queue.name),
+                self._spawn,
+            )
         for handler in handlers.schedules:
             spec = handler.spec
             run = self._job_runner(handler)
@@ -172,16 +182,20 @@ class MicroAgent:
                 self._loops.append(self._loop_task(cron_loop(spec, run, self.log), handler))
 
     async def _unbind(self, grace: float) -> None:
+        """Stop intake, let what was taken finish within ``grace``, then cancel the rest."""
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
+        if self._receivers is not None:
+            self._receivers.close()
+            self._receivers = None
         for consumer in self._consumers:
             await consumer.close()
+        self._consumers.clear()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
-        self._consumers.clear()
         pending = set(self._tasks)
         if pending and grace > 0:
             _, pending = await asyncio.wait(pending, timeout=grace)
@@ -201,8 +215,8 @@ class MicroAgent:
         return asyncio.get_running_loop().create_task(guarded(), name=f"{self.name}.{handler.name}")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Track a handler task so stop() can wait for it."""
-        task = asyncio.get_running_loop().create_task(coroutine)
+        """Start a task in the agent's log context, tracked so stop() can wait for it."""
+        task = asyncio.get_running_loop().create_task(self._in_context(coroutine))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -210,8 +224,25 @@ class MicroAgent:
     # -- dispatch ----------------------------------------------------------------------
 
     def _on_signal(self, envelope: Envelope) -> None:
-        for handler in self._by_signal.get(envelope.name, ()):
-            self._spawn(self._in_context(run_receiver(self, handler, envelope)))
+        receivers = self._receivers
+        if receivers is not None:
+            for handler in self._by_signal.get(envelope.name, ()):
+                receivers.put(handler, envelope)
+
+    async def _receive(self, handler: Handler, envelope: Envelope) -> None:
+        await run_receiver(self, handler, envelope)
+
+    def _processor(self, handler: Handler) -> Any:
+        async def run(delivery: Delivery) -> None:
+            await process(self, handler, delivery)
+
+        return run
+
+    def _consumer_failed(self, queue: str) -> Any:
+        def failed(exc: Exception) -> None:
+            self.log.error("consumer of %r: %s", queue, describe(exc))
+
+        return failed
 
     async def _in_context(self, coroutine: Coroutine[Any, Any, None]) -> None:
         with log_context(agent=self.name):
@@ -243,7 +274,7 @@ class MicroAgent:
 
         async def run() -> None:
             # shielded: stopping the schedule lets a running job finish within the grace period
-            await asyncio.shield(self._spawn(self._in_context(job())))
+            await asyncio.shield(self._spawn(job()))
 
         return run
 

@@ -8,12 +8,13 @@ bad input goes to the dead-letter queue at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from ..broker import Consumer, Delivery
+from ..broker import Delivery
 from ..envelope import Envelope, Kind
-from ..errors import ConsumerClosed, HandlerTimeout
-from ..logs import log_context
+from ..errors import HandlerTimeout
+from ..logs import enter_context, leave_context, log_context
 from .context import _MESSAGE
 from .handlers import Handler
 from .specs import ConsumerSpec, ReceiverSpec
@@ -27,72 +28,91 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def run_with_timeout(handler: Handler, timeout: float | None, call: Any) -> Any:
-    if timeout is None:
-        return await call
+class _Rest:
+    """Awaiting it runs the rest of a coroutine whose first step already ran (and waited)."""
+
+    __slots__ = ("coroutine", "waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self.coroutine = coroutine
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, value = self.coroutine, self.waiting_on
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # thrown in by the task (cancellation)
+                try:
+                    value = coroutine.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coroutine.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def run_with_timeout(
+    handler: Handler, timeout: float | None, call: Coroutine[Any, Any, Any]
+) -> Any:
+    """Await ``call``, cancelled after ``timeout`` seconds with :class:`HandlerTimeout`.
+
+    The first step runs at once, with no timer: most handlers finish without ever waiting,
+    and a timer armed and cancelled for each of them would cost more than the handler. The
+    time the first step took (it cannot be interrupted anyway) counts toward the timeout.
+    """
+    started = asyncio.get_running_loop().time() if timeout is not None else 0.0
     try:
-        async with asyncio.timeout(timeout):
-            return await call
+        waiting_on = call.send(None)
+    except StopIteration as stop:
+        return stop.value
+    if timeout is None:
+        return await _Rest(call, waiting_on)
+    timer = asyncio.timeout_at(started + timeout)
+    try:
+        async with timer:
+            return await _Rest(call, waiting_on)
     except TimeoutError:
-        raise HandlerTimeout(f"{handler.name} exceeded its timeout of {timeout:g} s") from None
+        if timer.expired():
+            raise HandlerTimeout(f"{handler.name} exceeded its timeout of {timeout:g} s") from None
+        raise
 
 
 async def run_receiver(agent: MicroAgent, handler: Handler, envelope: Envelope) -> None:
+    """Run one receiver for one signal or call; answer the call; never raise."""
     spec = handler.spec
     assert isinstance(spec, ReceiverSpec)
-    with log_context(handler=handler.name, msg=envelope.id, sender=envelope.sender):
-        token = _MESSAGE.set(envelope)
-        try:
-            signal = next(s for s in spec.signals if s.name == envelope.name)
-            payload = envelope.payload if isinstance(envelope.payload, dict) else {}
-            kwargs = dict(payload)
-            if handler.parameters.accepts("signal"):
-                kwargs["signal"] = signal
-            if handler.parameters.accepts("sender"):
-                kwargs["sender"] = envelope.sender
-            if problem := handler.parameters.misfit(kwargs):
-                raise TypeError(f"{signal.name!r} arguments do not fit {handler.name}: {problem}")
-            result = await run_with_timeout(
-                handler, spec.timeout, handler.function(agent, **kwargs)
-            )
-        except Exception as exc:
-            agent.log.error(
-                "receiver failed: %s",
-                describe(exc),
-                exc_info=not isinstance(exc, HandlerTimeout | TypeError),
-            )
-            await agent._error_hooks(handler, exc, envelope)
-            if envelope.kind is Kind.CALL:
-                await agent._reply(envelope, error=exc)
-        else:
-            if envelope.kind is Kind.CALL:
-                await agent._reply(envelope, value=result)
-        finally:
-            _MESSAGE.reset(token)
-
-
-async def consume_loop(agent: MicroAgent, handler: Handler, consumer: Consumer) -> None:
-    """Take deliveries while a concurrency slot is free; each runs in its own task."""
-    spec = handler.spec
-    assert isinstance(spec, ConsumerSpec)
-    slots = asyncio.Semaphore(spec.concurrency)
-    while True:
-        await slots.acquire()
-        try:
-            delivery = await consumer.get()
-        except ConsumerClosed:
-            slots.release()
-            return
-        except asyncio.CancelledError:
-            slots.release()
-            raise
-        except Exception as exc:  # the transport reconnects by itself; don't spin
-            slots.release()
-            agent.log.error("consumer of %r: %s", spec.queue.name, describe(exc))
-            await asyncio.sleep(1)
-            continue
-        task = agent._spawn(process(agent, handler, delivery))
-        task.add_done_callback(lambda _: slots.release())
+    parameters = handler.parameters
+    context = enter_context(handler=handler.name, msg=envelope.id, sender=envelope.sender)
+    token = _MESSAGE.set(envelope)
+    try:
+        signal = spec.signal(envelope.name)
+        payload = envelope.payload
+        kwargs = dict(payload) if type(payload) is dict else {}
+        if parameters.takes_signal:
+            kwargs["signal"] = signal
+        if parameters.takes_sender:
+            kwargs["sender"] = envelope.sender
+        if problem := parameters.misfit(kwargs):
+            raise TypeError(f"{signal.name!r} arguments do not fit {handler.name}: {problem}")
+        result = await run_with_timeout(handler, spec.timeout, handler.function(agent, **kwargs))
+    except Exception as exc:
+        agent.log.error(
+            "receiver failed: %s",
+            describe(exc),
+            exc_info=not isinstance(exc, HandlerTimeout | TypeError),
+        )
+        await agent._error_hooks(handler, exc, envelope)
+        if envelope.kind is Kind.CALL:
+            await agent._reply(envelope, error=exc)
+    else:
+        if envelope.kind is Kind.CALL:
+            await agent._reply(envelope, value=result)
+    finally:
+        _MESSAGE.reset(token)
+        leave_context(context)
 
 
 async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> None:

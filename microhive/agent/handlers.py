@@ -18,7 +18,7 @@ _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONL
 class Parameters:
     """What a handler accepts, precomputed so each call is a couple of set operations."""
 
-    __slots__ = ("names", "positional", "required", "var_keyword")
+    __slots__ = ("names", "positional", "required", "takes_sender", "takes_signal", "var_keyword")
 
     def __init__(self, function: Callable[..., Any]) -> None:
         parameters = list(inspect.signature(function).parameters.values())[1:]  # drop self
@@ -36,6 +36,8 @@ class Parameters:
             )
             for p in parameters
         )
+        self.takes_signal = self.accepts("signal")
+        self.takes_sender = self.accepts("sender")
 
     def accepts(self, name: str) -> bool:
         return self.var_keyword or name in self.names

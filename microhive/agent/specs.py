@@ -29,6 +29,13 @@ class ReceiverSpec:
     signals: tuple[Signal, ...]
     timeout: float | None
 
+    def signal(self, name: str) -> Signal:
+        """The declared signal called ``name`` (the bus only delivers subscribed names)."""
+        for signal in self.signals:
+            if signal.name == name:
+                return signal
+        raise LookupError(f"not a signal of this receiver: {name!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:

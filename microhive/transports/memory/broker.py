@@ -61,7 +61,7 @@ class MemoryConsumer(Consumer):
         self.broker = broker
         self.queue = queue
         self.closed = False
-        self._waiting: list[asyncio.Future[bytes] | None] = [None]
+        self._waiting: set[asyncio.Future[bytes]] = set()
 
     async def get(self) -> Delivery:
         if self.closed:
@@ -77,9 +77,9 @@ class MemoryConsumer(Consumer):
 
     async def close(self) -> None:
         self.closed = True
-        waiter = self._waiting[0]
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConsumerClosed(self.queue.name))
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_exception(ConsumerClosed(self.queue.name))
 
 
 class MemoryBroker(QueueBroker):

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from ...broker import DeadLetter
 from ...envelope import Envelope
-from ...errors import ConsumerClosed
 
 if TYPE_CHECKING:
     from .bus import MemoryBus
@@ -77,13 +76,13 @@ class MemoryQueue:
         handle = loop.call_later(delay, fire)
         self.delayed.add(handle)
 
-    async def get(self, holder: list[asyncio.Future[bytes] | None]) -> bytes:
-        """The next message; ``holder[0]`` exposes the wait so a consumer can close it."""
+    async def get(self, waiting: set[asyncio.Future[bytes]]) -> bytes:
+        """The next message; the wait is kept in ``waiting`` so a consumer can close it."""
         if self.ready:
             return self.ready.popleft()
         waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
-        holder[0] = waiter
+        waiting.add(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -91,10 +90,8 @@ class MemoryQueue:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.put(waiter.result(), front=True)
             raise
-        except ConsumerClosed:
-            raise
         finally:
-            holder[0] = None
+            waiting.discard(waiter)
             if not waiter.done():
                 waiter.cancel()
 
