@@ -231,11 +231,12 @@ def _headers(queue: str, headers: Mapping[str, str] | None) -> dict[str, str]:
 class QueueHandle:
     """``broker.<queue>``: send to one queue or ask its length."""
 
-    __slots__ = ("broker", "queue")
+    __slots__ = ("broker", "queue", "sender")
 
-    def __init__(self, broker: QueueBroker, queue: Queue) -> None:
+    def __init__(self, broker: QueueBroker, queue: Queue, sender: str = "") -> None:
         self.broker = broker
         self.queue = queue
+        self.sender = sender
 
     async def send(
         self,
@@ -244,10 +245,16 @@ class QueueHandle:
         key: str | None = None,
         delay: float | None = None,
         headers: Mapping[str, str] | None = None,
-        sender: str = "",
+        sender: str | None = None,
     ) -> str:
+        """Enqueue ``payload``; ``sender`` defaults to the agent whose ``self.broker`` this is."""
         return await self.broker.send(
-            self.queue, payload, key=key, delay=delay, headers=headers, sender=sender
+            self.queue,
+            payload,
+            key=key,
+            delay=delay,
+            headers=headers,
+            sender=self.sender if sender is None else sender,
         )
 
     async def length(self) -> int:

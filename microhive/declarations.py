@@ -15,6 +15,9 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigurationError, PayloadError, UnknownNameError
 
+RESERVED_ARGUMENTS = frozenset({"sender", "signal", "timeout", "expect"})
+"""Names that ``send``/``call``/``gather`` or receivers already use for themselves."""
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
 
@@ -58,6 +61,11 @@ class Signal:
         for arg in args:
             if not isinstance(arg, str) or not arg.isidentifier():
                 raise ConfigurationError(f"signal {name!r}: argument {arg!r} is not an identifier")
+            if arg in RESERVED_ARGUMENTS:
+                raise ConfigurationError(
+                    f"signal {name!r}: argument name {arg!r} is reserved "
+                    f"({', '.join(sorted(RESERVED_ARGUMENTS))} are taken by send/call/receivers)"
+                )
         if len(set(args)) != len(args):
             raise ConfigurationError(f"signal {name!r}: duplicate argument in {list(args)}")
         if schema is not None and args:

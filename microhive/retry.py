@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from .errors import ConfigurationError
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
@@ -20,7 +22,7 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.initial < 0 or self.factor < 1 or self.maximum < 0 or not 0 <= self.jitter <= 1:
-            raise ValueError(
+            raise ConfigurationError(
                 "Backoff needs initial >= 0, factor >= 1, maximum >= 0 and 0 <= jitter <= 1"
             )
 

@@ -32,7 +32,7 @@ def load_target(target: str) -> list[type[MicroAgent]]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name == module_name or module_name.startswith(f"{exc.name}."):
             raise ConfigurationError(f"cannot import module {module_name!r} ({target})") from None
         raise
     if class_name:
@@ -70,7 +70,10 @@ async def run_agents(
     settings: RunSettings,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Start every agent, wait for ``stop`` (or SIGINT/SIGTERM, or the duration), stop all."""
+    """Start every agent, wait for ``stop`` (or SIGINT/SIGTERM, or the duration), stop all.
+
+    ``classes`` are listed upstream first: they start last and stop first.
+    """
     stop = stop or asyncio.Event()
     catalog = load_catalog(settings.catalog)
     bus = SignalBus.from_url(settings.bus_url, signals=catalog.signals)
@@ -92,7 +95,9 @@ async def run_agents(
     try:
         await bus.connect()
         await broker.connect()
-        for agent in agents:
+        # upstream agents are listed first: they start last and stop first, so nothing they
+        # send is lost at either end while the agents downstream are not running
+        for agent in reversed(agents):
             await agent.start()
             started.append(agent)
         log.info("running %d agent(s) on bus %r, broker %r", len(agents), bus, broker)
@@ -104,12 +109,11 @@ async def run_agents(
             await stop.wait()
         log.info("stopping")
     finally:
-        results = await asyncio.gather(
-            *(agent.stop() for agent in reversed(started)), return_exceptions=True
-        )
-        for agent, result in zip(reversed(started), results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("%r did not stop cleanly: %s", agent, result)
+        for agent in reversed(started):
+            try:
+                await agent.stop()
+            except Exception as exc:
+                log.error("%r did not stop cleanly: %s", agent, exc)
         await bus.close()
         await broker.close()
         for signum in (signal.SIGINT, signal.SIGTERM):

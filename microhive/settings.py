@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,9 +14,22 @@ from .errors import ConfigurationError
 DEFAULT_TRANSPORT = "memory://"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _split_list(value: Any) -> Any:
+    """``"a, b"`` → ``["a", "b"]``: commas only, since targets contain ``:``."""
     if isinstance(value, str):
-        return [item for item in value.replace(os.pathsep, ",").split(",") if item.strip()]
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _log_level(value: Any) -> Any:
+    if isinstance(value, str):
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r} (use one of {', '.join(LOG_LEVELS)})")
+        return level
     return value
 
 
@@ -38,6 +50,7 @@ class RunSettings(BaseModel):
     agents: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _split = field_validator("catalog", "targets", mode="before")(_split_list)
+    _level = field_validator("log_level", mode="before")(_log_level)
 
     @property
     def bus_url(self) -> str:

@@ -116,11 +116,11 @@ class MicroAgent:
             self._running = True
             try:
                 await self._bind()
-            except BaseException:
+                await self._run_hooks("post_start")
+            except BaseException:  # a half-started agent would run unsupervised: undo it
                 await self._unbind(grace=0)
                 self._running = False
                 raise
-            await self._run_hooks("post_start")
             self.log.info(
                 "started: %d receiver(s), %d consumer(s), %d schedule(s)",
                 len(type(self).handlers.receivers),
@@ -135,7 +135,10 @@ class MicroAgent:
             return
         grace = self.grace_period if grace_period is None else grace_period
         with log_context(agent=self.name):
-            await self._run_hooks("pre_stop")
+            try:
+                await self._run_hooks("pre_stop")
+            except Exception as exc:  # stopping must not depend on a hook
+                self.log.error("pre_stop hook failed: %s", describe(exc), exc_info=True)
             await self._unbind(grace)
             self._running = False
             await self._run_hooks("post_stop")

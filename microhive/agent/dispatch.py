@@ -177,8 +177,9 @@ async def _failed(
 ) -> None:
     reason = describe(exc)
     attempts = spec.retries + 1
+    traceback = not isinstance(exc, HandlerTimeout)
     if spec.autoack:
-        agent.log.error("handler failed (autoack, not retried): %s", reason)
+        agent.log.error("handler failed (autoack, not retried): %s", reason, exc_info=traceback)
         return
     if envelope.attempt < attempts:
         delay = spec.backoff.delay(envelope.attempt)
@@ -192,7 +193,11 @@ async def _failed(
         await delivery.retry(delay, reason)
     elif spec.dead_letter:
         agent.log.error(
-            "attempt %d of %d failed: %s; dead-lettered", envelope.attempt, attempts, reason
+            "attempt %d of %d failed: %s; dead-lettered",
+            envelope.attempt,
+            attempts,
+            reason,
+            exc_info=traceback,
         )
         await delivery.dead_letter(f"{reason} (after {envelope.attempt} attempts)")
     else:
@@ -201,5 +206,6 @@ async def _failed(
             envelope.attempt,
             attempts,
             reason,
+            exc_info=traceback,
         )
         await delivery.ack()

@@ -64,9 +64,15 @@ class CronSpec:
 
     def next_after(self, moment: datetime) -> datetime:
         """The first fire time strictly after ``moment`` (an aware datetime)."""
-        local = moment.astimezone(self.tz) if self.tz else moment.astimezone()
-        result: datetime = croniter(self.expression, local).get_next(datetime)
-        return result
+        if self.tz is not None:
+            local = moment.astimezone(self.tz)
+            result: datetime = croniter(self.expression, local).get_next(datetime)
+            return result
+        # the machine's local time: naive, so each fire time gets the UTC offset in force
+        # on its own date (a fixed offset taken now would be an hour off across a DST change)
+        naive = moment.astimezone().replace(tzinfo=None)
+        fire: datetime = croniter(self.expression, naive).get_next(datetime)
+        return fire.astimezone()
 
 
 def make_cron(expression: str, timeout: float | None, tz: str | ZoneInfo | None) -> CronSpec:

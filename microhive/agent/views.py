@@ -60,7 +60,7 @@ class BrokerView:
 
     def queue(self, queue: Queue | str) -> QueueHandle:
         resolved = queue if isinstance(queue, Queue) else self._queues[queue]
-        return QueueHandle(self.transport, resolved)
+        return QueueHandle(self.transport, resolved, self._agent)
 
     def __getattr__(self, name: str) -> QueueHandle:
         if name.startswith("_"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -11,6 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import logs
+from ..agent.agent import MicroAgent
 from ..errors import ConfigurationError, MicroHiveError
 from ..runner import load_targets, run_agents
 from ..settings import RunSettings, load_settings
@@ -60,7 +62,7 @@ def run(targets: Sequence[str], config: str | None, **given: Any) -> None:
                 )
         classes = load_targets(settings.targets)
         if settings.processes:
-            sys.exit(_supervise(settings, config))
+            sys.exit(_supervise(settings, classes, config))
         asyncio.run(run_agents(classes, settings))
     except ConfigurationError as exc:
         fail(str(exc), 2)
@@ -70,11 +72,21 @@ def run(targets: Sequence[str], config: str | None, **given: Any) -> None:
         pass
 
 
-def _supervise(settings: RunSettings, config: str | None) -> int:
+def _supervise(
+    settings: RunSettings, classes: Sequence[type[MicroAgent]], config: str | None
+) -> int:
+    """One child process per agent class. URLs travel in the environment, where other
+    users cannot read them (a command line shows in ``ps``)."""
     from .supervisor import Supervisor
 
+    env = {
+        **os.environ,
+        "MICROHIVE_BUS": settings.bus_url,
+        "MICROHIVE_BROKER": settings.broker_url,
+    }
     commands = {}
-    for target in settings.targets:
+    for cls in classes:
+        target = f"{cls.__module__}:{cls.__qualname__}"
         command = [
             sys.executable,
             "-m",
@@ -82,10 +94,6 @@ def _supervise(settings: RunSettings, config: str | None) -> int:
             "run",
             target,
             "--single-process",
-            "--bus",
-            settings.bus_url,
-            "--broker",
-            settings.broker_url,
             "--grace-period",
             str(settings.grace_period),
             "--log-level",
@@ -98,7 +106,7 @@ def _supervise(settings: RunSettings, config: str | None) -> int:
         if settings.duration is not None:
             command += ["--duration", str(settings.duration)]
         commands[target] = command
-    supervisor = Supervisor(commands, grace_period=settings.grace_period)
+    supervisor = Supervisor(commands, grace_period=settings.grace_period, env=env)
     logging.getLogger("microhive.supervisor").info("supervising %d process(es)", len(commands))
     return asyncio.run(supervisor.run())
 

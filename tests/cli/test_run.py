@@ -139,11 +139,6 @@ def test_errors_are_one_clear_line(
     assert "Traceback" not in result.stderr + result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: log_level is not validated; logging.setLevel raises ValueError in "
-    "microhive/cli/main.py run() (logs.configure), which is not caught: a traceback",
-)
 def test_unknown_log_level_is_one_clear_line() -> None:
     result = run(*RUN, "--log-level", "LOUD", MODULE)
     assert result.returncode == 2
@@ -151,11 +146,6 @@ def test_unknown_log_level_is_one_clear_line() -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in microhive/runner.py load_target: module_name.startswith(exc.name) also "
-    "matches a missing dependency whose name is a prefix of the target module's name",
-)
 def test_missing_dependency_is_not_reported_as_missing_module(tmp_path: Path) -> None:
     (tmp_path / "zz_dep_agents.py").write_text("import zz_dep\n")
     result = run(*RUN, "zz_dep_agents:Agent", env={"PYTHONPATH": str(tmp_path)})

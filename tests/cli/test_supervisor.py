@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from microhive import Backoff
 from microhive.cli.supervisor import Supervisor
 
@@ -172,11 +170,6 @@ def test_sigterm_stops_children_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in Supervisor._terminate: asyncio.timeout cancels the 'exited' task it awaits, "
-    "so the 'await exited' after kill() raises CancelledError (traceback, exit 1)",
-)
 def test_child_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
     supervisor_file = tmp_path / "supervise.py"
     supervisor_file.write_text(SUPERVISED)
@@ -195,11 +188,6 @@ def test_child_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> Non
     assert gone(pid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in Supervisor.run: when one child cannot be spawned, gather() raises at once "
-    "and the other children keep running, unsupervised",
-)
 async def test_child_that_cannot_start_leaves_no_other_child_running(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     long = script(
@@ -209,15 +197,12 @@ async def test_child_that_cannot_start_leaves_no_other_child_running(tmp_path: P
     supervisor = Supervisor({"long": long, "missing": missing}, grace_period=0, backoff=NO_JITTER)
     task = asyncio.ensure_future(supervisor.run())
     try:
-        await eventually(ready.exists)
-        async with asyncio.timeout(5):
-            if not task.done():  # a spawn failure treated like a crash is fine too
-                supervisor.stopping.set()
-            with contextlib.suppress(OSError):
-                await task
+        async with asyncio.timeout(10):
+            code = await task
+        assert code == 1, "a child that cannot start is a failure of the whole run"
         process = supervisor.children[0].process
-        assert process is not None
-        assert process.returncode is not None, "'long' still runs after the supervisor ended"
+        if process is not None:
+            assert process.returncode is not None, "'long' still runs after the supervisor ended"
     finally:
         supervisor.stopping.set()  # lets a leftover watcher terminate its child
         process = supervisor.children[0].process
@@ -228,3 +213,15 @@ async def test_child_that_cannot_start_leaves_no_other_child_running(tmp_path: P
         if process is not None and process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_configuration_error_stops_everything_without_restart(tmp_path: Path) -> None:
+    bad = script(tmp_path, "bad", "import sys\nsys.exit(2)\n")
+    long = script(tmp_path, "long2", "import time\ntime.sleep(20)\n")
+    supervisor = Supervisor({"bad": bad, "long": long}, grace_period=1, backoff=NO_JITTER)
+    async with asyncio.timeout(10):
+        code = await supervisor.run()
+    assert code == 2
+    assert supervisor.children[0].restarts == 0
+    other = supervisor.children[1].process
+    assert other is not None and other.returncode is not None

@@ -82,8 +82,9 @@ async def test_gather_returns_every_answer_with_responder(factory: Factory) -> N
         fast = await bus.check_user.gather("me", user="u", timeout=10, expect=3)
         assert len(fast) == 3
         failed = await bus.check_user.gather("me", user="boom", timeout=0.3)
-        assert len(failed) == 3 and all(r.error and r.error.remote_type == "LookupError"
-                                         for r in failed)
+        assert len(failed) == 3 and all(
+            r.error and r.error.remote_type == "LookupError" for r in failed
+        )
     finally:
         for agent in agents:
             await agent.stop()

@@ -60,8 +60,11 @@ async def test_signal_is_the_declared_value(factory: Factory) -> None:
 
 @pytest.mark.parametrize(
     "kwargs, words",
-    [({}, "missing ['name']"), ({"name": "a", "age": 3}, "undeclared ['age']"),
-     ({"nom": "a"}, "missing ['name']")],
+    [
+        ({}, "missing ['name']"),
+        ({"name": "a", "age": 3}, "undeclared ['age']"),
+        ({"nom": "a"}, "missing ['name']"),
+    ],
 )
 async def test_wrong_arguments_raise_at_the_sender(factory: Factory, kwargs, words) -> None:
     bus = await factory.bus()
@@ -76,7 +79,7 @@ async def test_wrong_arguments_raise_at_the_sender(factory: Factory, kwargs, wor
 
 async def test_unknown_signal_is_a_clear_error(factory: Factory) -> None:
     bus = await factory.bus()
-    with pytest.raises(UnknownNameError, match="unknown signal 'nope'.*ping"):
+    with pytest.raises(UnknownNameError, match=r"unknown signal 'nope'.*ping"):
         await bus.nope.send("me")
 
 

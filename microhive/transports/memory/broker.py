@@ -67,7 +67,6 @@ class MemoryConsumer(Consumer):
         if self.closed:
             raise ConsumerClosed(self.queue.name)
         raw = await self.queue.get(self._waiting)
-        self.queue.in_flight += 1
         try:
             envelope: Envelope | None = self.broker.codec.decode(raw)
             error = None

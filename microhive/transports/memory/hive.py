@@ -60,6 +60,7 @@ class MemoryQueue:
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(data)
+                self.in_flight += 1  # handed over: counted from now, not when the taker runs
                 return
         if front:
             self.ready.appendleft(data)
@@ -77,8 +78,9 @@ class MemoryQueue:
         self.delayed.add(handle)
 
     async def get(self, waiting: set[asyncio.Future[bytes]]) -> bytes:
-        """The next message; the wait is kept in ``waiting`` so a consumer can close it."""
+        """The next message, counted in flight; ``waiting`` lets a consumer close the wait."""
         if self.ready:
+            self.in_flight += 1
             return self.ready.popleft()
         waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
@@ -88,6 +90,7 @@ class MemoryQueue:
         except asyncio.CancelledError:
             # handed a message just as we were cancelled: give it back, first in line
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.in_flight -= 1
                 self.put(waiter.result(), front=True)
             raise
         finally:

