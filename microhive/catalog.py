@@ -65,7 +65,8 @@ def parse_catalog(document: Any, *, origin: str = "<catalog>") -> Catalog:
         raise CatalogError(
             f"{origin}: unknown keys {sorted(unknown)} (allowed: {sorted(_TOP_KEYS)})"
         )
-    if document.get("version") != 1:
+    version = document.get("version")
+    if type(version) is not int or version != 1:
         raise CatalogError(
             f"{origin}: unsupported version {document.get('version')!r} (expected 1)"
         )

@@ -104,21 +104,25 @@ def envelope_from_dict(document: dict[str, Any]) -> Envelope:
     """
     get = document.get
     version = get("v", WIRE_VERSION)
-    if version != WIRE_VERSION:
+    if type(version) is not int or version != WIRE_VERSION:
         raise DecodeError(f"unsupported wire version {version!r}")
-    kind = _KINDS.get(get("kind"))  # type: ignore[arg-type]
+    kind_name = get("kind")
+    kind = _KINDS.get(kind_name) if type(kind_name) is str else None
     if kind is None:
         raise DecodeError(f"envelope field 'kind' must be one of {sorted(_KINDS)}")
     name = get("name")
     if type(name) is not str or not name:
         raise DecodeError("envelope field 'name' is required (a non-empty string)")
-    sender = get("sender") or ""
-    if type(sender) is not str:
+    sender = get("sender")
+    if sender is None:
+        sender = ""
+    elif type(sender) is not str:
         raise _fail("sender", "a string", sender)
-    headers = get("headers") or {}
-    if headers and (
-        type(headers) is not dict
-        or not all(type(k) is str and type(v) is str for k, v in headers.items())
+    headers = get("headers")
+    if headers is None:
+        headers = {}
+    elif type(headers) is not dict or not all(
+        type(k) is str and type(v) is str for k, v in headers.items()
     ):
         raise DecodeError("envelope field 'headers' must map strings to strings")
     attempt = get("attempt", 1)

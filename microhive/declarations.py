@@ -22,7 +22,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
 
 def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ConfigurationError(
             f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-' (at most 200)"
         )
@@ -80,6 +80,8 @@ class Signal:
     def make_payload(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Check arguments at the sender; the receivers then never see a bad signal."""
         if self.schema is not None:
+            if extra := kwargs.keys() - self._argument_set:
+                raise PayloadError(f"signal {self.name!r}: undeclared {sorted(extra)}")
             try:
                 return self.schema.model_validate(dict(kwargs)).model_dump(mode="json")
             except ValidationError as exc:
@@ -156,6 +158,10 @@ class Namespace(Mapping[str, T], Generic[T]):
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
             raise UnknownNameError(f"unknown {self._kind} {name!r} (known: {known})") from None
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The declaration called ``name``, or ``default``: a Mapping's ``get``."""
+        return self._items.get(name, default)
 
     def __getattr__(self, name: str) -> T:
         if name.startswith("_"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -21,7 +22,14 @@ class Backoff:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.initial < 0 or self.factor < 1 or self.maximum < 0 or not 0 <= self.jitter <= 1:
+        numbers = (self.initial, self.factor, self.maximum, self.jitter)
+        if (
+            not all(isinstance(n, int | float) and math.isfinite(n) for n in numbers)
+            or self.initial < 0
+            or self.factor < 1
+            or self.maximum < 0
+            or not 0 <= self.jitter <= 1
+        ):
             raise ConfigurationError(
                 "Backoff needs initial >= 0, factor >= 1, maximum >= 0 and 0 <= jitter <= 1"
             )
@@ -29,7 +37,10 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         exponent = min(max(attempt - 1, 0), 64)
-        base = min(self.maximum, self.initial * self.factor**exponent)
+        try:
+            base = min(self.maximum, self.initial * self.factor**exponent)
+        except OverflowError:
+            base = self.maximum
         if self.jitter:
             base *= 1 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, min(base, self.maximum))

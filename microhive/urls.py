@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError
 
@@ -46,15 +45,19 @@ def resolve(url: str, role: Role) -> Any:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The URL with any password replaced by ``***``: safe for logs and error messages.
+
+    Works on the text, not on a parse: a password holding ``/``, ``?`` or ``#`` unescaped, a bad
+    port or a missing scheme must not make it show. When in doubt it hides more, never less.
+    """
+    text = str(url)
+    scheme_end = text.find("://")
+    start = scheme_end + 3 if scheme_end >= 0 else 0
+    at = text.rfind("@")
+    if at < start:
+        return text
+    userinfo = text[start:at]
+    if ":" not in userinfo:
+        return text
+    user = userinfo.split(":", 1)[0]
+    return f"{text[:start]}{user}:***{text[at:]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Coroutine, Mapping
@@ -218,8 +219,14 @@ class MicroAgent:
         return asyncio.get_running_loop().create_task(guarded(), name=f"{self.name}.{handler.name}")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Start a task in the agent's log context, tracked so stop() can wait for it."""
-        task = asyncio.get_running_loop().create_task(self._in_context(coroutine))
+        """Start a task in the agent's log context, tracked so stop() can wait for it.
+
+        The task starts from an empty context: whoever happened to trigger it (on memory://,
+        the sender's task) must not leak its log context or current message into it.
+        """
+        task = asyncio.get_running_loop().create_task(
+            self._in_context(coroutine), context=contextvars.Context()
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -265,6 +272,10 @@ class MicroAgent:
         assert isinstance(spec, PeriodicSpec | CronSpec)
 
         async def job() -> None:
+            with log_context(handler=handler.name):
+                await attempt()
+
+        async def attempt() -> None:
             try:
                 await run_with_timeout(handler, spec.timeout, handler.function(self))
             except Exception as exc:

@@ -76,8 +76,15 @@ def consumer(
         raise ConfigurationError(f"@consumer({queue.name!r}): concurrency must be >= 1")
     if not isinstance(retries, int) or retries < 0:
         raise ConfigurationError(f"@consumer({queue.name!r}): retries must be >= 0")
-    if isinstance(backoff, int | float):
-        backoff = Backoff(initial=float(backoff))
+    if isinstance(backoff, int | float) and not isinstance(backoff, bool):
+        try:
+            backoff = Backoff(initial=float(backoff))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"@consumer({queue.name!r}): {exc}") from None
+    elif not isinstance(backoff, Backoff):
+        raise ConfigurationError(
+            f"@consumer({queue.name!r}): backoff must be seconds (a number) or a Backoff"
+        )
     spec = ConsumerSpec(
         queue,
         check_timeout(f"@consumer({queue.name!r})", timeout),

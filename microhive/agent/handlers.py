@@ -129,6 +129,12 @@ def _check(cls: type, handlers: Handlers) -> None:
                     f"{cls.__qualname__}.{handler.name}: receives {signal.name!r} but does not "
                     f"accept its arguments {missing} (add them or **kwargs)"
                 )
+            never_given = handler.parameters.required - {*signal.providing_args, "signal", "sender"}
+            if never_given:
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.{handler.name}: requires {sorted(never_given)}, which "
+                    f"signal {signal.name!r} does not provide (give them defaults)"
+                )
     for handler in handlers.schedules:
         if handler.parameters.required:
             raise ConfigurationError(

@@ -41,7 +41,11 @@ async def cron_loop(spec: CronSpec, run: RunJob, log: logging.LoggerAdapter) -> 
     last = datetime.now(UTC)
     while True:
         now = datetime.now(UTC)
-        fire = spec.next_after(max(now, last))
+        try:
+            fire = spec.next_after(max(now, last))
+        except Exception as exc:  # validated at declaration; a loop that dies must say so
+            log.error("cron %r has no next fire time, schedule ended: %s", spec.expression, exc)
+            return
         wait = (fire - datetime.now(UTC)).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)

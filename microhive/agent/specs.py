@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -93,7 +93,12 @@ def make_cron(expression: str, timeout: float | None, tz: str | ZoneInfo | None)
             zone = ZoneInfo(tz)
         except Exception:
             raise ConfigurationError(f"unknown time zone {tz!r}") from None
-    return CronSpec(expression, check_timeout(f"cron {expression!r}", timeout), zone)
+    spec = CronSpec(expression, check_timeout(f"cron {expression!r}", timeout), zone)
+    try:  # croniter accepts dates that never come, such as 31 February
+        spec.next_after(datetime.now(UTC))
+    except Exception as exc:
+        raise ConfigurationError(f"cron expression {expression!r} never fires: {exc}") from None
+    return spec
 
 
 @dataclass(frozen=True, slots=True)
