@@ -159,7 +159,7 @@ class Namespace(Mapping[str, T], Generic[T]):
             known = ", ".join(sorted(self._items)) or "none"
             raise UnknownNameError(f"unknown {self._kind} {name!r} (known: {known})") from None
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         """The declaration called ``name``, or ``default``: a Mapping's ``get``."""
         return self._items.get(name, default)
 
