@@ -7,9 +7,10 @@ The agent runtime decides *when* to ack, retry or dead-letter (its policy); a tr
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -18,8 +19,10 @@ from .capabilities import Capabilities
 from .codecs import Codec, JsonCodec
 from .declarations import Namespace, Queue, queues_of
 from .envelope import Envelope, Kind
-from .errors import CapabilityError, ConfigurationError, PayloadError
+from .errors import CapabilityError, ConfigurationError, DecodeError, PayloadError
 from .urls import redact, resolve
+
+log = logging.getLogger("microhive.broker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,29 @@ class QueueBroker(ABC):
         await self.connect()
         return await self._dead_letters(self._resolve(queue).name, limit)
 
+    def tail(self, queue: Queue | str, *, last: int = 0) -> AsyncIterator[Envelope]:
+        """The last ``last`` messages of the queue, oldest first, then every new one as it is
+        sent — without consuming them: the queue's consumers still get every message.
+
+        For dashboards and replays (the seed's telemetry view starts from the last 180
+        readings). Nothing is acknowledged; a reader that falls behind the engine's retention
+        misses what was trimmed. :class:`CapabilityError` on a transport without ``replay``.
+        """
+        target = self._resolve(queue)
+        if not self.capabilities.replay:
+            raise CapabilityError(f"{self!r} cannot replay a queue's history (no 'replay')")
+        if not isinstance(last, int) or isinstance(last, bool) or last < 0:
+            raise ConfigurationError("tail(last=...) must be an integer >= 0")
+        return self._follow(target.name, last)
+
+    async def _follow(self, queue: str, last: int) -> AsyncIterator[Envelope]:
+        await self.connect()
+        async for data in self._tail(queue, last):
+            try:
+                yield self.codec.decode(data)
+            except DecodeError as exc:
+                log.warning("tail of %r: skipped an undecodable message: %s", queue, exc)
+
     async def consume(self, queue: Queue | str, *, prefetch: int = 1, name: str = "") -> Consumer:
         """Start consuming; ``prefetch`` bounds deliveries held but not yet settled."""
         if prefetch < 1:
@@ -218,6 +244,10 @@ class QueueBroker(ABC):
 
     @abstractmethod
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer: ...
+
+    def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
+        """The encoded messages :meth:`tail` yields; transports with ``replay`` override it."""
+        raise CapabilityError(f"{self!r} cannot replay a queue's history")
 
 
 def _headers(queue: str, headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -262,6 +292,10 @@ class QueueHandle:
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.broker.dead_letters(self.queue, limit)
+
+    def tail(self, *, last: int = 0) -> AsyncIterator[Envelope]:
+        """``async for message in self.broker.telemetry.tail(last=180)``: see QueueBroker.tail."""
+        return self.broker.tail(self.queue, last=last)
 
     def __repr__(self) -> str:
         return f"<QueueHandle {self.queue.name!r} on {self.broker!r}>"

@@ -6,6 +6,7 @@ Nothing survives the process; use it for tests, demos and single-process program
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ...broker import Consumer, DeadLetter, Delivery, QueueBroker
@@ -85,13 +86,14 @@ class MemoryBroker(QueueBroker):
     """``memory://[name]``: queues shared by every broker of the same hive on this event loop."""
 
     capabilities = Capabilities(
-        out_of_process=False, durable=False, delayed_delivery=True, dead_letter=True
+        out_of_process=False, durable=False, delayed_delivery=True, dead_letter=True, replay=True
     )
 
     def __init__(self, url: str = "memory://", *, hive: Hive | None = None, **options: Any) -> None:
         super().__init__(url, **options)
         self._given_hive = hive
         self._hive: Hive | None = None
+        self._followers: set[asyncio.Queue[bytes | None]] = set()
 
     @property
     def hive(self) -> Hive:
@@ -103,12 +105,15 @@ class MemoryBroker(QueueBroker):
         self._hive = self._given_hive or hive_for(self.url)
 
     async def _close(self) -> None:
+        for follower in self._followers:
+            follower.put_nowait(None)  # ends the tail() loops of this broker
         self._hive = None
 
     async def _publish(
         self, queue: str, envelope: Envelope, data: bytes, *, key: str | None, delay: float
     ) -> None:
         target = self.hive.queue(queue)
+        target.record(data)
         if delay > 0:
             target.put_later(data, delay)
         else:
@@ -117,7 +122,9 @@ class MemoryBroker(QueueBroker):
     async def publish_raw(self, queue: str, data: bytes) -> None:
         """Enqueue bytes as they are, as a foreign producer would (tests of bad input)."""
         await self.connect()
-        self.hive.queue(queue).put(data)
+        target = self.hive.queue(queue)
+        target.record(data)
+        target.put(data)
 
     async def _length(self, queue: str) -> int:
         return len(self.hive.queue(queue))
@@ -127,3 +134,18 @@ class MemoryBroker(QueueBroker):
 
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer:
         return MemoryConsumer(self, self.hive.queue(queue))
+
+    async def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
+        target = self.hive.queue(queue)
+        follower: asyncio.Queue[bytes | None] = asyncio.Queue()
+        recent = list(target.history)[-last:] if last else []
+        target.followers.add(follower)
+        self._followers.add(follower)
+        try:
+            for old in recent:
+                yield old
+            while (new := await follower.get()) is not None:
+                yield new
+        finally:
+            target.followers.discard(follower)
+            self._followers.discard(follower)

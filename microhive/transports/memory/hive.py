@@ -44,8 +44,10 @@ def hive_for(url: str) -> Hive:
 class MemoryQueue:
     """A FIFO of encoded messages with waiting consumers, delayed and in-flight counts."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, history: int = 10_000) -> None:
         self.name = name
+        self.history: deque[bytes] = deque(maxlen=history)
+        self.followers: set[asyncio.Queue[bytes | None]] = set()
         self.ready: deque[bytes] = deque()
         self.waiters: deque[asyncio.Future[bytes]] = deque()
         self.in_flight = 0
@@ -66,6 +68,12 @@ class MemoryQueue:
             self.ready.appendleft(data)
         else:
             self.ready.append(data)
+
+    def record(self, data: bytes) -> None:
+        """Keep a newly sent message for replay and show it to every follower."""
+        self.history.append(data)
+        for follower in self.followers:
+            follower.put_nowait(data)
 
     def put_later(self, data: bytes, delay: float) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,89 @@
+"""Replay: read a queue's recent history and follow it, without taking messages from consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from microhive import CapabilityError, ConfigurationError, Envelope, MicroAgent, consumer
+
+from .conftest import QUEUES, Factory
+from .helpers import eventually
+
+
+def needs_replay(broker: object) -> None:
+    if not broker.capabilities.replay:  # type: ignore[attr-defined]
+        pytest.skip("transport has no replay: covered by test_tail_is_refused_without_replay")
+
+
+async def take(stream: AsyncIterator[Envelope], count: int, timeout: float = 10) -> list[int]:
+    got: list[int] = []
+    async with asyncio.timeout(timeout):
+        async for message in stream:
+            got.append(message.payload["n"])
+            if len(got) == count:
+                break
+    return got
+
+
+async def test_tail_replays_the_last_messages_then_follows(factory: Factory) -> None:
+    broker = await factory.broker()
+    needs_replay(broker)
+    for n in range(10):
+        await broker.jobs.send({"n": n})
+    stream = broker.jobs.tail(last=3)
+    assert await take(stream, 3) == [7, 8, 9], "the last three, oldest first"
+    follower = asyncio.ensure_future(take(stream, 2))
+    await asyncio.sleep(0.2)  # the follower is waiting for new messages
+    await broker.jobs.send({"n": 10})
+    await broker.jobs.send({"n": 11})
+    assert await follower == [10, 11]
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_tail_without_history_only_follows(factory: Factory) -> None:
+    broker = await factory.broker()
+    needs_replay(broker)
+    await broker.jobs.send({"n": 1})
+    stream = broker.jobs.tail()
+    follower = asyncio.ensure_future(take(stream, 1))
+    await asyncio.sleep(0.2)
+    await broker.jobs.send({"n": 2})
+    assert await follower == [2]
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_tail_takes_nothing_from_consumers(factory: Factory) -> None:
+    broker = await factory.broker()
+    needs_replay(broker)
+
+    class Worker(MicroAgent):
+        @consumer(QUEUES.jobs)
+        async def job(self, n: int) -> None:
+            self.settings["done"].append(n)
+
+    for n in range(5):
+        await broker.jobs.send({"n": n})
+    assert await take(broker.jobs.tail(last=5), 5) == [0, 1, 2, 3, 4]
+    agent = Worker(broker=await factory.broker(), settings={"done": []})
+    async with agent:
+        await eventually(lambda: len(agent.settings["done"]) == 5)
+    assert sorted(agent.settings["done"]) == [0, 1, 2, 3, 4]
+
+
+async def test_tail_is_refused_without_replay(factory: Factory) -> None:
+    broker = await factory.broker()
+    if broker.capabilities.replay:
+        pytest.skip("transport supports replay")
+    with pytest.raises(CapabilityError, match="replay"):
+        broker.jobs.tail(last=1)
+
+
+@pytest.mark.parametrize("last", [-1, 1.5, True, "3"])
+async def test_tail_checks_its_argument(factory: Factory, last: object) -> None:
+    broker = await factory.broker()
+    needs_replay(broker)
+    with pytest.raises(ConfigurationError, match="last"):
+        broker.jobs.tail(last=last)  # type: ignore[arg-type]
