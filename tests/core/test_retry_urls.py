@@ -123,21 +123,21 @@ def test_memory_urls_pick_the_memory_transport() -> None:
     assert broker.url == "memory://named"
     assert "jobs" in broker.queues
     assert type(SignalBus.from_url("MEMORY://x")) is MemoryBus, "schemes are case-insensitive"
-    assert supported_schemes("bus") == ["memory"]
-    assert supported_schemes("broker") == ["memory"]
+    assert "memory" in supported_schemes("bus")
+    assert "memory" in supported_schemes("broker")
 
 
 @pytest.mark.parametrize(
     ("factory", "role"), [(SignalBus.from_url, "bus"), (QueueBroker.from_url, "broker")]
 )
-@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "amqp://host", "mem://x"])
+@pytest.mark.parametrize("url", ["mem://x", "zmq://host", "http://localhost"])
 def test_unknown_scheme_lists_supported_schemes(factory, role: str, url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         factory(url)
     text = str(info.value)
     scheme = url.split("://", maxsplit=1)[0]
     assert f"unknown {role} URL scheme {scheme!r}" in text
-    assert "(supported: memory)" in text
+    assert f"(supported: {', '.join(supported_schemes(role))})" in text
 
 
 @pytest.mark.parametrize("url", ["localhost:6379", "memory", "", "memory:/x", None, 42])
@@ -150,9 +150,9 @@ def test_not_a_url(url: object) -> None:
 
 def test_errors_never_show_the_password() -> None:
     with pytest.raises(ConfigurationError) as info:
-        SignalBus.from_url("redis://user:hunter2@host:6379/0")
+        SignalBus.from_url("zmq://user:hunter2@host:6379/0")
     assert "hunter2" not in str(info.value)
-    assert "redis://user:***@host:6379/0" in str(info.value)
+    assert "zmq://user:***@host:6379/0" in str(info.value)
     with pytest.raises(ConfigurationError) as info:
         QueueBroker.from_url("nope://user:hunter2@host")
     assert "hunter2" not in str(info.value)
