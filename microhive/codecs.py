@@ -44,7 +44,7 @@ class JsonCodec:
         document: dict[str, Any] = {
             "v": WIRE_VERSION,
             "id": envelope.id,
-            "kind": envelope.kind.value,
+            "kind": envelope.kind,  # a StrEnum: orjson writes its value
             "name": envelope.name,
             "sender": envelope.sender,
             "payload": envelope.payload,

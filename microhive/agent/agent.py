@@ -7,6 +7,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import Coroutine, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -161,7 +162,7 @@ class MicroAgent:
         handlers = type(self).handlers
         if self._by_signal:
             assert self._bus is not None
-            self._receivers = ReceiverPool(self._receive, self._spawn)
+            self._receivers = ReceiverPool(partial(run_receiver, self), self._spawn)
             self._subscription = await self._bus.subscribe(self._by_signal, self._on_signal)
         for handler in handlers.consumers:
             spec = handler.spec
@@ -238,9 +239,6 @@ class MicroAgent:
         if receivers is not None:
             for handler in self._by_signal.get(envelope.name, ()):
                 receivers.put(handler, envelope)
-
-    async def _receive(self, handler: Handler, envelope: Envelope) -> None:
-        await run_receiver(self, handler, envelope)
 
     def _processor(self, handler: Handler) -> Any:
         async def run(delivery: Delivery) -> None:

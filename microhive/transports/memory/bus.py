@@ -37,7 +37,10 @@ class MemoryBus(SignalBus):
         self._hive = None
 
     async def _publish(self, channel: str, data: bytes) -> None:
-        for bus in tuple(self.hive.listeners.get(channel, ())):
+        hive = self._hive
+        if hive is None:
+            raise RuntimeError(f"{self!r} is not connected")
+        for bus in tuple(hive.listeners.get(channel, ())):
             bus._deliver(channel, data)
 
     async def _send_direct(self, address: str, data: bytes) -> None:
