@@ -13,8 +13,20 @@ Role = Literal["bus", "broker"]
 # scheme -> "module:Class". Immutable: a transport is added by adding a line here.
 _TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyType(
     {
-        "bus": MappingProxyType({"memory": "microhive.transports.memory:MemoryBus"}),
-        "broker": MappingProxyType({"memory": "microhive.transports.memory:MemoryBroker"}),
+        "bus": MappingProxyType(
+            {
+                "memory": "microhive.transports.memory:MemoryBus",
+                "redis": "microhive.transports.redis:RedisBus",
+                "rediss": "microhive.transports.redis:RedisBus",
+            }
+        ),
+        "broker": MappingProxyType(
+            {
+                "memory": "microhive.transports.memory:MemoryBroker",
+                "redis": "microhive.transports.redis:RedisBroker",
+                "rediss": "microhive.transports.redis:RedisBroker",
+            }
+        ),
     }
 )
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from microhive import Catalog, Namespace, Queue, QueueBroker, Signal, SignalBus
 from microhive.envelope import new_id
+
+from .. import engines
 
 
 @dataclass
@@ -22,7 +25,16 @@ class Transport:
     make_url: Callable[[str], str]
 
 
-TRANSPORTS = [Transport("memory", lambda ns: f"memory://{ns}")]
+TRANSPORTS = [
+    Transport("memory", lambda ns: f"memory://{ns}"),
+    # a key prefix per test; entries left pending by a closed consumer come back after 1 s
+    Transport(
+        "redis",
+        lambda ns: engines.with_query(
+            engines.REDIS_URL, prefix=f"microhive-test.{ns}:", claim_idle=1
+        ),
+    ),
+]
 
 
 @pytest.fixture(params=TRANSPORTS, ids=[t.name for t in TRANSPORTS])
@@ -33,6 +45,18 @@ def transport(request: pytest.FixtureRequest) -> Transport:
 @pytest.fixture
 def url(transport: Transport) -> str:
     return transport.make_url(f"t{new_id()[:10]}")
+
+
+@pytest.fixture(autouse=True)
+async def engine(transport: Transport, url: str) -> AsyncIterator[None]:
+    """A real engine must be reachable (else skip; fail under CI=true); the test's
+    namespace is deleted afterwards (this fixture is set up first, torn down last)."""
+    if transport.name != "redis":
+        yield
+        return
+    engines.require_redis()
+    yield
+    await engines.delete_prefix(url, str(dict(parse_qsl(urlsplit(url).query))["prefix"]))
 
 
 SIGNALS = Namespace(

@@ -1,0 +1,152 @@
+"""Fault tests with real processes: SIGKILLed consumers, a Redis restart, the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from microhive import QueueBroker, SignalBus
+
+from .. import engines
+from ..cli.helpers import Process
+from .agents import JOBS, PING
+from .conftest import Records
+
+pytestmark = pytest.mark.slow
+
+RECORDER = "tests.redis.agents:Recorder"
+
+
+def run_recorder(url: str, records: Records, *extra: str) -> Process:
+    return Process(
+        "-m", "microhive", "run", RECORDER, "--transport", url, "--grace-period", "1", *extra,
+        env={"MH_TEST_RECORD": str(records.base)},
+    )  # fmt: skip
+
+
+async def ready(process: Process, pattern: str = r"running 1 agent", timeout: float = 20) -> str:
+    return await asyncio.to_thread(process.wait_for_line, pattern, timeout)
+
+
+async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def stop(process: Process) -> int:
+    process.popen.send_signal(signal.SIGTERM)
+    return process.wait(timeout=20)
+
+
+async def test_sigkill_of_a_consumer_process_mid_run_loses_nothing(
+    redis_url: str, records: Records
+) -> None:
+    total = 10_000
+    first = run_recorder(redis_url, records)
+    second = run_recorder(redis_url, records)
+    try:
+        await ready(first)
+        await ready(second)
+        async with QueueBroker.from_url(redis_url, queues=[JOBS]) as broker:
+
+            async def send(start: int) -> None:
+                for n in range(start, total, 50):
+                    await broker.jobs.send({"n": n, "pause": 0.003})
+
+            await asyncio.gather(*(send(k) for k in range(50)))
+            await until(lambda: len(records.processed()) >= total * 0.3, 30, "30% processed")
+            first.popen.kill()  # SIGKILL, mid-run: handlers running, deliveries prefetched
+            first.wait(timeout=10)
+            processed_by_killed = records.by_pid(first.popen.pid)
+            await until(lambda: set(records.processed()) >= set(range(total)), 90, "every message")
+            await until(lambda: _empty(broker), 10, "an empty queue")
+            assert await broker.jobs.dead_letters() == []
+        assert stop(second) == 0, second.output
+    finally:
+        first.kill()
+        second.kill()
+    processed = records.processed()
+    assert set(processed) == set(range(total)), "every message processed at least once"
+    assert processed_by_killed, "the killed consumer had taken part"
+    assert records.by_pid(second.popen.pid)
+    duplicates = sum(count - 1 for count in processed.values())
+    # only what the killed process held (prefetch 8) and the acks it had not sent yet
+    assert duplicates <= 16, f"{duplicates} messages processed twice"
+    assert "reclaimed" in second.output
+
+
+async def _empty(broker: QueueBroker) -> bool:
+    return await broker.jobs.length() == 0
+
+
+async def test_redis_restart_mid_run_loses_nothing_acknowledged(
+    private_redis: engines.RedisServer, records: Records, prefix: str
+) -> None:
+    url = engines.with_query(private_redis.url, prefix=prefix, claim_idle=2)
+    total = 4_000
+    consumer = run_recorder(url, records)
+    producer: Process | None = None
+    try:
+        await ready(consumer)
+        producer = Process(
+            "-m", "tests.redis.agents", url, str(total), str(records.base), "4", "0.002"
+        )
+        await until(lambda: len(records.acked()) >= 800, 30, "800 acknowledged sends")
+        private_redis.kill()  # a crash: only what was fsynced survives (appendfsync always)
+        await asyncio.sleep(1.0)
+        private_redis.start()
+        assert await asyncio.to_thread(producer.wait, 60) == 0, producer.output
+        assert "producer done" in producer.output
+        assert records.failed() == [], "sends waited for the server instead of failing"
+        acked = records.acked()
+        assert acked == set(range(total))
+        await until(lambda: acked <= set(records.processed()), 60, "every acknowledged message")
+        async with SignalBus.from_url(url, signals=[PING]) as bus:
+            answer = await bus.ping.call("test", n=7, timeout=10)
+        assert answer == {"pid": consumer.popen.pid, "n": 7}, "the bus subscribed again"
+        assert stop(consumer) == 0, consumer.output
+    finally:
+        consumer.kill()
+        if producer is not None:
+            producer.kill()
+    assert "subscribed again" in consumer.output
+    assert "connected to" in consumer.output and "again" in consumer.output
+
+
+async def test_supervisor_restarts_a_killed_agent_process(redis_url: str, records: Records) -> None:
+    supervisor = run_recorder(redis_url, records, "--processes", "--log-level", "INFO")
+    try:
+        line = await ready(supervisor, rf"started {RECORDER} \(pid \d+\)")
+        pid = int(re.findall(r"pid (\d+)", line)[0])
+        await ready(supervisor)
+        os.kill(pid, signal.SIGKILL)
+        await ready(supervisor, r"exited with -9; restarting")
+
+        def restarted() -> int | None:
+            found = re.findall(rf"started {RECORDER} \(pid (\d+)\)", supervisor.output)
+            return int(found[-1]) if len(found) > 1 else None
+
+        new_pid = await until(restarted, 20, "a new child")
+        assert new_pid != pid
+        async with QueueBroker.from_url(redis_url, queues=[JOBS]) as broker:
+            await broker.jobs.send({"n": 42})
+            await until(lambda: 42 in records.by_pid(new_pid), 20, "the new child to consume")
+        assert stop(supervisor) == 0, supervisor.output
+    finally:
+        supervisor.kill()
+    assert f"{RECORDER} stopped (exit 0)" in supervisor.output
