@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
-from microhive import CapabilityError, ConfigurationError, Envelope, MicroAgent, consumer
+from microhive import Backoff, CapabilityError, ConfigurationError, Envelope, MicroAgent, consumer
 
 from .conftest import QUEUES, Factory
 from .helpers import eventually
@@ -87,3 +88,28 @@ async def test_tail_checks_its_argument(factory: Factory, last: object) -> None:
     needs_replay(broker)
     with pytest.raises(ConfigurationError, match="last"):
         broker.jobs.tail(last=last)  # type: ignore[arg-type]
+
+
+async def test_tail_shows_a_retried_message_once(factory: Factory) -> None:
+    broker = await factory.broker()
+    needs_replay(broker)
+
+    class Flaky(MicroAgent):
+        @consumer(QUEUES.jobs, retries=2, backoff=Backoff(0.05, jitter=0))
+        async def job(self, n: int) -> None:
+            self.settings["tries"].append(n)
+            if len(self.settings["tries"]) == 1:
+                raise ValueError("first attempt fails")
+
+    agent = Flaky(broker=await factory.broker(), settings={"tries": []})
+    async with agent:
+        await broker.jobs.send({"n": 1})
+        await eventually(lambda: len(agent.settings["tries"]) == 2)
+    seen: list[int] = []
+    stream = broker.jobs.tail(last=10)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1.5):
+            async for message in stream:
+                seen.append(message.payload["n"])
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert seen == [1], "a retry is not a new message"

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -612,7 +612,7 @@ class RedisBroker(QueueBroker):
     ``rediss://`` for TLS. The options are described in docs/transports/redis.md."""
 
     capabilities = Capabilities(
-        out_of_process=True, durable=True, delayed_delivery=True, dead_letter=True
+        out_of_process=True, durable=True, delayed_delivery=True, dead_letter=True, replay=True
     )
 
     def __init__(self, url: str = "redis://", **options: Any) -> None:
@@ -868,6 +868,44 @@ class RedisBroker(QueueBroker):
         mover.users += 1
         return consumer
 
+    async def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
+        """XREVRANGE for the last entries, then XREAD BLOCK from there: no group, no acks.
+
+        Entries re-added for a retry (they carry a ``group`` field) are not new messages and
+        are skipped. The reader has a connection of its own and rides out outages.
+        """
+        stream = self._keys(queue).stream
+        options = self.options
+        loop = asyncio.get_running_loop()
+        link = Link(options, f"tail of {queue!r}", timeout=options.command_timeout + options.block)
+        block = max(1, int(options.block * 1000))
+        try:
+            await link.ensure(loop.time() + options.retry_timeout)
+            newest = await link.send(b"XREVRANGE", stream, b"+", b"-", b"COUNT", max(last, 1))
+            cursor = newest[0][0] if newest else b"0-0"
+            for _, fields in reversed(newest[:last] if last else []):
+                if (data := _new_message(fields)) is not None:
+                    yield data
+            failures = 0
+            while True:
+                try:
+                    await link.ensure()
+                    reply = await link.send(
+                        b"XREAD", b"COUNT", 500, b"BLOCK", block, b"STREAMS", stream, cursor
+                    )
+                except TransportError as exc:
+                    failures += 1
+                    log.warning("tail of %r: %s; reading again", queue, exc)
+                    await asyncio.sleep(RECONNECT.delay(failures))
+                    continue
+                failures = 0
+                for entry_id, fields in reply[0][1] if reply else ():
+                    cursor = entry_id
+                    if (data := _new_message(fields)) is not None:
+                        yield data
+        finally:
+            await link.close()
+
     def _forget(self, consumer: RedisConsumer) -> None:
         self._consumers.discard(consumer)
         self._names.discard((consumer.keys.stream, consumer.name))
@@ -912,6 +950,16 @@ class _AckBatch:
                     len(self.ids),
                     self.key[0],
                 )
+
+
+def _new_message(fields: list[bytes] | None) -> bytes | None:
+    """The ``data`` of an entry a producer added; None for retries and foreign entries."""
+    if not fields:
+        return None
+    if len(fields) == 2 and fields[0] == _DATA:
+        return fields[1]
+    found = dict(zip(fields[::2], fields[1::2], strict=False))
+    return None if _GROUP in found else found.get(_DATA)
 
 
 def _ms(seconds: float) -> int:
