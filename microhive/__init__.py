@@ -11,7 +11,7 @@ from .bus import Reply, SignalBus, SignalHandle
 from .capabilities import Capabilities
 from .catalog import Catalog, load_stuff, parse_catalog
 from .codecs import Codec, JsonCodec
-from .declarations import Namespace, Queue, Signal
+from .declarations import Binding, Exchange, Namespace, Queue, Signal
 from .envelope import Envelope, Kind
 from .errors import (
     CallError,
@@ -27,6 +27,7 @@ from .errors import (
     RemoteError,
     TransportError,
     UnknownNameError,
+    UnroutableError,
 )
 from .retry import Backoff
 
@@ -35,6 +36,7 @@ Agent = MicroAgent
 __all__ = [
     "Agent",
     "Backoff",
+    "Binding",
     "CallError",
     "CallTimeout",
     "Capabilities",
@@ -48,6 +50,7 @@ __all__ = [
     "DecodeError",
     "Delivery",
     "Envelope",
+    "Exchange",
     "HandlerTimeout",
     "JsonCodec",
     "Kind",
@@ -66,6 +69,7 @@ __all__ = [
     "SignalHandle",
     "TransportError",
     "UnknownNameError",
+    "UnroutableError",
     "consumer",
     "cron",
     "current_message",

@@ -17,9 +17,15 @@ from typing import Any, ClassVar, Self
 
 from .capabilities import Capabilities
 from .codecs import Codec, JsonCodec
-from .declarations import Namespace, Queue, queues_of
+from .declarations import Exchange, Namespace, Queue, check_routing_key, queues_of
 from .envelope import Envelope, Kind
-from .errors import CapabilityError, ConfigurationError, DecodeError, PayloadError
+from .errors import (
+    CapabilityError,
+    ConfigurationError,
+    DecodeError,
+    PayloadError,
+    UnknownNameError,
+)
 from .urls import redact, resolve
 
 log = logging.getLogger("microhive.broker")
@@ -219,8 +225,64 @@ class QueueBroker(ABC):
         """Start consuming; ``prefetch`` bounds deliveries held but not yet settled."""
         if prefetch < 1:
             raise ConfigurationError("prefetch must be at least 1")
+        target = self._resolve(queue)
+        if target.bindings and not self.capabilities.routing:
+            raise CapabilityError(
+                f"{self!r} cannot bind queue {target.name!r} to exchanges (no 'routing')"
+            )
         await self.connect()
-        return await self._consume(self._resolve(queue).name, prefetch=prefetch, name=name)
+        if target.bindings:
+            await self._bind(target)
+        return await self._consume(target.name, prefetch=prefetch, name=name)
+
+    async def publish(
+        self,
+        exchange: Exchange | str,
+        payload: Any,
+        *,
+        routing_key: str = "",
+        headers: Mapping[str, str] | None = None,
+        sender: str = "",
+        queues: Iterable[Queue] | None = None,
+    ) -> str:
+        """Publish ``payload`` to ``exchange``; the engine routes it to the bound queues.
+
+        The queues of ``queues`` (default: the broker's catalog) bound to the exchange are
+        declared first, so they receive it even before their consumers start. Raises
+        :class:`UnroutableError` when no binding matches and :class:`CapabilityError` on a
+        transport without ``routing``. Returns the message id. The envelope's ``name`` is the
+        exchange's, and the header ``x-routing-key`` carries the routing key.
+        """
+        if not self.capabilities.routing:
+            raise CapabilityError(f"{self!r} cannot publish to exchanges (no 'routing')")
+        known = list(self.queues.values() if queues is None else queues)
+        target = self._exchange(exchange, known)
+        try:
+            check_routing_key(f"exchange {target.name!r}", routing_key)
+        except ConfigurationError as exc:
+            raise PayloadError(str(exc)) from None
+        checked = _headers(target.name, headers)
+        checked["x-routing-key"] = routing_key
+        envelope = Envelope(Kind.MESSAGE, target.name, payload, sender, headers=checked)
+        data = self.codec.encode(envelope)
+        await self.connect()
+        for queue in known:
+            if target in queue.exchanges:
+                await self._bind(queue)
+        await self._publish_routed(target, routing_key, envelope, data)
+        return envelope.id
+
+    def _exchange(self, exchange: Exchange | str, queues: Iterable[Queue]) -> Exchange:
+        if isinstance(exchange, Exchange):
+            return exchange
+        found = {e.name: e for q in queues for e in q.exchanges}
+        if exchange not in found:
+            known = ", ".join(sorted(found)) or "none"
+            raise UnknownNameError(
+                f"unknown exchange {exchange!r}: no queue of the catalog is bound to it "
+                f"(known: {known}); pass the Exchange itself"
+            )
+        return found[exchange]
 
     # -- transport primitives ----------------------------------------------------------
 
@@ -244,6 +306,17 @@ class QueueBroker(ABC):
 
     @abstractmethod
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer: ...
+
+    async def _bind(self, queue: Queue) -> None:
+        """Declare ``queue`` with its exchange bindings (transports with ``routing``)."""
+        raise CapabilityError(f"{self!r} cannot bind queues to exchanges (no 'routing')")
+
+    async def _publish_routed(
+        self, exchange: Exchange, routing_key: str, envelope: Envelope, data: bytes
+    ) -> None:
+        """Publish to ``exchange``; raise :class:`UnroutableError` when nothing is bound for
+        ``routing_key``; return once the engine has it (transports with ``routing``)."""
+        raise CapabilityError(f"{self!r} cannot publish to exchanges (no 'routing')")
 
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         """The encoded messages :meth:`tail` yields; transports with ``replay`` override it."""

@@ -103,15 +103,103 @@ class Signal:
         return f"Signal({self.name!r})"
 
 
+EXCHANGE_TYPES = ("direct", "fanout", "topic")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A routing point producers publish to with a routing key (AMQP semantics).
+
+    ``direct`` routes to queues bound with a key equal to the routing key, ``fanout`` to
+    every bound queue, ``topic`` to queues whose binding pattern matches the dotted routing
+    key (``*`` one word, ``#`` zero or more words).
+    """
+
+    name: str
+    type: str = "direct"
+
+    def __post_init__(self) -> None:
+        check_name("exchange", self.name)
+        if self.type not in EXCHANGE_TYPES:
+            raise ConfigurationError(
+                f"exchange {self.name!r}: type must be one of {', '.join(EXCHANGE_TYPES)}, "
+                f"not {self.type!r}"
+            )
+
+    def __repr__(self) -> str:
+        return f"Exchange({self.name!r}, {self.type!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A queue's subscription to an exchange: ``key`` is ignored by fanout exchanges."""
+
+    exchange: Exchange
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.exchange, Exchange):
+            raise ConfigurationError(f"a binding needs an Exchange, not {self.exchange!r}")
+        check_routing_key(f"binding to {self.exchange.name!r}", self.key)
+
+
+def check_routing_key(what: str, key: str) -> str:
+    if not isinstance(key, str) or len(key.encode()) > 255:
+        raise ConfigurationError(f"{what}: a routing key is a string of at most 255 bytes")
+    return key
+
+
+BindingLike = Binding | Exchange | tuple[Exchange, str]
+
+
+def _binding(queue: str, item: BindingLike) -> Binding:
+    if isinstance(item, Binding):
+        return item
+    if isinstance(item, Exchange):
+        return Binding(item)
+    if isinstance(item, tuple) and len(item) == 2:
+        return Binding(item[0], item[1])
+    raise ConfigurationError(
+        f"queue {queue!r}: a binding is Binding(exchange, key), (exchange, key) or an Exchange, "
+        f"not {item!r}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Queue:
-    """A durable work queue; consumers of one queue compete for its messages."""
+    """A durable work queue; consumers of one queue compete for its messages.
+
+    ``bindings`` subscribe the queue to exchanges (on transports with the ``routing``
+    capability): ``Queue("sms", bindings=[(notifications, "app.notification.sms.#")])``.
+    """
 
     name: str
     schema: type[BaseModel] | None = field(default=None, compare=False)
+    bindings: tuple[Binding, ...] = ()
 
-    def __post_init__(self) -> None:
-        check_name("queue", self.name)
+    def __init__(
+        self,
+        name: str,
+        schema: type[BaseModel] | None = None,
+        *,
+        bindings: Iterable[BindingLike] = (),
+    ) -> None:
+        check_name("queue", name)
+        if isinstance(bindings, Binding | Exchange | str):
+            raise ConfigurationError(f"queue {name!r}: bindings must be a list of bindings")
+        found: list[Binding] = []
+        for item in bindings:
+            binding = _binding(name, item)
+            if binding not in found:
+                found.append(binding)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "schema", schema)
+        object.__setattr__(self, "bindings", tuple(found))
+
+    @property
+    def exchanges(self) -> tuple[Exchange, ...]:
+        """The exchanges this queue is bound to, each once."""
+        return tuple(dict.fromkeys(b.exchange for b in self.bindings))
 
     def make_payload(self, payload: Any) -> Any:
         """Validate against the schema (when there is one) and return a JSON-ready value."""

@@ -36,6 +36,13 @@ class PayloadTooLarge(PayloadError):
     """The encoded message exceeds the codec's size limit."""
 
 
+class UnroutableError(MicroHiveError):
+    """A routed message matched no queue binding: nobody would ever receive it.
+
+    Raised at the sender by ``broker.publish(...)`` (AMQP: the mandatory publish was returned).
+    """
+
+
 class DecodeError(MicroHiveError, ValueError):
     """Bytes received from the wire are not a valid message."""
 

@@ -18,6 +18,8 @@ _TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyTyp
                 "memory": "microhive.transports.memory:MemoryBus",
                 "redis": "microhive.transports.redis:RedisBus",
                 "rediss": "microhive.transports.redis:RedisBus",
+                "amqp": "microhive.transports.amqp:AmqpBus",
+                "amqps": "microhive.transports.amqp:AmqpBus",
             }
         ),
         "broker": MappingProxyType(
@@ -25,6 +27,8 @@ _TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyTyp
                 "memory": "microhive.transports.memory:MemoryBroker",
                 "redis": "microhive.transports.redis:RedisBroker",
                 "rediss": "microhive.transports.redis:RedisBroker",
+                "amqp": "microhive.transports.amqp:AmqpBroker",
+                "amqps": "microhive.transports.amqp:AmqpBroker",
             }
         ),
     }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..broker import QueueBroker, QueueHandle
 from ..bus import SignalBus, SignalHandle
-from ..declarations import Namespace, Queue, Signal
+from ..declarations import Exchange, Namespace, Queue, Signal
 from ..errors import ConfigurationError
 
 
@@ -61,6 +64,24 @@ class BrokerView:
     def queue(self, queue: Queue | str) -> QueueHandle:
         resolved = queue if isinstance(queue, Queue) else self._queues[queue]
         return QueueHandle(self.transport, resolved, self._agent)
+
+    async def publish(
+        self,
+        exchange: Exchange | str,
+        payload: Any,
+        *,
+        routing_key: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Publish to an exchange (transports with routing); the sender is this agent."""
+        return await self.transport.publish(
+            exchange,
+            payload,
+            routing_key=routing_key,
+            headers=headers,
+            sender=self._agent,
+            queues=self._queues.values(),
+        )
 
     def __getattr__(self, name: str) -> QueueHandle:
         if name.startswith("_"):

@@ -17,6 +17,7 @@ from microhive import Catalog, Namespace, Queue, QueueBroker, Signal, SignalBus
 from microhive.envelope import new_id
 
 from .. import engines
+from ..amqp import server as amqp_server
 
 
 @dataclass
@@ -34,6 +35,8 @@ TRANSPORTS = [
             engines.REDIS_URL, prefix=f"microhive-test.{ns}:", claim_idle=1
         ),
     ),
+    # a virtual host per test run, a name prefix per test
+    Transport("amqp", amqp_server.contract_url),
 ]
 
 
@@ -51,6 +54,10 @@ def url(transport: Transport) -> str:
 async def engine(transport: Transport, url: str) -> AsyncIterator[None]:
     """A real engine must be reachable (else skip; fail under CI=true); the test's
     namespace is deleted afterwards (this fixture is set up first, torn down last)."""
+    if transport.name == "amqp":
+        amqp_server.require_amqp()  # the run's virtual host is deleted at exit
+        yield
+        return
     if transport.name != "redis":
         yield
         return

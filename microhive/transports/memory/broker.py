@@ -11,8 +11,10 @@ from typing import Any
 
 from ...broker import Consumer, DeadLetter, Delivery, QueueBroker
 from ...capabilities import Capabilities
+from ...declarations import Exchange, Queue
 from ...envelope import Envelope
-from ...errors import ConsumerClosed, DecodeError
+from ...errors import ConsumerClosed, DecodeError, UnroutableError
+from . import routing
 from .hive import Hive, MemoryQueue, hive_for
 
 
@@ -86,7 +88,12 @@ class MemoryBroker(QueueBroker):
     """``memory://[name]``: queues shared by every broker of the same hive on this event loop."""
 
     capabilities = Capabilities(
-        out_of_process=False, durable=False, delayed_delivery=True, dead_letter=True, replay=True
+        out_of_process=False,
+        durable=False,
+        delayed_delivery=True,
+        dead_letter=True,
+        replay=True,
+        routing=True,
     )
 
     def __init__(self, url: str = "memory://", *, hive: Hive | None = None, **options: Any) -> None:
@@ -117,6 +124,24 @@ class MemoryBroker(QueueBroker):
         if delay > 0:
             target.put_later(data, delay)
         else:
+            target.put(data)
+
+    async def _bind(self, queue: Queue) -> None:
+        self.hive.queue(queue.name)
+        for binding in queue.bindings:
+            routing.declare(self.hive.exchanges, binding.exchange).bind(queue.name, binding.key)
+
+    async def _publish_routed(
+        self, exchange: Exchange, routing_key: str, envelope: Envelope, data: bytes
+    ) -> None:
+        targets = routing.declare(self.hive.exchanges, exchange).route(routing_key)
+        if not targets:
+            raise UnroutableError(
+                f"no queue is bound to exchange {exchange.name!r} for routing key {routing_key!r}"
+            )
+        for name in targets:
+            target = self.hive.queue(name)
+            target.record(data)
             target.put(data)
 
     async def publish_raw(self, queue: str, data: bytes) -> None:

@@ -20,6 +20,7 @@ from ...envelope import Envelope
 
 if TYPE_CHECKING:
     from .bus import MemoryBus
+    from .routing import MemoryExchange
 
 _HIVES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hive]] = (
     weakref.WeakKeyDictionary()
@@ -120,13 +121,14 @@ class MemoryQueue:
 
 
 class Hive:
-    """Signal listeners, reply inboxes and queues of one in-process world."""
+    """Signal listeners, reply inboxes, queues and exchanges of one in-process world."""
 
     def __init__(self, name: str = "") -> None:
         self.name = name
         self.listeners: dict[str, set[MemoryBus]] = {}
         self.inboxes: dict[str, MemoryBus] = {}
         self.queues: dict[str, MemoryQueue] = {}
+        self.exchanges: dict[str, MemoryExchange] = {}
 
     def queue(self, name: str) -> MemoryQueue:
         queue = self.queues.get(name)

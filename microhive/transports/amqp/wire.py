@@ -1,0 +1,210 @@
+"""How envelopes map onto AMQP 0-9-1 messages, and the frames of the hot paths.
+
+The body is the codec's output (the JSON envelope of docs/wire-format.md); the standard
+properties repeat what plain AMQP clients look at: ``message_id`` (envelope id), ``app_id``
+(sender), ``type`` (kind), ``timestamp`` (sent_at), ``content_type``, ``delivery_mode`` 2,
+and the envelope's headers (plus ``x-attempt`` from the second attempt on) as the
+headers table. A message published
+without microhive (a JSON body, as the seed's registrar sends with pika) is taken as the
+payload of an envelope made from those same properties, see :func:`incoming`.
+
+Publishes and acknowledgements are encoded here rather than through pamqp objects: they
+are the per-message work, and a few ``struct.pack`` calls cost a fraction of building and
+marshalling frame objects.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pamqp import commands as spec
+from pamqp import encode
+from pamqp import frame as pamqp_frame
+
+from ...codecs import Codec, JsonCodec, envelope_from_dict
+from ...envelope import Envelope, Kind, new_id
+from ...errors import DecodeError
+
+FRAME_END = b"\xce"
+_FRAME = struct.Struct(">BHI")
+_HEADER_START = struct.Struct(">HHQH")  # class 60, weight 0, body size, property flags
+_METHOD_TAG = struct.Struct(">BHIHHQB")  # a method frame with a delivery tag and bits
+_SHORT = struct.Struct(">B")
+_TIMESTAMP = struct.Struct(">Q")
+
+# property flags, in the order the values follow
+CONTENT_TYPE = 0x8000
+HEADERS = 0x2000
+DELIVERY_MODE = 0x1000
+CORRELATION_ID = 0x0400
+REPLY_TO = 0x0200
+MESSAGE_ID = 0x0080
+TIMESTAMP = 0x0040
+TYPE = 0x0020
+APP_ID = 0x0008
+
+_KINDS = {kind.value: kind for kind in Kind}
+PERSISTENT = 2
+TRANSIENT = 1
+
+
+def _short(value: str) -> bytes:
+    data = value.encode()
+    if len(data) > 255:
+        data = data[:255]
+    return _SHORT.pack(len(data)) + data
+
+
+def method_frame(channel: int, method: Any) -> bytes:
+    """A method frame marshalled by pamqp (used for the cached ``Basic.Publish`` frames)."""
+    data: bytes = pamqp_frame.marshal(method, channel)
+    return data
+
+
+def publish_method(channel: int, exchange: str, routing_key: str, mandatory: bool) -> bytes:
+    return method_frame(
+        channel,
+        spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
+    )
+
+
+def content_frames(channel: int, header: bytes, body: bytes, frame_max: int) -> bytes:
+    """The content header frame and the body frame(s) of one message.
+
+    ``header`` is the property part from :func:`properties`.
+    """
+    size = len(body)
+    head = _HEADER_START.pack(60, 0, size, 0)[:-2] + header
+    parts = [_FRAME.pack(2, channel, len(head)), head, FRAME_END]
+    limit = frame_max - 8
+    if size <= limit:
+        if size:
+            parts += [_FRAME.pack(3, channel, size), body, FRAME_END]
+    else:
+        view = memoryview(body)
+        for start in range(0, size, limit):
+            chunk = view[start : start + limit]
+            parts += [_FRAME.pack(3, channel, len(chunk)), bytes(chunk), FRAME_END]
+    return b"".join(parts)
+
+
+def properties(
+    *,
+    content_type: str | None = None,
+    delivery_mode: int | None = None,
+    message_id: str | None = None,
+    app_id: str | None = None,
+    kind: str | None = None,
+    timestamp: float | None = None,
+    headers: Mapping[str, Any] | None = None,
+    correlation_id: str | None = None,
+    reply_to: str | None = None,
+) -> bytes:
+    """The property flags and values of a content header, for the properties microhive uses."""
+    flags = 0
+    parts: list[bytes] = []
+    if content_type:
+        flags |= CONTENT_TYPE
+        parts.append(_short(content_type))
+    if headers:
+        flags |= HEADERS
+        parts.append(encode.field_table(dict(headers)))
+    if delivery_mode:
+        flags |= DELIVERY_MODE
+        parts.append(_SHORT.pack(delivery_mode))
+    if correlation_id:
+        flags |= CORRELATION_ID
+        parts.append(_short(correlation_id))
+    if reply_to:
+        flags |= REPLY_TO
+        parts.append(_short(reply_to))
+    if message_id:
+        flags |= MESSAGE_ID
+        parts.append(_short(message_id))
+    if timestamp is not None:
+        flags |= TIMESTAMP
+        parts.append(_TIMESTAMP.pack(int(timestamp)))
+    if kind:
+        flags |= TYPE
+        parts.append(_short(kind))
+    if app_id:
+        flags |= APP_ID
+        parts.append(_short(app_id))
+    return flags.to_bytes(2, "big") + b"".join(parts)
+
+
+def message_properties(envelope: Envelope, content_type: str, persistent: bool = True) -> bytes:
+    """The properties of a queue message carrying ``envelope``."""
+    headers: dict[str, Any] | None = None
+    if envelope.headers or envelope.attempt > 1:
+        headers = dict(envelope.headers)
+        if envelope.attempt > 1:
+            headers["x-attempt"] = envelope.attempt
+    return properties(
+        content_type=content_type,
+        delivery_mode=PERSISTENT if persistent else TRANSIENT,
+        message_id=envelope.id,
+        app_id=envelope.sender or None,
+        kind=envelope.kind.value,
+        timestamp=envelope.sent_at,
+        headers=headers,
+        correlation_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+    )
+
+
+def ack_frame(channel: int, tag: int, multiple: bool = False) -> bytes:
+    return _METHOD_TAG.pack(1, channel, 13, 60, 80, tag, 1 if multiple else 0) + FRAME_END
+
+
+def nack_frame(channel: int, tag: int, requeue: bool) -> bytes:
+    return _METHOD_TAG.pack(1, channel, 13, 60, 120, tag, 2 if requeue else 0) + FRAME_END
+
+
+def incoming(
+    codec: Codec, body: bytes, props: spec.Basic.Properties, queue: str
+) -> tuple[Envelope | None, str | None]:
+    """The envelope of a received queue message, or ``(None, why)`` when it is undecodable.
+
+    A JSON object whose ``kind`` is one of microhive's kinds is an envelope and must be a
+    valid one. Any other JSON value came from a producer without microhive: it becomes the
+    payload of a message envelope whose id is the AMQP ``message_id``, whose sender is the
+    ``app_id``, whose headers are the string-valued AMQP headers and whose ``sent_at`` is the
+    AMQP ``timestamp``.
+    """
+    try:
+        if not isinstance(codec, JsonCodec):
+            return codec.decode(body), None
+        document = codec.decode_value(body)
+        if type(document) is dict and document.get("kind") in _KINDS:
+            return envelope_from_dict(document), None
+        return foreign(document, props, queue), None
+    except DecodeError as exc:
+        return None, str(exc)
+
+
+def foreign(payload: Any, props: spec.Basic.Properties, queue: str) -> Envelope:
+    """An envelope for a message some other AMQP client published."""
+    headers: dict[str, str] = {}
+    if props.headers:
+        for key, value in props.headers.items():
+            if isinstance(value, str):
+                headers[key] = value
+            elif isinstance(value, bytes):
+                headers[key] = value.decode("utf-8", "replace")
+    stamp = props.timestamp
+    return Envelope(
+        Kind.MESSAGE,
+        queue,
+        payload,
+        props.app_id or "",
+        props.message_id or new_id(),
+        headers,
+        props.correlation_id,
+        None,
+        stamp.timestamp() if stamp is not None else time.time(),
+        1,
+    )

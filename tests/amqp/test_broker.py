@@ -1,0 +1,286 @@
+"""What the AMQP transport does beyond the contract: its topology, limits, confirms, options."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aio_pika
+import pytest
+
+from microhive import (
+    ConfigurationError,
+    MicroAgent,
+    QueueBroker,
+    SignalBus,
+    TransportError,
+    UnroutableError,
+    consumer,
+    current_message,
+)
+from microhive.transports.amqp import AccessRefused, AmqpBroker, AmqpBus, Limits, QueueFull, link
+from microhive.transports.amqp.options import delay_bucket, parse
+
+from . import server
+from .conftest import QUEUES, Opened, eventually, plain_url, prefix_of
+
+
+def test_url_options_and_errors() -> None:
+    options = parse(
+        "amqp://u:pw@h:5673/v?prefix=p.&max_length=10&overflow=reject-publish&heartbeat=5"
+    )
+    assert options.prefix == "p." and options.max_length == 10
+    assert options.connection_url == "amqp://u:pw@h:5673/v?heartbeat=5"
+    assert options.queue("jobs") == "p.jobs" and options.dead("jobs") == "p.jobs:dead"
+    assert options.limits.arguments() == {"x-max-length": 10, "x-overflow": "reject-publish"}
+    with pytest.raises(ConfigurationError, match="unknown option 'nope'") as caught:
+        parse("amqp://u:pw@h/?nope=1")
+    assert "pw" not in str(caught.value)
+    with pytest.raises(ConfigurationError, match="overflow"):
+        parse("amqp://h/?overflow=drop-tail")
+    with pytest.raises(ConfigurationError, match="must be an integer"):
+        parse("amqp://h/?max_length=ten")
+    with pytest.raises(ConfigurationError, match="overflow"):
+        Limits(5, overflow="never")
+    assert isinstance(QueueBroker.from_url("amqps://h/"), AmqpBroker)
+    assert isinstance(SignalBus.from_url("amqp://h/"), AmqpBus)
+
+
+@pytest.mark.parametrize(
+    "seconds, bucket",
+    [
+        (0, 1),
+        (0.0004, 1),
+        (0.05, 50),
+        (0.3, 300),
+        (0.123, 130),
+        (1.234, 1300),
+        (16, 16000),
+        (0.999, 1000),
+        (299.5, 300000),
+    ],
+)
+def test_delays_round_up_to_two_significant_digits(seconds: float, bucket: int) -> None:
+    assert delay_bucket(seconds) == bucket
+    assert delay_bucket(seconds) >= seconds * 1000
+    assert delay_bucket(seconds) <= max(1, seconds * 1000 * 1.1 + 1)
+
+
+async def test_bad_credentials_are_refused_without_the_password(amqp_url: str) -> None:
+    bad = amqp_url.replace("guest:guest@", "guest:wrong-secret@")
+    broker = QueueBroker.from_url(bad + "&retry_timeout=5", queues=QUEUES)
+    with pytest.raises(AccessRefused) as caught:
+        await broker.connect()
+    assert "wrong-secret" not in str(caught.value)
+
+
+async def test_one_connection_per_process(opened: Opened) -> None:
+    first = await opened.broker()
+    second = await opened.broker()
+    bus = await opened.bus()
+    assert isinstance(first, AmqpBroker) and isinstance(second, AmqpBroker)
+    assert isinstance(bus, AmqpBus)
+    assert first.link is second.link is bus.link
+    assert first.link.refs == 3
+
+
+async def test_prefetch_is_the_consumer_concurrency(opened: Opened) -> None:
+    """basic.qos: a consumer holds at most ``concurrency`` messages; the rest stay ready for
+    other consumers (fair dispatch)."""
+    gate = asyncio.Event()
+    running = []
+
+    class Slow(MicroAgent):
+        @consumer(QUEUES.jobs, concurrency=3)
+        async def job(self, n: int) -> None:
+            running.append(n)
+            await gate.wait()
+
+    broker = await opened.broker()
+    for n in range(10):
+        await broker.jobs.send({"n": n})
+    async with Slow(broker=broker):
+        await eventually(lambda: len(running) == 3)
+        await asyncio.sleep(0.2)
+        assert isinstance(broker, AmqpBroker)
+        ready = await broker._count(broker.options.queue("jobs"))
+        assert ready == 7, "only three were delivered"
+        gate.set()
+        await eventually(lambda: len(running) == 10)
+
+
+async def test_confirms_are_pipelined(opened: Opened) -> None:
+    broker = await opened.broker()
+    assert isinstance(broker, AmqpBroker)
+    await broker.jobs.send({"n": -1})
+    pipeline = await broker.link.confirms()
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, pipeline.in_flight)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.gather(*(broker.jobs.send({"n": n}) for n in range(2000)))
+    finally:
+        watcher.cancel()
+    assert peak > 100, f"publishes waited for each other's confirms (peak {peak})"
+    assert await broker.jobs.length() == 2001
+
+
+async def test_reject_publish_overflow_raises_queue_full(opened: Opened) -> None:
+    broker = await opened.broker(limits={"jobs": Limits(max_length=2, overflow="reject-publish")})
+    await broker.jobs.send({"n": 1})
+    await broker.jobs.send({"n": 2})
+    with pytest.raises(QueueFull, match="full"):
+        await broker.jobs.send({"n": 3})
+    assert await broker.jobs.length() == 2
+
+
+async def test_drop_head_overflow_dead_letters_the_oldest(opened: Opened) -> None:
+    url = opened.url + "&max_length=2"
+    broker = await opened.broker(url)
+    for n in range(3):
+        await broker.jobs.send({"n": n})
+    assert await broker.jobs.length() == 2
+    [letter] = await eventually(broker.jobs.dead_letters)
+    assert letter.reason == "maxlen (by RabbitMQ)"
+    assert letter.envelope is not None and letter.envelope.payload == {"n": 0}
+
+
+async def test_a_deleted_queue_is_unroutable_then_declared_again(opened: Opened) -> None:
+    broker = await opened.broker()
+    assert isinstance(broker, AmqpBroker)
+    await broker.jobs.send({"n": 1})
+    channel = await broker.link.rpc()
+    await channel.queue_delete(broker.options.queue("jobs"))
+    with pytest.raises(UnroutableError, match="jobs"):
+        await broker.jobs.send({"n": 2})
+    await broker.jobs.send({"n": 3})
+    assert await broker.jobs.length() == 1
+
+
+async def test_queue_declared_elsewhere_without_arguments_is_used(
+    opened: Opened, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A queue the seed's worker declared (durable, no arguments) is used as it is."""
+    queue = prefix_of(opened.url) + "events_feed"
+    connection = await aio_pika.connect(plain_url(opened.url))
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, durable=True)
+    caplog.set_level(logging.WARNING, logger="microhive.amqp")
+    done = []
+
+    class Feed(MicroAgent):
+        @consumer(QUEUES.events_feed, retries=1, backoff=0)
+        async def event(self, n: int) -> None:
+            if n == 2:
+                raise ValueError("bad event")
+            done.append(n)
+
+    broker = await opened.broker()
+    async with Feed(broker=broker):
+        for n in range(3):
+            await broker.events_feed.send({"n": n})
+        await eventually(lambda: sorted(done) == [0, 1])
+        [letter] = await eventually(broker.events_feed.dead_letters)
+    assert "ValueError: bad event" in letter.reason and letter.attempt == 2
+    assert "exists with other arguments" in caplog.text
+
+
+async def test_exchange_type_conflict_is_a_clear_error(opened: Opened) -> None:
+    from microhive import Exchange, Queue
+
+    broker = await opened.broker()
+    await broker.publish(
+        Exchange("x", "fanout"), {"n": 1}, queues=[Queue("q", bindings=[Exchange("x", "fanout")])]
+    )
+    with pytest.raises(TransportError, match="another type"):
+        await broker.publish(Exchange("x", "topic"), {"n": 1})
+    await broker.jobs.send({"n": 1})  # the broker still works
+
+
+async def test_publish_waits_for_a_reconnect_then_raises_when_it_is_too_long() -> None:
+    """No server: sends retry in a loop until retry_timeout, then raise (never recursion)."""
+    url = f"amqp://guest:guest@127.0.0.1:{server.free_port()}/?retry_timeout=0.5"
+    broker = QueueBroker.from_url(url, queues=QUEUES)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(link.LinkDown, match="could not connect"):
+        await broker.jobs.send({"n": 1})
+    assert loop.time() - started < 5
+
+
+async def test_acks_out_of_order_settle_everything_once(
+    opened: Opened, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Coalesced acks (one multiple ack for the settled head, single acks for the rest) with
+    handlers finishing in random order, retries and returns mixed in: every message is
+    handled once, the channel never fails (an ack of an unknown tag would close it)."""
+    import random
+
+    caplog.set_level(logging.WARNING, logger="microhive.amqp")
+    done: list[int] = []
+
+    class Shuffled(MicroAgent):
+        @consumer(QUEUES.jobs, concurrency=16, retries=1, backoff=0)
+        async def job(self, n: int) -> None:
+            await asyncio.sleep(random.random() * 0.01)
+            message = current_message()
+            assert message is not None
+            if n % 7 == 0 and message.attempt == 1:
+                raise ValueError("retry me")
+            done.append(n)
+
+    broker = await opened.broker()
+    assert isinstance(broker, AmqpBroker)
+    await asyncio.gather(*(broker.jobs.send({"n": n}) for n in range(400)))
+    async with Shuffled(broker=broker):
+        await eventually(lambda: len(done) >= 400, 30)
+        [consumer_] = broker.consumers
+        assert consumer_.channel is not None
+        direct = consumer_.channel._on_deliver_frame  # type: ignore[attr-defined]
+        assert direct.__qualname__.endswith("on_deliver_frame") and "AmqpConsumer" in (
+            direct.__qualname__
+        ), "deliveries are taken without a task per message"
+        await eventually(lambda: _length_is(broker, 0))
+    assert sorted(done) == list(range(400))
+    assert "lost its channel" not in caplog.text
+
+
+async def _length_is(broker: QueueBroker, expected: int) -> bool:
+    return await broker.jobs.length() == expected
+
+
+async def test_consumer_comes_back_after_its_queue_was_deleted(opened: Opened) -> None:
+    """RabbitMQ cancels the consumers of a deleted queue; the consumer declares it again and
+    consumes again by itself, with the connection up all along."""
+    done: list[int] = []
+
+    class Steady(MicroAgent):
+        @consumer(QUEUES.jobs)
+        async def job(self, n: int) -> None:
+            done.append(n)
+
+    broker = await opened.broker()
+    assert isinstance(broker, AmqpBroker)
+    async with Steady(broker=broker):
+        await broker.jobs.send({"n": 1})
+        await eventually(lambda: done == [1])
+        channel = await broker.link.rpc()
+        await channel.queue_delete(broker.options.queue("jobs"))
+        await eventually(lambda: _sent(broker, 2), 15)
+        await eventually(lambda: 2 in done, 15)
+    assert done == [1, 2]
+
+
+async def _sent(broker: QueueBroker, n: int) -> bool:
+    try:
+        await broker.jobs.send({"n": n})
+    except UnroutableError:
+        return False
+    return True
