@@ -7,6 +7,7 @@ The agent runtime decides *when* to ack, retry or dead-letter (its policy); a tr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -111,6 +112,7 @@ class QueueBroker(ABC):
         self.queues = queues_of(queues)
         self.codec: Codec = codec or JsonCodec()
         self._connected = False
+        self._connecting: asyncio.Lock | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> QueueBroker:
@@ -126,9 +128,15 @@ class QueueBroker(ABC):
         return self._connected
 
     async def connect(self) -> None:
-        if not self._connected:
-            await self._connect()
-            self._connected = True
+        """Connect once; concurrent first calls wait for the same connection."""
+        if self._connected:
+            return
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if not self._connected:
+                await self._connect()
+                self._connected = True
 
     async def close(self) -> None:
         if self._connected:

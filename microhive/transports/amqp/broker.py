@@ -471,7 +471,6 @@ class AmqpBroker(QueueBroker):
         self._content_type = self.codec.content_type
         self.consumers: set[AmqpConsumer] = set()
         self._closing: set[asyncio.Task[None]] = set()
-        self._connecting = asyncio.Lock()
 
     @property
     def link(self) -> Link:
@@ -480,11 +479,10 @@ class AmqpBroker(QueueBroker):
         return self._link
 
     async def _connect(self) -> None:
-        # QueueBroker.connect() has no lock: concurrent first sends all get here
-        async with self._connecting:
-            if self._link is None:
-                self._link = await acquire(self.options)
-                self._link.register(self, self._resume)
+        # QueueBroker.connect() serializes first connects: one link per broker
+        if self._link is None:
+            self._link = await acquire(self.options)
+            self._link.register(self, self._resume)
 
     async def _close(self) -> None:
         link = self._link
