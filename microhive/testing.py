@@ -26,6 +26,24 @@ from .transports.memory import Hive, MemoryBroker, MemoryBus
 A = TypeVar("A", bound=MicroAgent)
 
 
+async def eventually(
+    condition: Callable[[], Any | Awaitable[Any]],
+    timeout: float = 5.0,
+    interval: float = 0.01,
+) -> Any:
+    """Poll ``condition`` (sync or async) until it returns something truthy, and return it;
+    ``TimeoutError`` after ``timeout`` seconds. For tests: wait for an outcome, never sleep
+    blindly."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+            await asyncio.sleep(interval)
+
+
 class SignalRecorder:
     """Records every signal (and call) of the given names seen on the bus."""
 
@@ -81,14 +99,7 @@ class TestHive:
         interval: float = 0.01,
     ) -> Any:
         """Poll ``condition`` (sync or async) until it returns something truthy."""
-        async with asyncio.timeout(timeout):
-            while True:
-                result = condition()
-                if inspect.isawaitable(result):
-                    result = await result
-                if result:
-                    return result
-                await asyncio.sleep(interval)
+        return await eventually(condition, timeout, interval)
 
     async def drain(self, queue: Queue | str, timeout: float = 5.0) -> None:
         """Wait until every message of ``queue`` is acknowledged (or dead-lettered)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +10,7 @@ import pytest
 
 from microhive import Namespace, Queue, QueueBroker, Signal, SignalBus
 from microhive.envelope import new_id
+from microhive.testing import eventually as eventually_
 
 from . import server
 
@@ -67,11 +67,4 @@ async def opened(amqp_url: str) -> AsyncIterator[Opened]:
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(0.01)
+    return await eventually_(condition, timeout, 0.01)

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from microhive.testing import eventually as eventually_
+
 
 async def eventually(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``condition`` (sync or async) until it returns something truthy."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(0.005)
+    return await eventually_(condition, timeout, 0.005)
 
 
 async def run_for(coroutine: Coroutine[Any, Any, Any], seconds: float) -> None:

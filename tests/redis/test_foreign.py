@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import subprocess
 import time
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from microhive import MicroAgent, QueueBroker, SignalBus, consumer, current_message, receiver
+from microhive.testing import eventually as eventually_
 
 from .. import engines
 from .agents import JOBS, PING
@@ -44,14 +44,7 @@ class Listener(MicroAgent):
 
 
 async def until(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(0.01)
+    return await eventually_(condition, timeout, 0.01)
 
 
 class Worker(MicroAgent):

@@ -4,7 +4,6 @@ everything. Consumer loops and the subscriber never end; they reconnect and go o
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
+from microhive.testing import eventually as eventually_
 
 from .. import engines
 from .agents import JOBS, PING
@@ -33,14 +33,7 @@ class Agent(Worker):
 
 
 async def until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(0.02)
+    return await eventually_(condition, timeout, 0.02)
 
 
 @pytest.fixture
