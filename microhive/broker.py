@@ -7,17 +7,16 @@ The agent runtime decides *when* to ack, retry or dead-letter (its policy); a tr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from .capabilities import Capabilities
 from .codecs import Codec, JsonCodec
+from .connection import Connection
 from .declarations import Exchange, Namespace, Queue, check_routing_key, queues_of
 from .envelope import Envelope, Kind
 from .errors import (
@@ -96,7 +95,7 @@ class Consumer(ABC):
         """
 
 
-class QueueBroker(ABC):
+class QueueBroker(Connection):
     """Base class of every queue broker. Construct one with :meth:`from_url`."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -111,8 +110,6 @@ class QueueBroker(ABC):
         self.url = url
         self.queues = queues_of(queues)
         self.codec: Codec = codec or JsonCodec()
-        self._connected = False
-        self._connecting: asyncio.Lock | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> QueueBroker:
@@ -122,38 +119,6 @@ class QueueBroker(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact(self.url)}>"
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    async def connect(self) -> None:
-        """Connect once; concurrent first calls wait for the same connection."""
-        if self._connected:
-            return
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if not self._connected:
-                await self._connect()
-                self._connected = True
-
-    async def close(self) -> None:
-        if self._connected:
-            self._connected = False
-            await self._close()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- user API ----------------------------------------------------------------------
 
@@ -293,12 +258,6 @@ class QueueBroker(ABC):
         return found[exchange]
 
     # -- transport primitives ----------------------------------------------------------
-
-    @abstractmethod
-    async def _connect(self) -> None: ...
-
-    @abstractmethod
-    async def _close(self) -> None: ...
 
     @abstractmethod
     async def _publish(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from .capabilities import Capabilities
 from .codecs import Codec, JsonCodec
+from .connection import Connection
 from .declarations import Namespace, Signal, signals_of
 from .envelope import Envelope, Kind, new_id
 from .errors import CallTimeout, DecodeError, RemoteError, TransportError
@@ -62,7 +62,7 @@ class _Gathering:
         self.done = asyncio.get_running_loop().create_future()
 
 
-class SignalBus(ABC):
+class SignalBus(Connection):
     """Base class of every signal bus. Construct one with :meth:`from_url`."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -83,8 +83,6 @@ class SignalBus(ABC):
         self._listeners: dict[str, list[Subscription]] = {}
         self._calls: dict[str, asyncio.Future[Reply]] = {}
         self._gatherings: dict[str, _Gathering] = {}
-        self._connected = False
-        self._connecting: asyncio.Lock | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SignalBus:
@@ -97,26 +95,8 @@ class SignalBus(ABC):
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    async def connect(self) -> None:
-        """Connect once; later calls return at once."""
-        if self._connected:
-            return
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if not self._connected:
-                await self._connect()
-                self._connected = True
-
-    async def close(self) -> None:
-        """Close the connection; pending calls fail with :class:`TransportError`."""
-        if not self._connected:
-            return
-        self._connected = False
+    def _before_close(self) -> None:
+        """Pending calls fail with :class:`TransportError`; gatherings return what came."""
         for future in self._calls.values():
             if not future.done():
                 future.set_exception(TransportError(f"{self!r} closed during the call"))
@@ -124,19 +104,6 @@ class SignalBus(ABC):
             if not gathering.done.done():
                 gathering.done.set_result(None)
         self._listeners.clear()
-        await self._close()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- user API ----------------------------------------------------------------------
 
@@ -330,14 +297,6 @@ class SignalBus(ABC):
                 gathering.done.set_result(None)
 
     # -- transport primitives ----------------------------------------------------------
-
-    @abstractmethod
-    async def _connect(self) -> None:
-        """Open connections and start listening on ``self.inbox``."""
-
-    @abstractmethod
-    async def _close(self) -> None:
-        """Close connections."""
 
     @abstractmethod
     async def _publish(self, channel: str, data: bytes) -> None:
