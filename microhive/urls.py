@@ -20,6 +20,8 @@ _TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyTyp
                 "rediss": "microhive.transports.redis:RedisBus",
                 "amqp": "microhive.transports.amqp:AmqpBus",
                 "amqps": "microhive.transports.amqp:AmqpBus",
+                "nats": "microhive.transports.nats:NatsBus",
+                "tls": "microhive.transports.nats:NatsBus",
             }
         ),
         "broker": MappingProxyType(
@@ -29,6 +31,8 @@ _TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyTyp
                 "rediss": "microhive.transports.redis:RedisBroker",
                 "amqp": "microhive.transports.amqp:AmqpBroker",
                 "amqps": "microhive.transports.amqp:AmqpBroker",
+                "nats": "microhive.transports.nats:NatsBroker",
+                "tls": "microhive.transports.nats:NatsBroker",
             }
         ),
     }

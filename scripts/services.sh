@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 
-ENGINES=${ENGINES:-"redis rabbitmq"}
+ENGINES=${ENGINES:-"redis rabbitmq nats"}
 STATE=${MICROHIVE_STATE:-.services}
 mkdir -p "$STATE"
 

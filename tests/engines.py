@@ -26,10 +26,15 @@ import pytest
 REDIS_URL = os.environ.get("MICROHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 """The shared Redis the contract suite and most Redis tests use."""
 
+NATS_URL = os.environ.get("MICROHIVE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+"""The shared NATS server (with JetStream) the contract suite and most NATS tests use."""
+
 HOW_TO_START = {
     "redis": "start one with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 "
     '--save "" --appendonly no` (Debian: `apt-get install -y redis-server`), or set '
     "MICROHIVE_TEST_REDIS_URL",
+    "nats": "start one with `nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/nats &` (Debian: "
+    "`apt-get install -y nats-server`), or set MICROHIVE_TEST_NATS_URL",
 }
 
 
@@ -247,3 +252,155 @@ def make_certificates(directory: Path) -> dict[str, str]:
         with contextlib.suppress(OSError):
             path.chmod(0o600)
     return {"ca": str(ca), "cert": str(cert), "key": str(key)}
+
+
+# -- NATS ----------------------------------------------------------------------------------
+
+
+def require_nats(url: str = NATS_URL) -> str:
+    from microhive.transports.nats.options import parse
+
+    server = parse(url).servers[0]
+    host, port = server.split("://", 1)[1].rsplit(":", 1)
+    if not reachable(host.strip("[]"), int(port)):
+        missing("nats", f"{host}:{port}")
+    return url
+
+
+async def delete_nats_prefix(url: str, prefix: str) -> None:
+    """Delete every stream named ``<prefix>_...`` (a test's queues and dead letters)."""
+    import nats
+
+    from microhive.transports.nats.options import parse
+
+    options = parse(url)
+    client = await nats.connect(
+        list(options.servers),
+        user=options.user,
+        password=options.password,
+        token=options.token,
+        tls=options.ssl_context(),
+        allow_reconnect=False,
+    )
+    try:
+        js = client.jetstream()
+        names: list[str] = []
+        offset = 0
+        while True:
+            reply = await client.request(
+                "$JS.API.STREAM.NAMES", f'{{"offset": {offset}}}'.encode(), timeout=5
+            )
+            import json
+
+            page = json.loads(reply.data)
+            found = page.get("streams") or []
+            names += [name for name in found if name.startswith(f"{prefix}_")]
+            offset += len(found)
+            if not found or offset >= int(page.get("total", 0)):
+                break
+        for name in names:
+            with contextlib.suppress(Exception):
+                await js.delete_stream(name)
+    finally:
+        await client.close()
+
+
+class NatsServer:
+    """A private ``nats-server`` with JetStream on a free loopback port, its store in
+    ``directory``: free to SIGKILL and start again (JetStream recovers from its files).
+
+    ``users`` maps user names to passwords; ``tls`` is what :func:`make_certificates` made.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        token: str | None = None,
+        tls: dict[str, str] | None = None,
+    ) -> None:
+        program = shutil.which("nats-server")
+        if program is None:
+            message = (
+                "program 'nats-server' is not installed (Debian: apt-get install -y nats-server)"
+            )
+            if in_ci():
+                pytest.fail(f"CI=true: {message}", pytrace=False)
+            pytest.skip(message)
+        self.program = program
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.users = users or {}
+        self.token = token
+        self.tls = tls
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
+
+    def config(self) -> Path:
+        lines = [
+            "host: 127.0.0.1",
+            f"port: {self.port}",
+            f'jetstream {{ store_dir: "{self.directory / "store"}" }}',
+        ]
+        if self.users:
+            entries = ", ".join(
+                f'{{user: "{user}", password: "{password}"}}'
+                for user, password in self.users.items()
+            )
+            lines.append(f"authorization {{ users: [{entries}] }}")
+        elif self.token:
+            lines.append(f'authorization {{ token: "{self.token}" }}')
+        if self.tls:
+            lines.append(
+                f'tls {{ cert_file: "{self.tls["cert"]}", key_file: "{self.tls["key"]}", '
+                f'ca_file: "{self.tls["ca"]}" }}'
+            )
+        path = self.directory / "nats.conf"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def start(self, timeout: float = 15.0) -> None:
+        log = self.directory / "nats.log"
+        self.process = subprocess.Popen(
+            [self.program, "-c", str(self.config()), "-l", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not reachable("127.0.0.1", self.port, 0.2):
+            if self.process.poll() is not None:
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nats-server did not listen on {self.port} in {timeout} s")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def __enter__(self) -> NatsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

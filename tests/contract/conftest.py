@@ -37,6 +37,11 @@ TRANSPORTS = [
     ),
     # a virtual host per test run, a name prefix per test
     Transport("amqp", amqp_server.contract_url),
+    # a subject and stream prefix per test; unacknowledged messages come back after 1 s
+    Transport(
+        "nats",
+        lambda ns: engines.with_query(engines.NATS_URL, prefix=f"mhtest_{ns}", ack_wait=1),
+    ),
 ]
 
 
@@ -57,6 +62,11 @@ async def engine(transport: Transport, url: str) -> AsyncIterator[None]:
     if transport.name == "amqp":
         amqp_server.require_amqp()  # the run's virtual host is deleted at exit
         yield
+        return
+    if transport.name == "nats":
+        engines.require_nats()
+        yield
+        await engines.delete_nats_prefix(url, str(dict(parse_qsl(urlsplit(url).query))["prefix"]))
         return
     if transport.name != "redis":
         yield
