@@ -63,16 +63,18 @@ class CronSpec:
     tz: ZoneInfo | None
 
     def next_after(self, moment: datetime) -> datetime:
-        """The first fire time strictly after ``moment`` (an aware datetime)."""
+        """The first fire time strictly after ``moment`` (an aware datetime), in UTC."""
         if self.tz is not None:
             local = moment.astimezone(self.tz)
             result: datetime = croniter(self.expression, local).get_next(datetime)
-            return result
+            # in UTC: times in one zone compare by wall clock, and the hour a DST change
+            # repeats would make two different fire times look equal
+            return result.astimezone(UTC)
         # the machine's local time: naive, so each fire time gets the UTC offset in force
         # on its own date (a fixed offset taken now would be an hour off across a DST change)
         naive = moment.astimezone().replace(tzinfo=None)
         fire: datetime = croniter(self.expression, naive).get_next(datetime)
-        return fire.astimezone()
+        return fire.astimezone().astimezone(UTC)
 
 
 def make_cron(expression: str, timeout: float | None, tz: str | ZoneInfo | None) -> CronSpec:

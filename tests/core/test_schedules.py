@@ -103,8 +103,9 @@ def test_time_zone_moscow_versus_utc() -> None:
     moment = at(2024, 6, 1, 0, 0)
     in_moscow = fire("0 9 * * *", moment, "Europe/Moscow")
     assert in_moscow == at(2024, 6, 1, 6, 0), "09:00 MSK is 06:00 UTC"
-    assert in_moscow.tzinfo == MOSCOW
-    assert (in_moscow.hour, in_moscow.utcoffset()) == (9, timedelta(hours=3))
+    assert in_moscow.tzinfo == UTC, "fire times are in UTC: unambiguous across DST changes"
+    local = in_moscow.astimezone(MOSCOW)
+    assert (local.hour, local.utcoffset()) == (9, timedelta(hours=3))
     assert fire("0 9 * * *", moment, "UTC") == at(2024, 6, 1, 9, 0)
     # 10:00 MSK already passed: tomorrow 06:00 UTC
     assert fire("0 9 * * *", at(2024, 6, 1, 7, 0), "Europe/Moscow") == at(2024, 6, 2, 6, 0)
