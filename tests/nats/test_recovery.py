@@ -115,3 +115,22 @@ async def test_a_long_handler_keeps_its_message(nats_url: str) -> None:
         await until(lambda: calls == [1])
         await until(lambda: _length_is(first, 0), 5)
     assert calls == [1], "delivered again while its handler was still running"
+
+
+async def test_works_on_nats_py_callbacks_when_its_internals_are_unknown(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hand-over straight from nats-py's parser is an optimisation with a fallback."""
+    from nats.aio.client import Client
+
+    from microhive.transports.nats import connection
+
+    monkeypatch.setattr(connection, "_client_class", lambda: Client)
+    bus, broker = SignalBus.from_url(nats_url), QueueBroker.from_url(nats_url)
+    agent = Agent(bus, broker, settings={"jobs": [], "pings": []})
+    async with bus, broker, agent:
+        assert not hasattr(broker._connection.client, "direct")  # type: ignore[attr-defined]
+        await broker.send(JOBS, {"n": 1}, delay=0.2)
+        assert await bus.signal(PING).call("test", n=3, timeout=5) == 3
+        await until(lambda: agent.settings["jobs"] == [1])
+        await until(lambda: _length_is(broker, 0))

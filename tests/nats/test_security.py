@@ -96,3 +96,10 @@ async def test_tls_with_a_password(tmp_path: Path, caplog: pytest.LogCaptureFixt
         assert SECRET not in str(caught.value)
     finally:
         server.stop()
+
+
+async def test_missing_tls_files_are_a_clear_error() -> None:
+    broker = QueueBroker.from_url(f"tls://app:{WRONG}@127.0.0.1:4222?tls_ca=/nonexistent/ca.pem")
+    with pytest.raises(TransportError, match="cannot load the TLS files") as caught:
+        await broker.connect()
+    assert WRONG not in str(caught.value)

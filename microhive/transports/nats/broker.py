@@ -543,6 +543,7 @@ class NatsBroker(QueueBroker):
         self._subjects: dict[str, str] = {}
         self._acks: list[str] = []
         self._acking = False
+        self._followers: set[Follower] = set()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.options.safe_url}>"
@@ -556,6 +557,9 @@ class NatsBroker(QueueBroker):
         self._connection = connection
 
     async def _close(self) -> None:
+        for follower in self._followers:  # ends the tail() loops of this broker
+            follower.closing = True
+            follower.incoming.put_nowait(None)
         consumers = list(self._consumers)
         self._consumers.clear()
         for consumer in consumers:
@@ -1041,10 +1045,12 @@ class NatsBroker(QueueBroker):
         no acks; it starts again after the last sequence it saw if it loses its place."""
         await self._declare(queue)
         reader = Follower(self, queue)
+        self._followers.add(reader)
         try:
             async for data in reader.follow(last):
                 yield data
         finally:
+            self._followers.discard(reader)
             await reader.stop()
 
 
@@ -1069,6 +1075,7 @@ class Follower:
         self.start = 1  # the stream sequence to make the consumer at
         self.expected = 1  # the consumer sequence of the next message
         self.requested = 0
+        self.closing = False  # the broker is closing: the tail ends
 
     async def follow(self, last: int) -> AsyncIterator[bytes]:
         broker = self.broker
@@ -1077,7 +1084,7 @@ class Follower:
         connection.watch(up=self._reconnected)
         self.start, skip = await self._start(last)
         failures = 0
-        while broker._connection is connection:  # else the broker was closed: the tail ends
+        while not self.closing and broker._connection is connection:  # else: the broker closed
             if self.name is None:
                 try:
                     await self._create(self.start)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import time
@@ -70,6 +71,7 @@ class Message:
         self.headers = headers
 
 
+@functools.cache
 def _client_class() -> Any:
     """nats-py's client, with messages of microhive's subscriptions handed straight to their
     handler from the reader (no ``Msg`` object, no queue, no task switch per message) when
@@ -179,7 +181,10 @@ class Connection:
             "dont_randomize": True,
         }
         if options.tls:
-            kwargs["tls"] = options.ssl_context()
+            try:
+                kwargs["tls"] = options.ssl_context()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise TransportError(self.describe("cannot load the TLS files for", exc)) from None
             if options.tls_hostname:
                 kwargs["tls_hostname"] = options.tls_hostname
         if options.user is not None:
