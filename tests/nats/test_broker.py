@@ -16,7 +16,7 @@ from microhive.testing import eventually
 from microhive.transports.nats import NatsBroker
 
 from .. import engines
-from .agents import JOBS
+from ..fault_agents import JOBS
 
 
 async def stream_state(prefix: str, queue: str = "jobs") -> Any:

@@ -16,7 +16,7 @@ from microhive.envelope import new_id
 from microhive.testing import eventually
 
 from .. import engines
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 
 
 def envelope(kind: str, name: str, payload: Any, **extra: Any) -> bytes:

@@ -14,12 +14,12 @@ from microhive import QueueBroker, SignalBus
 
 from .. import engines
 from ..cli.helpers import Process
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 from .conftest import Records
 
 pytestmark = pytest.mark.slow
 
-RECORDER = "tests.nats.agents:Recorder"
+RECORDER = "tests.fault_agents:Recorder"
 
 
 def run_recorder(url: str, records: Records, *extra: str) -> Process:
@@ -31,7 +31,7 @@ def run_recorder(url: str, records: Records, *extra: str) -> Process:
 
 def run_producer(url: str, records: Records, first: int, count: int, pause: float) -> Process:
     return Process(
-        "-m", "tests.nats.agents", url, str(first), str(count), str(records.base), "4", str(pause)
+        "-m", "tests.fault_agents", url, str(first), str(count), str(records.base), "4", str(pause)
     )
 
 

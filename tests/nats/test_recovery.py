@@ -16,7 +16,7 @@ import pytest
 from microhive import MicroAgent, QueueBroker, SignalBus, TransportError, consumer, receiver
 
 from .. import engines
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 
 
 class Worker(MicroAgent):

@@ -11,7 +11,7 @@ import pytest
 from microhive import MicroAgent, QueueBroker, SignalBus, TransportError, consumer, receiver
 
 from .. import engines
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 
 SECRET = "s3cret-Pass-word"
 WRONG = "wr0ng-Pass-word"

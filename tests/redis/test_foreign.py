@@ -17,7 +17,7 @@ from microhive import MicroAgent, QueueBroker, SignalBus, consumer, current_mess
 from microhive.testing import eventually as eventually_
 
 from .. import engines
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 
 
 def redis_cli(url: str, *args: str) -> str:

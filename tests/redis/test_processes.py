@@ -15,12 +15,12 @@ from microhive import QueueBroker, SignalBus
 
 from .. import engines
 from ..cli.helpers import Process
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 from .conftest import Records
 
 pytestmark = pytest.mark.slow
 
-RECORDER = "tests.redis.agents:Recorder"
+RECORDER = "tests.fault_agents:Recorder"
 
 
 def run_recorder(url: str, records: Records, *extra: str) -> Process:
@@ -104,7 +104,7 @@ async def test_redis_restart_mid_run_loses_nothing_acknowledged(
     try:
         await ready(consumer)
         producer = Process(
-            "-m", "tests.redis.agents", url, str(total), str(records.base), "4", "0.002"
+            "-m", "tests.fault_agents", url, "0", str(total), str(records.base), "4", "0.002"
         )
         await until(lambda: len(records.acked()) >= 800, 30, "800 acknowledged sends")
         private_redis.kill()  # a crash: only what was fsynced survives (appendfsync always)

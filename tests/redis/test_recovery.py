@@ -16,7 +16,7 @@ from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
 from microhive.testing import eventually as eventually_
 
 from .. import engines
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 
 
 class Worker(MicroAgent):

@@ -19,7 +19,7 @@ from microhive import (
 )
 
 from .. import engines
-from .agents import JOBS, PING
+from ..fault_agents import JOBS, PING
 
 SECRET = "s3cret-Pass-word"
 WRONG = "wr0ng-Pass-word"

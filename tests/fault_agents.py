@@ -1,6 +1,6 @@
-"""Agents and a producer that the Redis fault tests run as separate processes.
+"""Agents and a producer that the engines' fault tests run as separate processes.
 
-``microhive run tests.redis.agents:Recorder --transport redis://...`` consumes the ``jobs``
+``microhive run tests.fault_agents:Recorder --transport redis://...`` (or nats://...) consumes the ``jobs``
 queue; every message it processed is appended to ``$MH_TEST_RECORD.<pid>`` (one line per
 processing, written before the ack, so a SIGKILL never hides a processed message).
 """
@@ -42,14 +42,16 @@ class Recorder(MicroAgent):
         return {"pid": os.getpid(), "n": n}
 
 
-async def produce(url: str, count: int, path: str, concurrency: int, pause: float) -> None:
-    """Send ``count`` messages; each one the broker acknowledged goes to ``path.acked``."""
+async def produce(
+    url: str, first: int, count: int, path: str, concurrency: int, pause: float
+) -> None:
+    """Send ``first..first+count-1``; each one the broker acknowledged goes to ``path.acked``."""
     acked = open(f"{path}.acked", "a", buffering=1)  # noqa: SIM115, ASYNC230
     failed = open(f"{path}.failed", "a", buffering=1)  # noqa: SIM115, ASYNC230
     async with QueueBroker.from_url(url, queues=[JOBS]) as broker:
 
-        async def sender(first: int) -> None:
-            for n in range(first, count, concurrency):
+        async def sender(start: int) -> None:
+            for n in range(first + start, first + count, concurrency):
                 try:
                     await broker.jobs.send({"n": n})
                 except TransportError as exc:
@@ -62,8 +64,8 @@ async def produce(url: str, count: int, path: str, concurrency: int, pause: floa
     print("producer done", flush=True)
 
 
-if __name__ == "__main__":  # python -m tests.redis.agents URL COUNT PATH [CONCURRENCY PAUSE]
-    url, count, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 4
-    pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
-    asyncio.run(produce(url, count, path, concurrency, pause))
+if __name__ == "__main__":  # python -m tests.fault_agents URL FIRST COUNT PATH [CONCURRENCY PAUSE]
+    url, first, count, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    concurrency = int(sys.argv[5]) if len(sys.argv) > 5 else 4
+    pause = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    asyncio.run(produce(url, first, count, path, concurrency, pause))
