@@ -1,8 +1,9 @@
 """Agents and a producer that the engines' fault tests run as separate processes.
 
 ``microhive run tests.fault_agents:Recorder --transport redis://...`` (or nats://...)
-consumes the ``jobs`` queue; every message it processed is appended to ``$MH_TEST_RECORD.<pid>`` (one line per
-processing, written before the ack, so a SIGKILL never hides a processed message).
+consumes the ``jobs`` queue; every message it processed is appended to
+``$MH_TEST_RECORD.<pid>`` (one line per processing, written before the ack, so a SIGKILL
+never hides a processed message).
 """
 
 from __future__ import annotations
