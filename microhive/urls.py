@@ -22,6 +22,8 @@ _TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyTyp
                 "amqps": "microhive.transports.amqp:AmqpBus",
                 "nats": "microhive.transports.nats:NatsBus",
                 "tls": "microhive.transports.nats:NatsBus",
+                # no bus on Kafka: constructing it raises ConfigurationError with advice
+                "kafka": "microhive.transports.kafka.bus:KafkaBus",
             }
         ),
         "broker": MappingProxyType(
@@ -33,6 +35,7 @@ _TRANSPORTS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyTyp
                 "amqps": "microhive.transports.amqp:AmqpBroker",
                 "nats": "microhive.transports.nats:NatsBroker",
                 "tls": "microhive.transports.nats:NatsBroker",
+                "kafka": "microhive.transports.kafka:KafkaBroker",
             }
         ),
     }

@@ -29,12 +29,20 @@ REDIS_URL = os.environ.get("MICROHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0
 NATS_URL = os.environ.get("MICROHIVE_TEST_NATS_URL", "nats://127.0.0.1:4222")
 """The shared NATS server (with JetStream) the contract suite and most NATS tests use."""
 
+KAFKA_URL = os.environ.get("MICROHIVE_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
+"""The shared Kafka-protocol broker (Tansu) the contract suite and the Kafka tests use."""
+
+KAFKA_TEST_OPTIONS = {"session_timeout": 2, "heartbeat_interval": 0.2, "rebalance_timeout": 2}
+"""Small group timeouts: a new consumer group forms in about a second instead of ten."""
+
 HOW_TO_START = {
     "redis": "start one with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 "
     '--save "" --appendonly no` (Debian: `apt-get install -y redis-server`), or set '
     "MICROHIVE_TEST_REDIS_URL",
     "nats": "start one with `nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/nats &` (Debian: "
     "`apt-get install -y nats-server`), or set MICROHIVE_TEST_NATS_URL",
+    "kafka": "start Tansu (a Kafka-protocol broker) with `ENGINES=kafka scripts/services.sh up`, "
+    "or set MICROHIVE_TEST_KAFKA_URL",
 }
 
 
@@ -404,3 +412,32 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- Kafka ---------------------------------------------------------------------------------
+
+
+def require_kafka(url: str = KAFKA_URL) -> str:
+    from microhive.transports.kafka.options import parse
+
+    host, port = parse(url).servers[0].rsplit(":", 1)
+    if not reachable(host.strip("[]"), int(port)):
+        missing("kafka", f"{host}:{port}")
+    return url
+
+
+async def delete_kafka_prefix(url: str, prefix: str) -> None:
+    """Delete every topic named ``<prefix>.`` (a test's queues, delays and dead letters)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from microhive.transports.kafka.options import parse
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=parse(url).bootstrap)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(f"{prefix}.")]
+        if names:
+            with contextlib.suppress(Exception):
+                await admin.delete_topics(names)
+    finally:
+        await admin.close()

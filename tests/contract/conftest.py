@@ -24,6 +24,9 @@ from ..amqp import server as amqp_server
 class Transport:
     name: str
     make_url: Callable[[str], str]
+    signals: bool = True
+    """False: the transport has no signal bus (its bus refuses the URL); signal and call
+    tests skip, and test_signals checks the refusal."""
 
 
 TRANSPORTS = [
@@ -41,6 +44,14 @@ TRANSPORTS = [
     Transport(
         "nats",
         lambda ns: engines.with_query(engines.NATS_URL, prefix=f"mhtest_{ns}", ack_wait=1),
+    ),
+    # a topic prefix per test; small group timeouts so consumer groups form fast
+    Transport(
+        "kafka",
+        lambda ns: engines.with_query(
+            engines.KAFKA_URL, prefix=f"mhtest_{ns}", **engines.KAFKA_TEST_OPTIONS
+        ),
+        signals=False,
     ),
 ]
 
@@ -68,6 +79,11 @@ async def engine(transport: Transport, url: str) -> AsyncIterator[None]:
         yield
         await engines.delete_nats_prefix(url, str(dict(parse_qsl(urlsplit(url).query))["prefix"]))
         return
+    if transport.name == "kafka":
+        engines.require_kafka()
+        yield
+        await engines.delete_kafka_prefix(url, str(dict(parse_qsl(urlsplit(url).query))["prefix"]))
+        return
     if transport.name != "redis":
         yield
         return
@@ -92,11 +108,17 @@ CATALOG = Catalog(SIGNALS, QUEUES)
 class Factory:
     """Makes buses and brokers on the test's transport and closes them all at the end."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, transport: Transport | None = None) -> None:
         self.url = url
+        self.transport = transport
         self.opened: list[Any] = []
 
     async def bus(self, **options: Any) -> SignalBus:
+        if self.transport is not None and not self.transport.signals:
+            pytest.skip(
+                f"{self.transport.name} has no signal bus: covered by "
+                "test_signals.py::test_a_transport_without_signals_refuses_a_bus_clearly"
+            )
         bus = SignalBus.from_url(self.url, signals=SIGNALS, **options)
         await bus.connect()
         self.opened.append(bus)
@@ -110,8 +132,8 @@ class Factory:
 
 
 @pytest.fixture
-async def factory(url: str) -> AsyncIterator[Factory]:
-    made = Factory(url)
+async def factory(url: str, transport: Transport) -> AsyncIterator[Factory]:
+    made = Factory(url, transport)
     try:
         yield made
     finally:

@@ -6,9 +6,16 @@ import asyncio
 
 import pytest
 
-from microhive import MicroAgent, PayloadError, UnknownNameError, receiver
+from microhive import (
+    ConfigurationError,
+    MicroAgent,
+    PayloadError,
+    SignalBus,
+    UnknownNameError,
+    receiver,
+)
 
-from .conftest import SIGNALS, Factory
+from .conftest import SIGNALS, Factory, Transport
 from .helpers import eventually
 
 
@@ -108,3 +115,16 @@ async def test_stopped_agent_no_longer_receives(factory: Factory) -> None:
     await bus.ping.send("me", n=1)
     await asyncio.sleep(0.05)
     assert agent.settings["seen"] == []
+
+
+async def test_a_transport_without_signals_refuses_a_bus_clearly(
+    transport: Transport, url: str
+) -> None:
+    if transport.signals:
+        pytest.skip(f"{transport.name} has a signal bus")
+    with pytest.raises(ConfigurationError) as raised:
+        SignalBus.from_url(url, signals=SIGNALS)
+    message = str(raised.value)
+    assert "carries queues" in message
+    assert all(scheme in message for scheme in ("redis://", "nats://", "amqp://"))
+    assert "--bus" in message and "--broker" in message

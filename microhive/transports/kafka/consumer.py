@@ -1,0 +1,356 @@
+"""A consumer of one queue: a member of the broker's consumer group on the queue's topic.
+
+- It reads with ``getmany(max_records=free slots)``, so it never holds more than
+  ``prefetch`` unsettled messages; when full it pauses its partitions (and still polls, so
+  the group does not think it died).
+- Settling a message only marks its offset done; commits go out in the background, at
+  once when the consumer has nothing left in hand and at most every ``commit_interval``
+  while it is busy, and never past an offset that is not done (:mod:`.offsets`).
+- A rebalance that takes partitions away first drops what was read from them but not
+  handed out, waits a little (``revoke_wait``) for their handlers, and commits.
+- ``close()`` stops intake and gives back what was not handed out; the group membership
+  stays until the deliveries already handed out are settled, so they can still be
+  committed, then the consumer commits and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer
+
+from ...broker import Consumer, Delivery
+from ...envelope import Envelope
+from ...errors import ConsumerClosed, DecodeError
+from .offsets import Listener, Offsets, commit, pause_after_failure, stop
+from .wire import ATTEMPT, GROUP, header
+
+if TYPE_CHECKING:
+    from .broker import KafkaBroker
+
+log = logging.getLogger("microhive.kafka")
+
+
+class KafkaDelivery(Delivery):
+    __slots__ = ("consumer", "key", "offset", "offsets")
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        offsets: Offsets,
+        offset: int,
+        key: bytes | None,
+        raw: bytes,
+        envelope: Envelope | None,
+        error: str | None,
+    ) -> None:
+        super().__init__(raw, envelope, error)
+        self.consumer = consumer
+        self.offsets = offsets
+        self.offset = offset
+        self.key = key
+
+    @property
+    def message_id(self) -> str:
+        """``<topic>:<partition>:<offset>``."""
+        tp = self.offsets.tp
+        return f"{tp.topic}:{tp.partition}:{self.offset}"
+
+    async def ack(self) -> None:
+        if self._settle():
+            self.consumer._settled(self, True)
+
+    async def retry(self, delay: float, reason: str) -> None:
+        """A new record (``attempt + 1``) for this group, then this offset is done. Delayed:
+        to the queue's delay topic, moved back when due; at once: to the queue's topic."""
+        if not self._settle():
+            return
+        assert self.envelope is not None, "an undecodable message cannot be retried"
+        consumer = self.consumer
+        envelope = self.envelope.next_attempt(**{"x-last-error": reason})
+        broker = consumer.broker
+        try:
+            await broker._requeue(
+                consumer.queue, broker.codec.encode(envelope), self.key, delay, envelope.attempt
+            )
+        except BaseException:
+            consumer._settled(self, False)  # not stored: it comes back instead
+            raise
+        consumer._settled(self, True)
+
+    async def dead_letter(self, reason: str) -> None:
+        if not self._settle():
+            return
+        consumer = self.consumer
+        attempt = self.envelope.attempt if self.envelope is not None else 1
+        try:
+            await consumer.broker._bury(consumer.queue, self.raw, self.key, reason, attempt)
+        except BaseException:
+            consumer._settled(self, False)
+            raise
+        consumer._settled(self, True)
+
+    async def release(self) -> None:
+        """Not committed: it is read again — at once by this consumer if it is still open
+        (it seeks back), else by whoever gets the partition next."""
+        if self._settle():
+            self.consumer._settled(self, False)
+
+
+class KafkaConsumer(Consumer):
+    def __init__(self, broker: KafkaBroker, queue: str, name: str, prefetch: int) -> None:
+        options = broker.options
+        self.broker = broker
+        self.options = options
+        self.queue = queue
+        self.topic = options.topic(queue)
+        self.name = name
+        self.prefetch = prefetch
+        self.group = options.group
+        self.client = AIOKafkaConsumer(
+            **options.common(), **options.group_settings(), group_id=options.group_id(queue)
+        )
+        self.partitions: dict[Any, Offsets] = {}
+        self.buffer: deque[KafkaDelivery] = deque()
+        self.unsettled = 0  # read and not settled: buffered or in a handler
+        self.closed = False
+        self.paused = False
+        self._ready = asyncio.Event()  # something in the buffer, or closed
+        self._room = asyncio.Event()  # a slot came free
+        self._change = asyncio.Event()  # something was settled (a rebalance waits for it)
+        self._dirty = asyncio.Event()  # something was settled: commit
+        self._idle = asyncio.Event()  # nothing in hand: commit now
+        self._assignment = asyncio.Event()
+        self._committing = asyncio.Lock()
+        self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fetcher: asyncio.Task[None] | None = None
+        self._committer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<KafkaConsumer {self.name} of {self.queue!r} on {self.options.safe_url}>"
+
+    async def start(self) -> None:
+        """Join the group; returns once the first assignment arrived (or after a while:
+        the consumer keeps trying in the background), so messages sent next are seen."""
+        self.client.subscribe([self.topic], listener=Listener(self._revoked, self._assigned))
+        await self.client.start()
+        loop = asyncio.get_running_loop()
+        self._fetcher = loop.create_task(self._fetch(), name=f"microhive.kafka.{self.name}")
+        self._committer = loop.create_task(self._commits(), name=f"microhive.kafka.{self.name}.c")
+        wait = max(10.0, 3 * self.options.session_timeout)
+        try:
+            async with asyncio.timeout(wait):
+                await self._assignment.wait()
+        except TimeoutError:
+            log.warning("%r: no partitions assigned after %.0f s; still trying", self, wait)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _fetch(self) -> None:
+        client = self.client
+        failures = 0
+        while not self.closed:
+            free = self.prefetch - self.unsettled
+            try:
+                if free <= 0:
+                    await self._wait_for_room()
+                    continue
+                if self.paused:
+                    client.resume(*client.assignment())
+                    self.paused = False
+                batch = await client.getmany(timeout_ms=1000, max_records=free)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never end the loop
+                failures += 1
+                await pause_after_failure(failures, f"{self!r}: reading failed", exc)
+                continue
+            for tp, records in batch.items():
+                offsets = self.partitions.get(tp)
+                if offsets is not None:
+                    self._take(offsets, records)
+            if self.buffer:
+                self._ready.set()
+
+    async def _wait_for_room(self) -> None:
+        """Full: pause the partitions, and poll now and then so the group keeps us."""
+        client = self.client
+        if not self.paused:
+            client.pause(*client.assignment())
+            self.paused = True
+        self._room.clear()
+        try:
+            async with asyncio.timeout(1.0):
+                await self._room.wait()
+        except TimeoutError:
+            client.pause(*client.assignment())  # partitions assigned meanwhile
+            await client.getmany(timeout_ms=0)
+
+    def _take(self, offsets: Offsets, records: list[Any]) -> None:
+        codec = self.broker.codec
+        group = self.group
+        for record in records:
+            offset = record.offset
+            if record.headers:
+                owner = header(record.headers, GROUP)
+                if owner is not None and owner != group:
+                    offsets.skip(offset)  # another group's retry
+                    continue
+            if not offsets.take(offset):
+                continue
+            raw = record.value or b""
+            try:
+                envelope: Envelope | None = codec.decode(raw)
+                error = None
+            except DecodeError as exc:
+                envelope, error = None, str(exc)
+            if envelope is not None and record.headers:
+                attempt = header(record.headers, ATTEMPT)
+                if attempt is not None and attempt.isdigit() and int(attempt) > envelope.attempt:
+                    envelope.attempt = int(attempt)
+            self.buffer.append(
+                KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error)
+            )
+            self.unsettled += 1
+            self._idle.clear()
+
+    async def get(self) -> Delivery:
+        buffer = self.buffer
+        while not buffer:
+            if self.closed:
+                raise ConsumerClosed(self.queue)
+            self._ready.clear()
+            await self._ready.wait()
+        return buffer.popleft()
+
+    # -- settling and committing ---------------------------------------------------------
+
+    def _settled(self, delivery: KafkaDelivery, done: bool) -> None:
+        self.unsettled -= 1
+        offsets = delivery.offsets
+        if done:
+            offsets.done(delivery.offset)
+        else:
+            offsets.release(delivery.offset)
+            if not self.closed and offsets.live:
+                with contextlib.suppress(Exception):
+                    self.client.seek(offsets.tp, delivery.offset)  # read it again
+        self._room.set()
+        self._change.set()
+        if self.unsettled <= 0:
+            self._idle.set()
+        self._dirty.set()
+
+    async def _commits(self) -> None:
+        """Commit in the background: when idle at once, when busy every commit_interval."""
+        interval = self.options.commit_interval
+        while True:
+            await self._dirty.wait()
+            if interval and self.unsettled > 0 and not self.closed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await self._idle.wait()
+            self._dirty.clear()
+            await self.flush()
+            if self.closed and self.unsettled <= 0:
+                await self._leave()
+                return
+
+    async def flush(self) -> None:
+        """Commit what is done now (``length()`` calls it, so it counts local acks)."""
+        async with self._committing:
+            await commit(self.client, list(self.partitions.values()), repr(self))
+
+    # -- rebalancing ---------------------------------------------------------------------
+
+    def _assigned(self, assigned: Any) -> None:
+        for tp in assigned:
+            if tp not in self.partitions:
+                self.partitions[tp] = Offsets(tp)
+        self.paused = False
+        self._assignment.set()
+        if assigned:
+            log.debug("%r: assigned %s", self, sorted(tp.partition for tp in assigned))
+
+    async def _revoked(self, revoked: Any) -> None:
+        lost = [self.partitions[tp] for tp in revoked if tp in self.partitions]
+        if not lost:
+            return
+        lost_set = set(revoked)
+        kept: deque[KafkaDelivery] = deque()
+        for delivery in self.buffer:  # read, not handed out: the next owner reads them
+            if delivery.offsets.tp in lost_set and delivery._settle():
+                self.unsettled -= 1
+                delivery.offsets.release(delivery.offset)
+            else:
+                kept.append(delivery)
+        self.buffer.clear()  # in place: get() holds on to this deque
+        self.buffer.extend(kept)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.revoke_wait
+        while any(offsets.busy() for offsets in lost) and loop.time() < deadline:
+            self._change.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await self._change.wait()
+        async with self._committing:
+            await commit(self.client, lost, repr(self))
+        for offsets in lost:
+            offsets.live = False
+            del self.partitions[offsets.tp]
+        if self.unsettled <= 0:
+            self._idle.set()
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop intake; what was read and not handed out is given back. The consumer stays
+        in its group until what it handed out is settled, then commits and leaves."""
+        if self.closed:
+            return
+        self.closed = True
+        self._ready.set()
+        await _cancel(self._fetcher)
+        for delivery in self.buffer:
+            if delivery._settle():
+                self.unsettled -= 1
+                delivery.offsets.release(delivery.offset)
+        self.buffer.clear()
+        self._dirty.set()
+        if self.unsettled <= 0:
+            await asyncio.shield(self._finished)
+
+    async def _leave(self) -> None:
+        try:
+            await stop(self.client, repr(self))
+        finally:
+            self.broker._forget(self)
+            if not self._finished.done():
+                self._finished.set_result(None)
+
+    async def abort(self) -> None:
+        """The broker is closing: commit what is done, leave the group; deliveries still
+        held are not committed (they are read again, as after a crash)."""
+        self.closed = True
+        self._ready.set()
+        await _cancel(self._fetcher, self._committer)
+        self.buffer.clear()
+        with contextlib.suppress(Exception):
+            await self.flush()
+        for offsets in self.partitions.values():
+            offsets.live = False
+        if not self._finished.done():
+            await self._leave()
+
+
+async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
+    running = [task for task in tasks if task is not None and not task.done()]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)

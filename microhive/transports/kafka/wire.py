@@ -1,0 +1,36 @@
+"""Kafka record headers microhive writes, and reading them.
+
+The message itself is always the envelope of docs/wire-format.md in the record's value; the
+record key is the ``key=`` of ``send`` (UTF-8). Plain sends carry no record headers. These
+ones mark what microhive itself produces, for its own consumers and for other tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+DUE = "microhive-due"
+"""On the delay topic: when the record may go back to the queue (Unix time in ms)."""
+GROUP = "microhive-group"
+"""On a retry: the consumer group it is for; consumers of other groups pass over it."""
+ATTEMPT = "microhive-attempt"
+"""On retries and dead letters: the attempt number (also in the envelope)."""
+REASON = "microhive-reason"
+"""On a dead letter: why it was parked."""
+QUEUE = "microhive-queue"
+"""On a dead letter: the queue it came from."""
+DEAD_AT = "microhive-dead-at"
+"""On a dead letter: when it was parked (Unix time in seconds)."""
+
+
+def header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
+    """The value of the first record header called ``name``, or None."""
+    for key, value in headers:
+        if key == name:
+            return value.decode(errors="replace") if value is not None else ""
+    return None
+
+
+def encoded(**values: str) -> list[tuple[str, bytes]]:
+    """Record headers from keyword arguments (``_`` in a name becomes ``-``)."""
+    return [(f"microhive-{key.replace('_', '-')}", value.encode()) for key, value in values.items()]
