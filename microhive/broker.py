@@ -157,7 +157,8 @@ class QueueBroker(Connection):
             Kind.MESSAGE, target.name, target.make_payload(payload), sender, headers=checked
         )
         data = self.codec.encode(envelope)
-        await self.connect()
+        if not self._connected:
+            await self.connect()
         await self._publish(target.name, envelope, data, key=key, delay=delay or 0.0)
         return envelope.id
 

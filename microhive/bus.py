@@ -122,10 +122,9 @@ class SignalBus(Connection):
     async def send(self, signal: Signal | str, sender: str, **kwargs: Any) -> None:
         """Broadcast ``signal`` to every subscribed agent instance (at most once, no reply)."""
         sig = signal if type(signal) is Signal else self._resolve(signal)
-        data = self.codec.encode(Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender))
-        if not self._connected:
-            await self.connect()
-        await self._publish(sig.name, data)
+        await self._publish_envelope(
+            Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
+        )
 
     async def call(
         self, signal: Signal | str, sender: str, *, timeout: float = 60, **kwargs: Any
@@ -195,8 +194,13 @@ class SignalBus(Connection):
         )
 
     async def _publish_envelope(self, envelope: Envelope) -> None:
+        """Encode and broadcast a signal or call; a transport may skip the bytes in-process.
+
+        ``envelope`` is made for this publish alone: a transport may hand it on as it is.
+        """
         data = self.codec.encode(envelope)
-        await self.connect()
+        if not self._connected:
+            await self.connect()
         await self._publish(envelope.name, data)
 
     # -- runtime API (used by agents) --------------------------------------------------
@@ -261,13 +265,19 @@ class SignalBus(Connection):
 
     def _deliver(self, channel: str, data: bytes) -> None:
         """A transport received ``data`` on a signal channel."""
-        listeners = self._listeners.get(channel)
-        if not listeners:
+        if channel not in self._listeners:
             return
         try:
             envelope = self.codec.decode(data)
         except DecodeError as exc:
             log.error("dropped undecodable signal on %r (%d bytes): %s", channel, len(data), exc)
+            return
+        self._dispatch(channel, envelope)
+
+    def _dispatch(self, channel: str, envelope: Envelope) -> None:
+        """Hand a decoded signal or call to this bus's subscriptions on ``channel``."""
+        listeners = self._listeners.get(channel)
+        if not listeners:
             return
         for subscription in tuple(listeners):
             try:

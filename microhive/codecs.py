@@ -79,21 +79,19 @@ class JsonCodec:
             raise DecodeError(f"not valid JSON: {exc}") from None
 
     def decode(self, data: bytes) -> Envelope:
-        document = self.decode_value(data)
-        if not isinstance(document, dict):
+        if len(data) > self.max_size:
+            raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {self.max_size}")
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"not valid JSON: {exc}") from None
+        if type(document) is not dict:
             raise DecodeError("an envelope must be a JSON object")
         return envelope_from_dict(document)
 
 
 def _fail(key: str, expected: str, value: Any) -> DecodeError:
     return DecodeError(f"envelope field {key!r} must be {expected}, got {type(value).__name__}")
-
-
-def _optional_text(document: dict[str, Any], key: str) -> str | None:
-    value = document.get(key)
-    if value is None or type(value) is str:
-        return value
-    raise _fail(key, "a string", value)
 
 
 def envelope_from_dict(document: dict[str, Any]) -> Envelope:
@@ -104,7 +102,7 @@ def envelope_from_dict(document: dict[str, Any]) -> Envelope:
     """
     get = document.get
     version = get("v", WIRE_VERSION)
-    if type(version) is not int or version != WIRE_VERSION:
+    if version != WIRE_VERSION or type(version) is not int:
         raise DecodeError(f"unsupported wire version {version!r}")
     kind_name = get("kind")
     kind = _KINDS.get(kind_name) if type(kind_name) is str else None
@@ -114,12 +112,14 @@ def envelope_from_dict(document: dict[str, Any]) -> Envelope:
     if type(name) is not str or not name:
         raise DecodeError("envelope field 'name' is required (a non-empty string)")
     sender = get("sender")
-    if sender is None:
+    if type(sender) is not str:
+        if sender is not None:
+            raise _fail("sender", "a string", sender)
         sender = ""
-    elif type(sender) is not str:
-        raise _fail("sender", "a string", sender)
     headers = get("headers")
-    if headers is None:
+    if not headers:
+        if headers is not None and headers != {}:
+            raise DecodeError("envelope field 'headers' must map strings to strings")
         headers = {}
     elif type(headers) is not dict or not all(
         type(k) is str and type(v) is str for k, v in headers.items()
@@ -134,10 +134,16 @@ def envelope_from_dict(document: dict[str, Any]) -> Envelope:
             raise _fail("sent_at", "a number (Unix seconds)", sent_at)
         sent_at = float(sent_at)
     message_id = get("id")
-    if message_id is None:
+    if type(message_id) is not str:
+        if message_id is not None:
+            raise _fail("id", "a string", message_id)
         message_id = new_id()
-    elif type(message_id) is not str:
-        raise _fail("id", "a string", message_id)
+    correlation_id = get("correlation_id")
+    if correlation_id is not None and type(correlation_id) is not str:
+        raise _fail("correlation_id", "a string", correlation_id)
+    reply_to = get("reply_to")
+    if reply_to is not None and type(reply_to) is not str:
+        raise _fail("reply_to", "a string", reply_to)
     return Envelope(
         kind,
         name,
@@ -145,8 +151,8 @@ def envelope_from_dict(document: dict[str, Any]) -> Envelope:
         sender,
         message_id,
         headers,
-        _optional_text(document, "correlation_id"),
-        _optional_text(document, "reply_to"),
+        correlation_id,
+        reply_to,
         sent_at,
         attempt,
     )

@@ -10,15 +10,44 @@ import logging
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .envelope import Envelope
 
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("microhive_log_context", default={})  # noqa: B039
+
+_HANDLING: ContextVar[tuple[str, Envelope] | None] = ContextVar("microhive_handling", default=None)
+"""The handler running in this task and the message it handles: set once per message, the
+log fields ``handler``, ``msg`` and ``sender`` are derived from it only when a record is made."""
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(context)s] %(message)s"
 
 
 def current_context() -> dict[str, str]:
-    return _CONTEXT.get()
+    context = _CONTEXT.get()
+    handling = _HANDLING.get()
+    if handling is None:
+        return context
+    handler, envelope = handling
+    fields = {**context, "handler": handler, "msg": envelope.id}
+    if envelope.sender:
+        fields["sender"] = envelope.sender
+    return fields
+
+
+def enter_handling(handler: str, envelope: Envelope) -> Token[tuple[str, Envelope] | None]:
+    """Mark this task as handling ``envelope`` with ``handler`` until :func:`leave_handling`."""
+    return _HANDLING.set((handler, envelope))
+
+
+def leave_handling(token: Token[tuple[str, Envelope] | None]) -> None:
+    _HANDLING.reset(token)
+
+
+def handled_message() -> Envelope | None:
+    handling = _HANDLING.get()
+    return None if handling is None else handling[1]
 
 
 def enter_context(**fields: str | None) -> Token[dict[str, str]]:
@@ -54,7 +83,7 @@ class AgentLogger(logging.LoggerAdapter[logging.Logger]):
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        context = {"agent": self.agent, **_CONTEXT.get()}
+        context = {"agent": self.agent, **current_context()}
         extra = kwargs.setdefault("extra", {})
         extra.setdefault("microhive", context)
         extra.setdefault("context", render(context))
@@ -66,7 +95,7 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "context"):
-            context = _CONTEXT.get()
+            context = current_context()
             record.microhive = context
             record.context = render(context)
         return True

@@ -11,14 +11,14 @@ from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from ..broker import Delivery, QueueBroker
+from ..broker import QueueBroker
 from ..bus import SignalBus, Subscription
 from ..catalog import Catalog
 from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
 from ..errors import ConfigurationError
 from ..logs import AgentLogger, log_context
-from .dispatch import describe, process, run_receiver, run_with_timeout
+from .dispatch import describe, process, run_with_timeout, start_receiver
 from .handlers import Handler, Handlers, collect
 from .schedules import cron_loop, periodic_loop
 from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
@@ -162,7 +162,7 @@ class MicroAgent:
         handlers = type(self).handlers
         if self._by_signal:
             assert self._bus is not None
-            self._receivers = ReceiverPool(partial(run_receiver, self), self._spawn)
+            self._receivers = ReceiverPool(partial(start_receiver, self), self._spawn)
             self._subscription = await self._bus.subscribe(self._by_signal, self._on_signal)
         for handler in handlers.consumers:
             spec = handler.spec
@@ -241,10 +241,7 @@ class MicroAgent:
                 receivers.put(handler, envelope)
 
     def _processor(self, handler: Handler) -> Any:
-        async def run(delivery: Delivery) -> None:
-            await process(self, handler, delivery)
-
-        return run
+        return partial(process, self, handler)
 
     def _consumer_failed(self, queue: str) -> Any:
         def failed(exc: Exception) -> None:

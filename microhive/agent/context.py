@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-
 from ..envelope import Envelope
-
-_MESSAGE: ContextVar[Envelope | None] = ContextVar("microhive_message", default=None)
+from ..logs import handled_message
 
 
 def current_message() -> Envelope | None:
     """The envelope the current handler is processing (id, sender, headers, attempt...)."""
-    return _MESSAGE.get()
+    return handled_message()

@@ -44,6 +44,8 @@ class Parameters:
 
     def misfit(self, keys: Mapping[str, Any]) -> str | None:
         """Why ``keys`` cannot be passed as keywords, or None when they can."""
+        if keys.keys() == self.names:  # the common case, in one comparison
+            return None
         if missing := self.required - keys.keys():
             return f"missing {sorted(missing)}"
         if not self.var_keyword and (extra := keys.keys() - self.names):

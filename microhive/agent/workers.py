@@ -19,13 +19,23 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from time import monotonic
 from typing import Any
 
 from ..broker import Consumer, Delivery
 from ..errors import ConsumerClosed
 
-FAIRNESS = 16
-"""A worker lets the event loop run other tasks after this many messages in a row."""
+SLICE = 0.002
+"""A receiver worker that has run handlers this long (seconds) without waiting lets the event loop
+run other tasks: fair to timers and other agents, yet no loop turn per few messages."""
+
+CHECK_EVERY = 16
+"""How many signals a receiver worker runs between two looks at the clock."""
+
+TURN = 16
+"""A consumer worker lets the others (of this agent and of other agents on the same loop)
+take the next deliveries after this many in a row: competing consumers share a queue even
+when their handlers never wait."""
 
 
 class ReceiverPool:
@@ -33,11 +43,11 @@ class ReceiverPool:
 
     def __init__(
         self,
-        run: Callable[[Any, Any], Awaitable[None]],
+        start: Callable[[Any, Any], Awaitable[None] | None],
         spawn: Callable[[Any], asyncio.Task[Any]],
         limit: int = 1024,
     ) -> None:
-        self.run = run
+        self.start = start
         self.spawn = spawn
         self.limit = limit
         self.inbox: deque[tuple[Any, Any]] = deque()
@@ -60,6 +70,7 @@ class ReceiverPool:
     async def _work(self) -> None:
         inbox = self.inbox
         done = 0
+        since = monotonic()
         while True:
             if not inbox:
                 if self.closing or self.idle:
@@ -71,16 +82,20 @@ class ReceiverPool:
                 finally:
                     if waker in self.idle:
                         self.idle.remove(waker)
+                since = monotonic()
                 continue
             handler, envelope = inbox.popleft()
-            self.in_handler += 1
-            try:
-                await self.run(handler, envelope)
-            finally:
-                self.in_handler -= 1
+            rest = self.start(handler, envelope)
+            if rest is not None:
+                self.in_handler += 1
+                try:
+                    await rest
+                finally:
+                    self.in_handler -= 1
             done += 1
-            if done % FAIRNESS == 0:
+            if done % CHECK_EVERY == 0 and monotonic() - since >= SLICE:
                 await asyncio.sleep(0)
+                since = monotonic()
 
     def close(self) -> None:
         """Take no more signals; workers finish the inbox, then exit."""
@@ -113,7 +128,7 @@ def consumer_workers(
                 continue
             await process(delivery)
             done += 1
-            if done % FAIRNESS == 0:
+            if done % TURN == 0:
                 await asyncio.sleep(0)
 
     return [spawn(work()) for _ in range(concurrency)]
