@@ -372,3 +372,46 @@ def test_fuzz_json_objects(document: dict[str, Any]) -> None:
 def test_fuzz_truncated_envelopes(envelope: Envelope, cut: int) -> None:
     data = JsonCodec().encode(envelope)
     decodes_or_refuses(data[: cut % max(len(data), 1)])
+
+
+def _outcome(decode: Any, data: bytes) -> Any:
+    try:
+        envelope = decode(data)
+    except DecodeError:
+        return "refused"
+    fields = {k: getattr(envelope, k) for k in Envelope.__slots__}
+    if not isinstance(orjson.loads(data).get("id"), str):
+        fields["id"] = "generated"  # a random one, different each time
+    return fields
+
+
+@settings(max_examples=800, deadline=None)
+@given(document=documents)
+@example(document={"kind": "signal", "name": "x", "sent_at": 5})
+@example(document={"kind": "signal", "name": "x", "attempt": True})
+@example(document={"kind": "signal", "name": "x", "v": 1.0})
+@example(document={"kind": "signal", "name": "x", "payload": 2**64 - 1})
+@example(document={"kind": "call", "name": "x", "id": None, "headers": None, "sender": None})
+def test_fast_decode_agrees_with_the_field_by_field_check(document: dict[str, Any]) -> None:
+    """decode() checks the envelope in C (msgspec) and falls back to envelope_from_dict only
+    for what it refuses: both must accept and refuse the same documents, with equal results."""
+    codec = JsonCodec()
+    data = orjson.dumps(document)
+    fast, checked = _outcome(codec.decode, data), _outcome(codec._decode_checked, data)
+    if fast == "refused" or checked == "refused":
+        assert fast == checked
+    else:
+        assert all(same(fast[k], checked[k]) for k in fast), (fast, checked)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"kind":"signal","name":"x","payload":[1e400]}',  # valid JSON, too big for a double
+        b'{"kind":"signal","name":"x","payload":123456789012345678901234567890}',
+        b'{"kind":"signal","name":"x","name":"y"}',  # a duplicate key: the last one counts
+    ],
+)
+def test_fast_decode_agrees_on_edge_documents(data: bytes) -> None:
+    codec = JsonCodec()
+    assert _outcome(codec.decode, data) == _outcome(codec._decode_checked, data)
