@@ -40,6 +40,7 @@ from ...declarations import Exchange, Queue
 from ...envelope import Envelope, new_id
 from ...errors import ConsumerClosed, TransportError, UnroutableError
 from ...retry import Backoff
+from ..handover import Handover
 from . import wire
 from .link import (
     Link,
@@ -148,8 +149,7 @@ class AmqpConsumer(Consumer):
         self.prefetch = prefetch
         self.tag = f"{name or 'microhive'}.{new_id()[:8]}"
         self.closed = False
-        self.ready: deque[AmqpDelivery] = deque()
-        self.waiters: deque[asyncio.Future[AmqpDelivery]] = deque()
+        self.handover: Handover[AmqpDelivery] = Handover()  # received, not yet taken
         self.unsettled = 0
         self.epoch = 0
         self.channel: AbstractChannel | None = None
@@ -173,7 +173,7 @@ class AmqpConsumer(Consumer):
                 self.pipeline.stop()  # the old channel's (after a reconnect)
             self.channel = channel
             self.pipeline = Pipeline(channel, 0)
-            self.ready.clear()
+            self.handover.clear()
             self.unsettled = 0
             self._order.clear()
             self._acked.clear()
@@ -276,30 +276,12 @@ class AmqpConsumer(Consumer):
         delivery = AmqpDelivery(self, tag, self.epoch, message.body, envelope, error)
         self.unsettled += 1
         self._order.append(tag)
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(delivery)
-                return
-        self.ready.append(delivery)
+        self.handover.give(delivery)
 
     async def get(self) -> Delivery:
         if self.closed:
             raise ConsumerClosed(self.amqp_queue)
-        if self.ready:
-            return self.ready.popleft()
-        waiter: asyncio.Future[AmqpDelivery] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.ready.appendleft(waiter.result())  # taken as we were cancelled: keep it
-            raise
-        finally:
-            if not waiter.done():
-                waiter.cancel()
+        return await self.handover.take()
 
     def _ack(self, delivery: AmqpDelivery) -> None:
         """Acknowledge, coalesced: the acks of one event-loop iteration leave together, as one
@@ -395,20 +377,16 @@ class AmqpConsumer(Consumer):
         if self.broker._link is not None:
             self.broker._link.unregister(self)
         channel, pipeline = self.channel, self.pipeline
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(ConsumerClosed(self.amqp_queue))
+        self.handover.fail(ConsumerClosed(self.amqp_queue))
         if channel is None or channel.is_closed or pipeline is None:
-            self.ready.clear()
+            self.handover.clear()
             self.broker.consumers.discard(self)
             return
         try:
             await channel.basic_cancel(self.tag)
         except Exception as exc:
             log.debug("cancelling %r: %s", self, exc)
-        returned = list(self.ready)
-        self.ready.clear()
+        returned = self.handover.clear()
         for delivery in returned:
             if delivery._settle():
                 self.unsettled -= 1
@@ -423,11 +401,8 @@ class AmqpConsumer(Consumer):
     async def abort(self) -> None:
         """Close the channel now: everything unsettled goes back to the queue."""
         self.closed = True
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(ConsumerClosed(self.amqp_queue))
-        self.ready.clear()
+        self.handover.fail(ConsumerClosed(self.amqp_queue))
+        self.handover.clear()
         channel, self.channel = self.channel, None
         if channel is not None:
             await self._close_channel(channel, self.pipeline)

@@ -30,7 +30,6 @@ import contextlib
 import logging
 import time
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,6 +39,7 @@ from ...broker import Consumer, DeadLetter, Delivery, QueueBroker
 from ...capabilities import Capabilities
 from ...envelope import Envelope, new_id
 from ...errors import ConfigurationError, ConsumerClosed, DecodeError, TransportError
+from ..handover import Handover
 from .connection import (
     DESCRIPTION,
     RECONNECT,
@@ -87,7 +87,7 @@ def _header_text(text: str, limit: int = 2000) -> str:
 
 
 class NatsDelivery(Delivery):
-    __slots__ = ("consumer", "delivered", "handed", "reply", "sequence", "touched")
+    __slots__ = ("consumer", "delivered", "reply", "sequence", "touched")
 
     def __init__(
         self,
@@ -106,7 +106,6 @@ class NatsDelivery(Delivery):
         self.sequence = sequence
         self.delivered = delivered
         self.touched = touched
-        self.handed = False
 
     @property
     def message_id(self) -> str:
@@ -182,8 +181,7 @@ class NatsConsumer(Consumer):
         self.inbox = f"_INBOX.{new_id()}"
         self.closed = False
         self.held: dict[int, NatsDelivery] = {}  # stream sequence -> delivered, not settled
-        self.buffer: deque[NatsDelivery] = deque()  # held, not yet handed to a worker
-        self.waiters: deque[asyncio.Future[NatsDelivery]] = deque()
+        self.handover: Handover[NatsDelivery] = Handover()  # held, not yet taken by a worker
         self.requested = 0  # messages asked for by pull requests still open
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
         self._heartbeat = max(0.1, min(5.0, self.options.expires / 4))
@@ -211,35 +209,7 @@ class NatsConsumer(Consumer):
     async def get(self) -> Delivery:
         if self.closed:
             raise ConsumerClosed(self.queue)
-        buffer = self.buffer
-        if buffer:
-            delivery = buffer.popleft()
-            delivery.handed = True
-            return delivery
-        waiter: asyncio.Future[NatsDelivery] = self._loop.create_future()
-        self.waiters.append(waiter)
-        try:
-            delivery = await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                given = waiter.result()  # handed over just as we were cancelled: first in line
-                given.handed = False
-                self.buffer.appendleft(given)
-            raise
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-        delivery.handed = True
-        return delivery
-
-    def _hand(self, delivery: NatsDelivery) -> None:
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(delivery)
-                return
-        self.buffer.append(delivery)
+        return await self.handover.take()
 
     def _settled(self, delivery: NatsDelivery) -> None:
         if self.held.pop(delivery.sequence, None) is not None and not self._room.is_set():
@@ -291,7 +261,7 @@ class NatsConsumer(Consumer):
         if limit and delivered > limit + early:  # a delayed one was delivered early once
             self._crash_looped(delivery, limit)
         else:
-            self._hand(delivery)
+            self.handover.give(delivery)
 
     async def _not_for_now(self, reply: str, headers: dict[str, str]) -> bool:
         """Skip another durable's retry; send a message delivered before it is due back
@@ -316,7 +286,6 @@ class NatsConsumer(Consumer):
         return True
 
     def _crash_looped(self, delivery: NatsDelivery, limit: int) -> None:
-        delivery.handed = True
         log.error(
             "%r: message %d was delivered %d times without being settled (max_deliver=%d); "
             "dead-lettered",
@@ -382,7 +351,7 @@ class NatsConsumer(Consumer):
         failures = 0
         while not self.closed:
             free = prefetch - len(self.held) - self.requested
-            if free <= 0 or (self.buffer and free < half) or (self.requested and free < half):
+            if free <= 0 or (self.handover and free < half) or (self.requested and free < half):
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._heartbeat):
@@ -444,15 +413,10 @@ class NatsConsumer(Consumer):
             return
         self.closed = True
         self.broker._forget(self)
-        error = ConsumerClosed(self.queue)
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
+        self.handover.fail(ConsumerClosed(self.queue))
         await _cancel(self._fetcher, self._redeclaring)
         await self._stop_intake()
-        unstarted = [d for d in self.buffer if not d.settled]
-        self.buffer.clear()
+        unstarted = [d for d in self.handover.clear() if not d.settled]
         for delivery in unstarted:
             await delivery.release()
 
@@ -467,13 +431,10 @@ class NatsConsumer(Consumer):
     async def abort(self) -> None:
         """The broker is closing: stop everything, settle nothing (as a crash would)."""
         self.closed = True
-        for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_exception(ConsumerClosed(self.queue))
-        self.waiters.clear()
+        self.handover.fail(ConsumerClosed(self.queue))
         await _cancel(self._fetcher, self._keeper, self._redeclaring)
         self.held.clear()
-        self.buffer.clear()
+        self.handover.clear()
         subscription, self._subscription = self._subscription, None
         connection = self.broker._connection
         if subscription is not None and connection is not None:

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from ...broker import Consumer, DeadLetter, Delivery, QueueBroker
 from ...capabilities import Capabilities
 from ...envelope import Envelope, new_id
 from ...errors import ConsumerClosed, DecodeError, TransportError
+from ..handover import Handover
 from .link import RECONNECT, Link, LinkError, ReplyError, SharedLink, pack
 from .options import RedisOptions, parse
 from .options import consumer_name as instance_name
@@ -68,7 +68,7 @@ class QueueKeys:
 
 
 class RedisDelivery(Delivery):
-    __slots__ = ("consumer", "entry_id", "handed", "touched")
+    __slots__ = ("consumer", "entry_id", "touched")
 
     def __init__(
         self,
@@ -83,7 +83,6 @@ class RedisDelivery(Delivery):
         self.consumer = consumer
         self.entry_id = entry_id
         self.touched = touched
-        self.handed = False
 
     @property
     def message_id(self) -> str:
@@ -190,8 +189,7 @@ class RedisConsumer(Consumer):
             timeout=self.options.command_timeout + self.options.block,
         )
         self.held: dict[bytes, RedisDelivery] = {}  # read and not yet settled
-        self.buffer: deque[RedisDelivery] = deque()  # held, not yet handed to a worker
-        self.waiters: deque[asyncio.Future[RedisDelivery]] = deque()
+        self.handover: Handover[RedisDelivery] = Handover()  # held, not yet taken by a worker
         self._group_bytes = group.encode()
         self._room = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -228,26 +226,7 @@ class RedisConsumer(Consumer):
     async def get(self) -> Delivery:
         if self.closed:
             raise ConsumerClosed(self.queue)
-        buffer = self.buffer
-        if buffer:
-            delivery = buffer.popleft()
-            delivery.handed = True
-            return delivery
-        waiter: asyncio.Future[RedisDelivery] = self._loop.create_future()
-        self.waiters.append(waiter)
-        try:
-            delivery = await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                given = waiter.result()  # handed over just as we were cancelled: first in line
-                given.handed = False
-                self.buffer.appendleft(given)
-            raise
-        finally:
-            if not waiter.done():
-                waiter.cancel()  # _accept skips it
-        delivery.handed = True
-        return delivery
+        return await self.handover.take()
 
     def _accept(self, entries: list[Any], *, front: bool) -> None:
         """Turn stream entries into deliveries: to waiting workers first, then the buffer."""
@@ -285,23 +264,7 @@ class RedisConsumer(Consumer):
         if foreign:
             for entry_id in foreign:
                 self.broker._ack(self.keys.stream, self.group, entry_id)
-        waiters = self.waiters
-        given = 0
-        for delivery in fresh:
-            while waiters:
-                waiter = waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(delivery)
-                    given += 1
-                    break
-            else:
-                break
-        if given < len(fresh):
-            rest = fresh[given:]
-            if front:
-                self.buffer.extendleft(reversed(rest))
-            else:
-                self.buffer.extend(rest)
+        self.handover.give_all(fresh, front=front)
 
     def _settled(self, delivery: RedisDelivery) -> None:
         if self.held.pop(delivery.entry_id, None) is not None and not self._room.is_set():
@@ -331,7 +294,7 @@ class RedisConsumer(Consumer):
         half = max(1, prefetch // 2)
         while not self.closed:
             free = prefetch - len(self.held) - self._reserved - self._claiming
-            if free <= 0 or (self.buffer and free < half):
+            if free <= 0 or (self.handover and free < half):
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -470,15 +433,10 @@ class RedisConsumer(Consumer):
             return
         self.closed = True
         self.broker._forget(self)
-        error = ConsumerClosed(self.queue)
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
+        self.handover.fail(ConsumerClosed(self.queue))
         self._room.set()
         await self._stop_reading()
-        unstarted = [d for d in self.buffer if not d.settled]
-        self.buffer.clear()
+        unstarted = [d for d in self.handover.clear() if not d.settled]
         if unstarted:
             for delivery in unstarted:
                 delivery.settled = True
@@ -514,10 +472,7 @@ class RedisConsumer(Consumer):
     async def abort(self) -> None:
         """The broker is closing: stop everything, settle nothing (like a crash would)."""
         self.closed = True
-        for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_exception(ConsumerClosed(self.queue))
-        self.waiters.clear()
+        self.handover.fail(ConsumerClosed(self.queue))
         self._room.set()
         for task in (self._fetcher, self._keeper):
             if task is not None:
