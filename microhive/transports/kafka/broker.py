@@ -36,6 +36,7 @@ from .consumer import KafkaConsumer
 from .delayer import Mover
 from .offsets import stop
 from .options import KafkaOptions, parse
+from .producer import Batcher
 from .wire import ATTEMPT, DEAD_AT, GROUP, REASON, encoded, header
 
 log = logging.getLogger("microhive.kafka")
@@ -60,6 +61,7 @@ class KafkaBroker(QueueBroker):
         super().__init__(url, **options)
         self.options: KafkaOptions = parse(url)
         self._producer: Any = None
+        self._batcher: Batcher | None = None
         self._admin: Any = None
         self._inspector: Any = None
         self._inspecting = asyncio.Lock()
@@ -103,6 +105,7 @@ class KafkaBroker(QueueBroker):
                 ) from None
             raise
         self._producer, self._admin = producer, admin
+        self._batcher = Batcher(producer)
 
     async def _close(self) -> None:
         for reader in list(self._readers):  # ends the tail() loops of this broker
@@ -114,6 +117,9 @@ class KafkaBroker(QueueBroker):
         for mover in self._movers.values():
             await mover.stop()
         self._movers.clear()
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.close()
         producer, self._producer = self._producer, None
         admin, self._admin = self._admin, None
         inspector, self._inspector = self._inspector, None
@@ -196,10 +202,9 @@ class KafkaBroker(QueueBroker):
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None
     ) -> None:
         """One record, returning once the cluster acknowledged it."""
-        producer = self._require(self._producer)
+        batcher = self._require(self._batcher)
         try:
-            sent = await producer.send(topic, value, key=key, headers=headers)
-            await sent
+            await batcher.send(topic, value, key, headers)
         except Exception as exc:
             raise TransportError(f"{self!r}: producing to {topic!r} failed: {exc}") from None
 

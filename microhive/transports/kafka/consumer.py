@@ -119,7 +119,8 @@ class KafkaConsumer(Consumer):
         self.unsettled = 0  # read and not settled: buffered or in a handler
         self.closed = False
         self.paused = False
-        self._ready = asyncio.Event()  # something in the buffer, or closed
+        self.waiters: deque[asyncio.Future[None]] = deque()  # workers waiting in get()
+        self._loop = asyncio.get_running_loop()
         self._room = asyncio.Event()  # a slot came free
         self._change = asyncio.Event()  # something was settled (a rebalance waits for it)
         self._dirty = asyncio.Event()  # something was settled: commit
@@ -152,9 +153,10 @@ class KafkaConsumer(Consumer):
 
     async def _fetch(self) -> None:
         client = self.client
+        prefetch = self.prefetch
         failures = 0
         while not self.closed:
-            free = self.prefetch - self.unsettled
+            free = prefetch - self.unsettled
             try:
                 if free <= 0:
                     await self._wait_for_room()
@@ -174,11 +176,12 @@ class KafkaConsumer(Consumer):
                 offsets = self.partitions.get(tp)
                 if offsets is not None:
                     self._take(offsets, records)
-            if self.buffer:
-                self._ready.set()
+            self._wake()
 
     async def _wait_for_room(self) -> None:
-        """Full: pause the partitions, and poll now and then so the group keeps us."""
+        """Full: pause the partitions (aiokafka then stops fetching ahead, which costs this
+        event loop much time otherwise) and wait for a free slot; still full after a second,
+        poll anyway, so the group does not take us for dead (max_poll_interval)."""
         client = self.client
         if not self.paused:
             client.pause(*client.assignment())
@@ -220,13 +223,26 @@ class KafkaConsumer(Consumer):
             self._idle.clear()
 
     async def get(self) -> Delivery:
+        """Returns without suspending while the buffer holds deliveries (the agent's
+        workers then handle a whole batch in one go)."""
         buffer = self.buffer
         while not buffer:
             if self.closed:
                 raise ConsumerClosed(self.queue)
-            self._ready.clear()
-            await self._ready.wait()
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self.waiters.append(waiter)
+            await waiter
         return buffer.popleft()
+
+    def _wake(self) -> None:
+        """As many workers waiting in get() as there are deliveries for them."""
+        waiters = self.waiters
+        ready = len(self.buffer)
+        while waiters and ready > 0:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                ready -= 1
 
     # -- settling and committing ---------------------------------------------------------
 
@@ -314,7 +330,7 @@ class KafkaConsumer(Consumer):
         if self.closed:
             return
         self.closed = True
-        self._ready.set()
+        self._wake_getters()
         await _cancel(self._fetcher)
         for delivery in self.buffer:
             if delivery._settle():
@@ -324,6 +340,13 @@ class KafkaConsumer(Consumer):
         self._dirty.set()
         if self.unsettled <= 0:
             await asyncio.shield(self._finished)
+
+    def _wake_getters(self) -> None:
+        error = ConsumerClosed(self.queue)
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
 
     async def _leave(self) -> None:
         try:
@@ -337,7 +360,7 @@ class KafkaConsumer(Consumer):
         """The broker is closing: commit what is done, leave the group; deliveries still
         held are not committed (they are read again, as after a crash)."""
         self.closed = True
-        self._ready.set()
+        self._wake_getters()
         await _cancel(self._fetcher, self._committer)
         self.buffer.clear()
         with contextlib.suppress(Exception):

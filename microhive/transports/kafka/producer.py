@@ -1,0 +1,114 @@
+"""Producing: the sends of one event-loop iteration go out as one batch per partition.
+
+``await broker.send(...)`` returns once the cluster acknowledged the record, so throughput
+comes from many sends in flight at once. aiokafka's ``send()`` batches those too, but pays
+for a coroutine, a metadata check and an accumulator round per record; here the records
+of an iteration are gathered per partition and handed to aiokafka as finished batches
+(``create_batch`` / ``send_batch``), and one acknowledgement settles them all.
+
+Partitions are chosen as aiokafka's default partitioner does (murmur2 of the key, as the
+Java client), so a key lands where other Kafka clients put it; records without a key go
+to one partition per batch, in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+log = logging.getLogger("microhive.kafka")
+
+Headers = list[tuple[str, bytes]] | None
+Item = tuple[bytes | None, bytes, Headers, asyncio.Future[None]]
+
+
+class Batcher:
+    """Gathers records per (topic, partition) and sends each group as aiokafka batches."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.partitioner = DefaultPartitioner()
+        self.partitions: dict[str, list[int]] = {}
+        self.pending: dict[tuple[str, int], list[Item]] = {}
+        self.turn = 0
+        self.scheduled = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.get_running_loop()
+
+    async def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
+        """Returns once the record is acknowledged (raises what the producer raised)."""
+        partitions = self.partitions.get(topic)
+        if partitions is None:
+            partitions = self.partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        if key is None:
+            partition = partitions[self.turn % len(partitions)]
+        else:
+            partition = self.partitioner(key, partitions, partitions)
+        done: asyncio.Future[None] = self.loop.create_future()
+        group = self.pending.get((topic, partition))
+        if group is None:
+            group = self.pending[(topic, partition)] = []
+        group.append((key, value, headers, done))
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._flush)
+        await done
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        self.turn += 1
+        pending, self.pending = self.pending, {}
+        for (topic, partition), items in pending.items():
+            task = self.loop.create_task(self._send(topic, partition, items))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, topic: str, partition: int, items: list[Item]) -> None:
+        """Submit every batch first (aiokafka sends them back to back), then settle each
+        batch's records with its acknowledgement."""
+        producer = self.producer
+        submitted: list[tuple[list[Item], Any]] = []
+        start = 0
+        try:
+            while start < len(items):
+                batch, end = producer.create_batch(), start
+                while end < len(items):
+                    key, value, headers, _ = items[end]
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        break  # full
+                    end += 1
+                if end == start:  # one record larger than a batch: aiokafka's own path
+                    key, value, headers, _ = items[start]
+                    end = start + 1
+                    sent = await producer.send(
+                        topic, value, key=key, partition=partition, headers=headers
+                    )
+                else:
+                    sent = await producer.send_batch(batch, topic, partition=partition)
+                submitted.append((items[start:end], sent))
+                start = end
+        except Exception as exc:
+            _fail(items[start:], exc)
+        for group, acknowledged in submitted:
+            try:
+                await acknowledged
+            except Exception as exc:
+                _fail(group, exc)
+            else:
+                for *_, done in group:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def close(self) -> None:
+        """Let the batches on their way finish (the producer's stop() flushes them)."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=30)
+
+
+def _fail(items: list[Item], exc: Exception) -> None:
+    for *_, done in items:
+        if not done.done():
+            done.set_exception(exc)
