@@ -13,6 +13,7 @@ def test_defaults_and_names() -> None:
     options = parse("redis://localhost")
     assert options.prefix == "microhive:"
     assert options.claim_idle == 30 and options.block == 1 and options.maxlen == 0
+    assert options.max_deliver == 20
     assert options.stream("jobs") == "microhive:queue:jobs"
     assert options.delayed("jobs") == "microhive:queue:jobs:delayed"
     assert options.retries("jobs", "Worker") == "microhive:queue:jobs:retry:Worker"
@@ -25,9 +26,10 @@ def test_defaults_and_names() -> None:
 def test_options_from_the_query_and_connection_arguments() -> None:
     options = parse(
         "rediss://app:pw@redis.example:6380/3?prefix=shop:&claim_idle=5&maxlen=1000"
-        "&ssl_ca_certs=/etc/ca.pem&socket_connect_timeout=2"
+        "&ssl_ca_certs=/etc/ca.pem&socket_connect_timeout=2&max_deliver=0"
     )
     assert options.prefix == "shop:" and options.claim_idle == 5 and options.maxlen == 1000
+    assert options.max_deliver == 0
     connection = options.connection
     assert connection["connection_class"].__name__ == "SSLConnection"
     assert connection["username"] == "app" and connection["password"] == "pw"

@@ -134,3 +134,35 @@ async def test_a_long_handler_keeps_its_message(redis_url: str) -> None:
         await until(lambda: calls == [1])
         await until(lambda: _length_is(first, 0), 5)
     assert calls == [1], "taken over while its handler was still running"
+
+
+async def test_a_message_that_keeps_crashing_its_consumer_is_dead_lettered(redis_url: str) -> None:
+    """Reclaimed more than max_deliver times without being settled: dead-lettered, so a
+    poison message cannot take every consumer down in turn, forever."""
+    url = engines.with_query(redis_url, claim_idle=0.2, max_deliver=2)
+    async with QueueBroker.from_url(url, queues=[JOBS]) as producer:
+        await producer.send(JOBS, {"n": 1})
+        for _ in range(2):  # delivered, then reclaimed once: each time the process "dies"
+            crashing = QueueBroker.from_url(url, queues=[JOBS])
+            await crashing.connect()
+            consumer = await crashing.consume(JOBS, name="crashing")
+            async with asyncio.timeout(5):
+                delivery = await consumer.get()
+            assert delivery.envelope is not None and delivery.envelope.payload == {"n": 1}
+            await crashing.close()  # nothing settled, as in a crash
+        survivor = QueueBroker.from_url(url, queues=[JOBS])
+        async with survivor:
+            consumer = await survivor.consume(JOBS, name="survivor")
+            letters = await until(lambda: _dead_letters(producer), 5)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await consumer.get()
+            await consumer.close()
+        [letter] = letters
+        assert letter.reason.startswith("delivered 3 times without being settled (max_deliver=2)")
+        assert letter.envelope is not None and letter.envelope.payload == {"n": 1}
+        assert await producer.length(JOBS) == 0
+
+
+async def _dead_letters(broker: QueueBroker) -> Any:
+    return await broker.dead_letters(JOBS) or None

@@ -228,8 +228,8 @@ class RedisConsumer(Consumer):
             raise ConsumerClosed(self.queue)
         return await self.handover.take()
 
-    def _accept(self, entries: list[Any], *, front: bool) -> None:
-        """Turn stream entries into deliveries: to waiting workers first, then the buffer."""
+    def _accept(self, entries: list[Any]) -> list[RedisDelivery]:
+        """Turn stream entries into deliveries held by this consumer (not yet handed out)."""
         codec = self.broker.codec
         now = self._loop.time()
         foreign: list[bytes] = []
@@ -264,7 +264,7 @@ class RedisConsumer(Consumer):
         if foreign:
             for entry_id in foreign:
                 self.broker._ack(self.keys.stream, self.group, entry_id)
-        self.handover.give_all(fresh, front=front)
+        return fresh
 
     def _settled(self, delivery: RedisDelivery) -> None:
         if self.held.pop(delivery.entry_id, None) is not None and not self._room.is_set():
@@ -330,7 +330,7 @@ class RedisConsumer(Consumer):
             failures = 0
             if reply:
                 try:
-                    self._accept(reply[0][1], front=False)
+                    self.handover.give_all(self._accept(reply[0][1]))
                 except Exception:
                     log.exception("%r: unexpected XREADGROUP reply", self)
 
@@ -398,9 +398,53 @@ class RedisConsumer(Consumer):
         entries = [entry for entry in reply[1] if entry is not None]
         if entries and not self.closed:
             log.info("%r: reclaimed %d idle message(s)", self, len(entries))
-            self._accept(entries, front=True)
+            reclaimed = self._accept(entries)
+            if self.options.max_deliver:
+                reclaimed = await self._without_crash_loops(reclaimed)
+            self.handover.give_all(reclaimed, front=True)
         elif entries:  # closed meanwhile: give them back
             await self._release_now([entry[0] for entry in entries])
+
+    async def _without_crash_loops(self, reclaimed: list[RedisDelivery]) -> list[RedisDelivery]:
+        """Dead-letter the reclaimed entries delivered more than ``max_deliver`` times without
+        being settled: their handler keeps killing (or hanging) its process, and reclaiming
+        them forever would take every consumer down in turn. Returns the others."""
+        if not reclaimed:
+            return reclaimed
+        counts = await self._delivery_counts([d.entry_id for d in reclaimed])
+        limit = self.options.max_deliver
+        keep = []
+        for delivery in reclaimed:
+            delivered = counts.get(delivery.entry_id, 0)
+            if delivered <= limit:
+                keep.append(delivery)
+                continue
+            log.error(
+                "%r: entry %s was delivered %d times without being settled (max_deliver=%d); "
+                "dead-lettered",
+                self,
+                delivery.message_id,
+                delivered,
+                limit,
+            )
+            await delivery.dead_letter(
+                f"delivered {delivered} times without being settled (max_deliver={limit}): "
+                "its handler crashed or hung the consumer each time"
+            )
+        return keep
+
+    async def _delivery_counts(self, entry_ids: list[bytes]) -> dict[bytes, int]:
+        """How often each of this consumer's pending entries was delivered (XPENDING)."""
+        reply = await self.broker._require().send(
+            b"XPENDING",
+            self.keys.stream,
+            self.group,
+            min(entry_ids, key=_entry_order),
+            max(entry_ids, key=_entry_order),
+            len(self.held) + len(entry_ids),
+            self.name,
+        )
+        return {row[0]: int(row[3]) for row in reply}
 
     async def _touch(self) -> None:
         """Reset the idle time of entries held for a while, so nobody reclaims them."""
@@ -933,3 +977,8 @@ def _float(value: bytes | None, default: float) -> float:
         return float(value) if value is not None else default
     except ValueError:
         return default
+
+
+def _entry_order(entry_id: bytes) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition(b"-")
+    return int(milliseconds), int(sequence or 0)

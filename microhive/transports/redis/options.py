@@ -28,11 +28,12 @@ DEFAULTS: dict[str, float | str] = {
     "trim_interval": 10.0,  # how often consumers trim entries every group acknowledged; 0 = never
     "maxlen": 0,  # XADD MAXLEN ~ N: a hard cap on stream length that can drop messages; 0 = off
     "dead_maxlen": 0,  # cap on each dead-letter stream (XADD MAXLEN ~ N); 0 = keep all
+    "max_deliver": 20,  # dead-letter an entry reclaimed after this many unsettled deliveries
     "retry_timeout": 30.0,  # how long sends, acks and reconnects retry through an outage
     "command_timeout": 10.0,  # a reply slower than this breaks (and reconnects) the connection
 }
 
-_INTEGERS = {"maxlen", "dead_maxlen"}
+_INTEGERS = {"maxlen", "dead_maxlen", "max_deliver"}
 _SECRETS = {"password", "ssl_password"}
 
 # keyword arguments of redis-py's Connection / SSLConnection that a URL may set
@@ -72,6 +73,7 @@ class RedisOptions:
     trim_interval: float = 10.0
     maxlen: int = 0
     dead_maxlen: int = 0
+    max_deliver: int = 20
     retry_timeout: float = 30.0
     command_timeout: float = 10.0
     connection: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
