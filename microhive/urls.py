@@ -67,11 +67,16 @@ def resolve(url: str, role: Role) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+_TOKEN_SCHEMES = frozenset({"nats", "tls"})
+"""Schemes whose user info without a colon is a secret token, not a user name."""
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced by ``***``: safe for logs and error messages.
 
     Works on the text, not on a parse: a password holding ``/``, ``?`` or ``#`` unescaped, a bad
     port or a missing scheme must not make it show. When in doubt it hides more, never less.
+    For NATS (``nats://TOKEN@host``) user info without a colon is a token: hidden whole.
     """
     text = str(url)
     scheme_end = text.find("://")
@@ -81,6 +86,8 @@ def redact(url: str) -> str:
         return text
     userinfo = text[start:at]
     if ":" not in userinfo:
+        if text[: max(scheme_end, 0)].lower() in _TOKEN_SCHEMES:
+            return f"{text[:start]}***{text[at:]}"
         return text
     user = userinfo.split(":", 1)[0]
     return f"{text[:start]}{user}:***{text[at:]}"

@@ -67,7 +67,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def safe(url: str) -> str:
-    """``url`` without its password, and without a token (user info without a colon)."""
+    """``url`` without its password, and without a token (user info without a colon): any
+    user info is a secret here, whatever scheme a caller wrote."""
     text = redact(url)
     scheme_end = text.find("://")
     start = scheme_end + 3 if scheme_end >= 0 else 0
