@@ -147,6 +147,8 @@ async def test_undecodable_message_is_dead_lettered_and_consumer_goes_on(factory
         await eventually(lambda: agent.settings["done"] == [2])
         letters = await eventually(lambda: _at_least(broker.jobs.dead_letters(), 2))
     assert all(letter.reason.startswith("undecodable message") for letter in letters)
+    if broker.capabilities.partitions:  # two keyless messages, maybe two partitions: any order
+        letters.sort(key=lambda letter: letter.raw != b"\xff\xfe not json")
     assert letters[0].raw == b"\xff\xfe not json"
     assert letters[0].envelope is None
 
@@ -193,6 +195,8 @@ async def test_schema_queue_validates_at_sender_and_passes_a_model(factory: Fact
         with pytest.raises(PayloadError, match=r"orders.*amount"):
             await broker.orders.send({"id": 3})
         await eventually(lambda: len(got) == 2)
+    if broker.capabilities.partitions:  # keyless messages, maybe two partitions: any order
+        got.sort(key=lambda order: order.id)
     assert got == [Order(id=1, amount=2.5), Order(id=2, amount=1.0)]
 
 

@@ -254,8 +254,8 @@ class KafkaConsumer(Consumer):
         else:
             offsets.release(delivery.offset)
             if not self.closed and offsets.live:
-                with contextlib.suppress(Exception):
-                    self.client.seek(offsets.tp, delivery.offset)  # read it again
+                with contextlib.suppress(Exception):  # read it again (and any lower one)
+                    self.client.seek(offsets.tp, min(offsets.released))
         self._room.set()
         self._change.set()
         if self.unsettled <= 0:
