@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
@@ -26,6 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from ...broker import Consumer, Delivery
 from ...envelope import Envelope
 from ...errors import ConsumerClosed, DecodeError
+from ..handover import Handover
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
 from .wire import ATTEMPT, GROUP, header
 
@@ -115,12 +115,10 @@ class KafkaConsumer(Consumer):
             **options.common(), **options.group_settings(), group_id=options.group_id(queue)
         )
         self.partitions: dict[Any, Offsets] = {}
-        self.buffer: deque[KafkaDelivery] = deque()
+        self.handover: Handover[KafkaDelivery] = Handover()  # read, not yet taken by a worker
         self.unsettled = 0  # read and not settled: buffered or in a handler
         self.closed = False
         self.paused = False
-        self.waiters: deque[asyncio.Future[None]] = deque()  # workers waiting in get()
-        self._loop = asyncio.get_running_loop()
         self._room = asyncio.Event()  # a slot came free
         self._change = asyncio.Event()  # something was settled (a rebalance waits for it)
         self._dirty = asyncio.Event()  # something was settled: commit
@@ -176,7 +174,6 @@ class KafkaConsumer(Consumer):
                 offsets = self.partitions.get(tp)
                 if offsets is not None:
                     self._take(offsets, records)
-            self._wake()
 
     async def _wait_for_room(self) -> None:
         """Full: pause the partitions (aiokafka then stops fetching ahead, which costs this
@@ -197,6 +194,7 @@ class KafkaConsumer(Consumer):
     def _take(self, offsets: Offsets, records: list[Any]) -> None:
         codec = self.broker.codec
         group = self.group
+        taken = []
         for record in records:
             offset = record.offset
             if record.headers:
@@ -216,33 +214,16 @@ class KafkaConsumer(Consumer):
                 attempt = header(record.headers, ATTEMPT)
                 if attempt is not None and attempt.isdigit() and int(attempt) > envelope.attempt:
                     envelope.attempt = int(attempt)
-            self.buffer.append(
-                KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error)
-            )
-            self.unsettled += 1
+            taken.append(KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error))
+        if taken:
+            self.unsettled += len(taken)
             self._idle.clear()
+            self.handover.give_all(taken)
 
     async def get(self) -> Delivery:
-        """Returns without suspending while the buffer holds deliveries (the agent's
-        workers then handle a whole batch in one go)."""
-        buffer = self.buffer
-        while not buffer:
-            if self.closed:
-                raise ConsumerClosed(self.queue)
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self.waiters.append(waiter)
-            await waiter
-        return buffer.popleft()
-
-    def _wake(self) -> None:
-        """As many workers waiting in get() as there are deliveries for them."""
-        waiters = self.waiters
-        ready = len(self.buffer)
-        while waiters and ready > 0:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                ready -= 1
+        if self.closed and not self.handover:
+            raise ConsumerClosed(self.queue)
+        return await self.handover.take()
 
     # -- settling and committing ---------------------------------------------------------
 
@@ -298,15 +279,14 @@ class KafkaConsumer(Consumer):
         if not lost:
             return
         lost_set = set(revoked)
-        kept: deque[KafkaDelivery] = deque()
-        for delivery in self.buffer:  # read, not handed out: the next owner reads them
+        kept = []
+        for delivery in self.handover.clear():  # read, not handed out: the next owner reads them
             if delivery.offsets.tp in lost_set and delivery._settle():
                 self.unsettled -= 1
                 delivery.offsets.release(delivery.offset)
             else:
                 kept.append(delivery)
-        self.buffer.clear()  # in place: get() holds on to this deque
-        self.buffer.extend(kept)
+        self.handover.give_all(kept)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.revoke_wait
         while any(offsets.busy() for offsets in lost) and loop.time() < deadline:
@@ -330,23 +310,15 @@ class KafkaConsumer(Consumer):
         if self.closed:
             return
         self.closed = True
-        self._wake_getters()
+        self.handover.fail(ConsumerClosed(self.queue))
         await _cancel(self._fetcher)
-        for delivery in self.buffer:
+        for delivery in self.handover.clear():
             if delivery._settle():
                 self.unsettled -= 1
                 delivery.offsets.release(delivery.offset)
-        self.buffer.clear()
         self._dirty.set()
         if self.unsettled <= 0:
             await asyncio.shield(self._finished)
-
-    def _wake_getters(self) -> None:
-        error = ConsumerClosed(self.queue)
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
 
     async def _leave(self) -> None:
         try:
@@ -360,9 +332,9 @@ class KafkaConsumer(Consumer):
         """The broker is closing: commit what is done, leave the group; deliveries still
         held are not committed (they are read again, as after a crash)."""
         self.closed = True
-        self._wake_getters()
+        self.handover.fail(ConsumerClosed(self.queue))
         await _cancel(self._fetcher, self._committer)
-        self.buffer.clear()
+        self.handover.clear()
         with contextlib.suppress(Exception):
             await self.flush()
         for offsets in self.partitions.values():
