@@ -2,9 +2,9 @@
 
 Every networked consumer reads ahead (a fetch, a pull, a prefetch window) and its workers
 take one delivery at a time with ``Consumer.get()``. This is that meeting point, written once:
-a delivery goes to the worker that has waited longest, else to the buffer; a worker cancelled
-just as it was handed one puts it back first in line, so nothing read is lost between the
-engine and a handler.
+deliveries line up in a buffer and go to the worker that has waited longest; a worker
+cancelled just as it was handed one puts it back first in line, so nothing read is lost
+between the engine and a handler.
 """
 
 from __future__ import annotations
@@ -18,59 +18,72 @@ T = TypeVar("T")
 
 
 class Handover(Generic[T]):
-    """Deliveries received and not yet taken, and the workers waiting in ``take()``."""
+    """Deliveries received and not yet taken, and the workers waiting in ``take()``.
 
-    __slots__ = ("buffer", "waiters")
+    At most one waiting worker is woken at a time: it takes one delivery and wakes the next
+    only if more are buffered. Waking a task costs more than most handlers, so a worker whose
+    handlers never wait runs a whole batch by itself (taking turns with the others every few
+    deliveries), while handlers that do wait still bring every worker in, one after another.
+    """
+
+    __slots__ = ("buffer", "pending", "waiters")
 
     def __init__(self) -> None:
         self.buffer: deque[T] = deque()
         self.waiters: deque[asyncio.Future[T]] = deque()
+        self.pending = 0  # handed to a woken worker that has not run yet
 
     def __len__(self) -> int:
-        """How many deliveries wait in the buffer (none while workers wait)."""
+        """How many deliveries wait in the buffer."""
         return len(self.buffer)
 
     def give(self, item: T) -> None:
-        """To the longest-waiting worker, else to the back of the buffer."""
+        """To the back of the line; a waiting worker is woken if none is on its way."""
+        self.buffer.append(item)
+        self._wake()
+
+    def give_all(self, items: Iterable[T], *, front: bool = False) -> None:
+        """Several, in order: to the back of the line, or (``front``) ahead of it, as
+        redelivered messages go first."""
+        if front:
+            self.buffer.extendleft(reversed(list(items)))
+        else:
+            self.buffer.extend(items)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.pending or not self.buffer:
+            return
         waiters = self.waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(item)
+                waiter.set_result(self.buffer.popleft())
+                self.pending += 1
                 return
-        self.buffer.append(item)
-
-    def give_all(self, items: Iterable[T], *, front: bool = False) -> None:
-        """Several, in order: to waiting workers first; the rest to the back of the buffer, or
-        (``front``) ahead of what is buffered, as redelivered messages go first."""
-        rest = list(items)
-        waiters = self.waiters
-        given = 0
-        while given < len(rest) and waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(rest[given])
-                given += 1
-        if front:
-            self.buffer.extendleft(reversed(rest[given:]))
-        else:
-            self.buffer.extend(rest[given:])
 
     async def take(self) -> T:
         """The next delivery, waiting for one if none is buffered."""
         if self.buffer:
-            return self.buffer.popleft()
+            item = self.buffer.popleft()
+            self._wake()
+            return item
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         try:
-            return await waiter
+            item = await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.pending -= 1
                 self.buffer.appendleft(waiter.result())  # handed over as we were cancelled
+                self._wake()
             raise
         finally:
             if not waiter.done():
-                waiter.cancel()  # give() skips it
+                waiter.cancel()  # _wake() skips it
+        self.pending -= 1
+        self._wake()
+        return item
 
     def fail(self, error: BaseException) -> None:
         """Every waiting worker gets ``error`` (the consumer closed)."""

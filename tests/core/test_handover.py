@@ -33,6 +33,21 @@ async def test_the_longest_waiting_worker_gets_the_next_item() -> None:
     assert len(handover) == 0
 
 
+async def test_one_waiting_worker_is_woken_at_a_time() -> None:
+    """Waking a task costs more than most handlers: the next waiter is woken only when the
+    woken one has run and more is buffered."""
+    handover: Handover[int] = Handover()
+    takers = [asyncio.create_task(handover.take()) for _ in range(3)]
+    await asyncio.sleep(0)
+    handover.give_all([1, 2, 3, 4])
+    assert len(handover) == 3  # 1 is on its way to the first waiter, nobody else is woken
+    await asyncio.sleep(0)
+    assert takers[0].done() and not takers[1].done()
+    assert len(handover) == 2  # the first took 1 and woke the second with 2
+    assert [await task for task in takers] == [1, 2, 3]
+    assert handover.clear() == [4]
+
+
 async def test_give_all_front_goes_ahead_of_the_buffer_in_order() -> None:
     handover: Handover[int] = Handover()
     handover.give_all([5, 6])
