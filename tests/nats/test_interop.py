@@ -11,7 +11,7 @@ from typing import Any
 import nats
 import pytest
 
-from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
+from microhive import MicroAgent, QueueBroker, SignalBus, TransportError, consumer, receiver
 from microhive.envelope import new_id
 from microhive.testing import eventually
 
@@ -114,3 +114,40 @@ async def test_dead_letters_are_plain_stream_messages_with_headers(
     assert stored.headers["Microhive-Queue"] == "jobs"
     assert stored.headers["Microhive-Attempt"] == str(letter.attempt)
     assert "ValueError: negative" in stored.headers["Microhive-Reason"]
+
+
+async def test_signals_reach_a_plain_subscriber_in_order(
+    nats_url: str, prefix: str, plain: Any
+) -> None:
+    """What the bus writes is plain NATS: a nats-py subscriber reads every signal, in order."""
+    seen: list[dict[str, Any]] = []
+
+    async def collect(message: Any) -> None:
+        seen.append(json.loads(message.data))
+
+    await plain.subscribe(f"{prefix}.signal.{PING.name}", cb=collect)
+    await plain.flush()
+    async with SignalBus.from_url(nats_url, signals=[PING]) as bus:
+        for n in range(500):
+            await bus.send(PING, "sender", n=n)
+    await eventually(lambda: len(seen) == 500)
+    assert [document["payload"] for document in seen] == [{"n": n} for n in range(500)]
+    assert {document["kind"] for document in seen} == {"signal"}
+
+
+async def test_a_signal_over_the_servers_max_payload_is_refused_and_the_bus_goes_on(
+    nats_url: str,
+) -> None:
+    got: list[int] = []
+
+    class Listener(MicroAgent):
+        @receiver(PING)
+        async def ping(self, n: Any) -> None:
+            got.append(len(n) if isinstance(n, str) else n)
+
+    bus, listening = SignalBus.from_url(nats_url, signals=[PING]), SignalBus.from_url(nats_url)
+    async with bus, listening, Listener(listening):
+        with pytest.raises(TransportError, match="payload"):
+            await bus.send(PING, "sender", n="x" * 1_500_000)  # the server takes 1 MB
+        await bus.send(PING, "sender", n=7)
+        await eventually(lambda: got == [7])

@@ -97,6 +97,30 @@ def _client_class() -> Any:
             super().__init__()
             self.direct: dict[int, Handler] = {}
 
+        def publish_now(self, subject: bytes, payload: bytes) -> bool:
+            """``PUB`` written to the pending buffer as ``publish()`` does, without its
+            per-message checks (``subject`` is microhive's own, validated once) and without a
+            coroutine. False when ``publish()`` must do it: not connected, too big, the buffer
+            full, or this nats-py's internals not the known ones."""
+            try:
+                if self._status != Client.CONNECTED or len(payload) > self._max_payload:
+                    return False
+                flusher, queue = self._flusher_task, self._flush_queue
+                if flusher is None or flusher.done() or queue is None:
+                    return False
+                command = b"PUB %b %d\r\n%b\r\n" % (subject, len(payload), payload)
+                if self._pending_data_size + len(command) > self._max_pending_size:
+                    return False
+                self._pending.append(command)
+                self._pending_data_size += len(command)
+                self.stats["out_msgs"] += 1
+                self.stats["out_bytes"] += len(payload)
+                if queue.empty():  # wake the flusher, as publish() does
+                    queue.put_nowait(asyncio.get_running_loop().create_future())
+            except (AttributeError, TypeError, KeyError):
+                return False
+            return True
+
         async def _process_msg(
             self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
         ) -> None:
