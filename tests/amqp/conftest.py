@@ -12,6 +12,7 @@ from microhive import Namespace, Queue, QueueBroker, Signal, SignalBus
 from microhive.envelope import new_id
 from microhive.testing import eventually as eventually_
 
+from ..processes import records  # noqa: F401 - the fixture, for this package
 from . import server
 
 QUEUES = Namespace([Queue("jobs"), Queue("events_feed")], kind="queue")

@@ -10,9 +10,7 @@ import pytest
 from microhive.envelope import new_id
 
 from .. import engines
-from ..nats.conftest import Records, records
-
-__all__ = ["Records", "records"]
+from ..processes import records  # noqa: F401 - the fixture, for this package
 
 
 @pytest.fixture

@@ -10,27 +10,17 @@ import pytest
 
 from microhive import QueueBroker
 
-from ..cli.helpers import Process
 from ..fault_agents import JOBS
-from ..nats.test_processes import ready, stop, until
-from .conftest import Records
+from ..processes import (
+    Records,
+    a_producer_that_stops_and_comes_back,
+    ready,
+    run_recorder,
+    stop,
+    until,
+)
 
 pytestmark = pytest.mark.slow
-
-RECORDER = "tests.fault_agents:Recorder"
-
-
-def run_recorder(url: str, records: Records) -> Process:
-    return Process(
-        "-m", "microhive", "run", RECORDER, "--bus", "memory://", "--broker", url,
-        "--grace-period", "1", env={"MH_TEST_RECORD": str(records.base)},
-    )  # fmt: skip
-
-
-def run_producer(url: str, records: Records, first: int, count: int, pause: float) -> Process:
-    return Process(
-        "-m", "tests.fault_agents", url, str(first), str(count), str(records.base), "4", str(pause)
-    )
 
 
 async def _empty(broker: QueueBroker) -> bool:
@@ -41,8 +31,8 @@ async def test_sigkill_of_a_consumer_process_mid_run_loses_nothing(
     kafka_url: str, records: Records
 ) -> None:
     total = 10_000
-    first = run_recorder(kafka_url, records)
-    second = run_recorder(kafka_url, records)
+    first = run_recorder(kafka_url, records, bus="memory://")
+    second = run_recorder(kafka_url, records, bus="memory://")
     try:
         await ready(first)
         await ready(second)
@@ -79,18 +69,5 @@ async def test_sigkill_of_a_consumer_process_mid_run_loses_nothing(
 async def test_a_producer_that_stops_and_comes_back_is_picked_up(
     kafka_url: str, records: Records
 ) -> None:
-    consumer = run_recorder(kafka_url, records)
-    try:
-        await ready(consumer)
-        producer = run_producer(kafka_url, records, 0, 300, 0.001)
-        assert await asyncio.to_thread(producer.wait, 60) == 0, producer.output
-        await until(lambda: set(records.processed()) >= set(range(300)), 30, "the first 300")
-        await asyncio.sleep(3.0)  # idle: fetches come back empty, heartbeats go on
-        again = run_producer(kafka_url, records, 300, 300, 0.001)
-        assert await asyncio.to_thread(again.wait, 60) == 0, again.output
-        await until(lambda: set(records.processed()) >= set(range(600)), 30, "the next 300")
-        assert set(records.by_pid(consumer.popen.pid)) == set(range(600))
-        assert records.failed() == []
-        assert stop(consumer) == 0, consumer.output
-    finally:
-        consumer.kill()
+    """Idle meanwhile, fetches come back empty and heartbeats go on."""
+    await a_producer_that_stops_and_comes_back(kafka_url, records, quiet=3.0, bus="memory://")

@@ -3,7 +3,6 @@ and helpers to read what consumer processes recorded."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from microhive.envelope import new_id
 
 from .. import engines
+from ..processes import records  # noqa: F401 - the fixture, for this package
 
 
 @pytest.fixture
@@ -38,38 +38,3 @@ def private_nats(tmp_path: Path) -> Iterator[engines.NatsServer]:
         yield server
     finally:
         server.stop()
-
-
-class Records:
-    """Lines that consumer processes appended to ``<base>.<pid>`` files."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-
-    def files(self) -> list[Path]:
-        return sorted(self.base.parent.glob(f"{self.base.name}.*"))
-
-    def processed(self) -> Counter[int]:
-        counts: Counter[int] = Counter()
-        for path in self.files():
-            if path.suffix in (".acked", ".failed"):
-                continue
-            counts.update(int(line) for line in path.read_text().split())
-        return counts
-
-    def by_pid(self, pid: int) -> list[int]:
-        path = self.base.parent / f"{self.base.name}.{pid}"
-        return [int(line) for line in path.read_text().split()] if path.exists() else []
-
-    def acked(self) -> set[int]:
-        path = self.base.parent / f"{self.base.name}.acked"
-        return {int(line) for line in path.read_text().split()} if path.exists() else set()
-
-    def failed(self) -> list[str]:
-        path = self.base.parent / f"{self.base.name}.failed"
-        return path.read_text().splitlines() if path.exists() else []
-
-
-@pytest.fixture
-def records(tmp_path: Path) -> Records:
-    return Records(tmp_path / "processed")

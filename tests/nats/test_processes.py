@@ -4,9 +4,6 @@ back, a NATS server restarted under load."""
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -15,47 +12,17 @@ from microhive import QueueBroker, SignalBus
 from .. import engines
 from ..cli.helpers import Process
 from ..fault_agents import JOBS, PING
-from .conftest import Records
+from ..processes import (
+    Records,
+    a_producer_that_stops_and_comes_back,
+    ready,
+    run_producer,
+    run_recorder,
+    stop,
+    until,
+)
 
 pytestmark = pytest.mark.slow
-
-RECORDER = "tests.fault_agents:Recorder"
-
-
-def run_recorder(url: str, records: Records, *extra: str) -> Process:
-    return Process(
-        "-m", "microhive", "run", RECORDER, "--transport", url, "--grace-period", "1", *extra,
-        env={"MH_TEST_RECORD": str(records.base)},
-    )  # fmt: skip
-
-
-def run_producer(url: str, records: Records, first: int, count: int, pause: float) -> Process:
-    return Process(
-        "-m", "tests.fault_agents", url, str(first), str(count), str(records.base), "4", str(pause)
-    )
-
-
-async def ready(process: Process, pattern: str = r"running 1 agent", timeout: float = 20) -> str:
-    return await asyncio.to_thread(process.wait_for_line, pattern, timeout)
-
-
-async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def stop(process: Process) -> int:
-    process.popen.send_signal(signal.SIGTERM)
-    return process.wait(timeout=20)
 
 
 async def _empty(broker: QueueBroker) -> bool:
@@ -101,22 +68,9 @@ async def test_sigkill_of_a_consumer_process_mid_run_loses_nothing(
 async def test_a_producer_that_stops_and_comes_back_is_picked_up(
     nats_url: str, records: Records
 ) -> None:
-    """The consumers keep running (pull requests expire and are renewed meanwhile)."""
+    """Pull requests expire with nothing to deliver and are renewed meanwhile."""
     url = engines.with_query(nats_url, expires=0.5)
-    consumer = run_recorder(url, records)
-    try:
-        await ready(consumer)
-        producer = run_producer(url, records, 0, 300, 0.001)
-        assert await asyncio.to_thread(producer.wait, 60) == 0, producer.output
-        await until(lambda: set(records.processed()) >= set(range(300)), 30, "the first 300")
-        await asyncio.sleep(2.0)  # several pull requests expire with nothing to deliver
-        again = run_producer(url, records, 300, 300, 0.001)
-        assert await asyncio.to_thread(again.wait, 60) == 0, again.output
-        await until(lambda: set(records.processed()) >= set(range(600)), 30, "the next 300")
-        assert set(records.by_pid(consumer.popen.pid)) == set(range(600))
-        assert stop(consumer) == 0, consumer.output
-    finally:
-        consumer.kill()
+    await a_producer_that_stops_and_comes_back(url, records, quiet=2.0)
 
 
 @pytest.mark.parametrize("crash", [True, False], ids=["sigkill", "sigterm"])

@@ -6,8 +6,6 @@ import asyncio
 import os
 import re
 import signal
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -16,41 +14,18 @@ from microhive import QueueBroker, SignalBus
 from .. import engines
 from ..cli.helpers import Process
 from ..fault_agents import JOBS, PING
-from .conftest import Records
+from ..processes import (
+    RECORDER,
+    Records,
+    a_producer_that_stops_and_comes_back,
+    ready,
+    run_producer,
+    run_recorder,
+    stop,
+    until,
+)
 
 pytestmark = pytest.mark.slow
-
-RECORDER = "tests.fault_agents:Recorder"
-
-
-def run_recorder(url: str, records: Records, *extra: str) -> Process:
-    return Process(
-        "-m", "microhive", "run", RECORDER, "--transport", url, "--grace-period", "1", *extra,
-        env={"MH_TEST_RECORD": str(records.base)},
-    )  # fmt: skip
-
-
-async def ready(process: Process, pattern: str = r"running 1 agent", timeout: float = 20) -> str:
-    return await asyncio.to_thread(process.wait_for_line, pattern, timeout)
-
-
-async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def stop(process: Process) -> int:
-    process.popen.send_signal(signal.SIGTERM)
-    return process.wait(timeout=20)
 
 
 async def test_sigkill_of_a_consumer_process_mid_run_loses_nothing(
@@ -94,6 +69,14 @@ async def _empty(broker: QueueBroker) -> bool:
     return await broker.jobs.length() == 0
 
 
+async def test_a_producer_that_stops_and_comes_back_is_picked_up(
+    redis_url: str, records: Records
+) -> None:
+    """Blocking reads time out with nothing to deliver and are made again meanwhile."""
+    url = engines.with_query(redis_url, block=0.2)
+    await a_producer_that_stops_and_comes_back(url, records, quiet=1.0)
+
+
 async def test_redis_restart_mid_run_loses_nothing_acknowledged(
     private_redis: engines.RedisServer, records: Records, prefix: str
 ) -> None:
@@ -103,9 +86,7 @@ async def test_redis_restart_mid_run_loses_nothing_acknowledged(
     producer: Process | None = None
     try:
         await ready(consumer)
-        producer = Process(
-            "-m", "tests.fault_agents", url, "0", str(total), str(records.base), "4", "0.002"
-        )
+        producer = run_producer(url, records, 0, total, 0.002)
         await until(lambda: len(records.acked()) >= 800, 30, "800 acknowledged sends")
         private_redis.kill()  # a crash: only what was fsynced survives (appendfsync always)
         await asyncio.sleep(1.0)

@@ -1,0 +1,118 @@
+"""The test side of the engines' fault tests: agents and producers as real processes
+(``tests.fault_agents``), and what they recorded.
+
+Every engine's ``test_processes.py`` uses these, so a SIGKILL test reads the same on Redis,
+NATS and Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microhive.testing import eventually
+
+from .cli.helpers import Process
+
+RECORDER = "tests.fault_agents:Recorder"
+
+
+class Records:
+    """Lines that consumer processes appended to ``<base>.<pid>`` files, and what producers
+    wrote to ``<base>.acked`` / ``<base>.failed``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def files(self) -> list[Path]:
+        return sorted(self.base.parent.glob(f"{self.base.name}.*"))
+
+    def processed(self) -> Counter[int]:
+        counts: Counter[int] = Counter()
+        for path in self.files():
+            if path.suffix in (".acked", ".failed"):
+                continue
+            counts.update(int(line) for line in path.read_text().split())
+        return counts
+
+    def by_pid(self, pid: int) -> list[int]:
+        path = self.base.parent / f"{self.base.name}.{pid}"
+        return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+    def acked(self) -> set[int]:
+        path = self.base.parent / f"{self.base.name}.acked"
+        return {int(line) for line in path.read_text().split()} if path.exists() else set()
+
+    def failed(self) -> list[str]:
+        path = self.base.parent / f"{self.base.name}.failed"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Records:
+    return Records(tmp_path / "processed")
+
+
+def run_recorder(url: str, records: Records, *extra: str, bus: str | None = None) -> Process:
+    """``microhive run`` of the recording consumer on ``url`` (``bus``: another bus for a
+    broker-only engine such as Kafka)."""
+    where = ["--transport", url] if bus is None else ["--bus", bus, "--broker", url]
+    return Process(
+        "-m", "microhive", "run", RECORDER, *where, "--grace-period", "1", *extra,
+        env={"MH_TEST_RECORD": str(records.base)},
+    )  # fmt: skip
+
+
+def run_producer(url: str, records: Records, first: int, count: int, pause: float) -> Process:
+    """Send ``first..first+count-1`` from a process of its own (4 senders)."""
+    return Process(
+        "-m", "tests.fault_agents", url, str(first), str(count), str(records.base), "4", str(pause)
+    )
+
+
+async def ready(process: Process, pattern: str = r"running 1 agent", timeout: float = 20) -> str:
+    return await asyncio.to_thread(process.wait_for_line, pattern, timeout)
+
+
+async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` (sync or async) until truthy; a clear failure after ``timeout``."""
+    try:
+        return await eventually(condition, timeout, 0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+def stop(process: Process) -> int:
+    """SIGTERM, then the exit code (a graceful stop exits 0)."""
+    process.popen.send_signal(signal.SIGTERM)
+    return process.wait(timeout=20)
+
+
+async def a_producer_that_stops_and_comes_back(
+    url: str, records: Records, *, quiet: float, bus: str | None = None
+) -> None:
+    """The scenario every engine passes: a consumer process runs; a producer process sends
+    300 messages and exits; after ``quiet`` seconds with nothing to deliver (long enough for
+    the engine's reads to time out and be made again) another producer sends 300 more. The
+    same consumer, never restarted, processes all 600."""
+    consumer = run_recorder(url, records, bus=bus)
+    try:
+        await ready(consumer)
+        producer = run_producer(url, records, 0, 300, 0.001)
+        assert await asyncio.to_thread(producer.wait, 60) == 0, producer.output
+        await until(lambda: set(records.processed()) >= set(range(300)), 30, "the first 300")
+        await asyncio.sleep(quiet)
+        again = run_producer(url, records, 300, 300, 0.001)
+        assert await asyncio.to_thread(again.wait, 60) == 0, again.output
+        await until(lambda: set(records.processed()) >= set(range(600)), 30, "the next 300")
+        assert set(records.by_pid(consumer.popen.pid)) == set(range(600))
+        assert records.failed() == []
+        assert stop(consumer) == 0, consumer.output
+    finally:
+        consumer.kill()
