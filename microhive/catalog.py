@@ -1,4 +1,8 @@
-"""Loading the seed's JSON catalog: ``{"version": 1, "signals": [...], "queues": [...]}``."""
+"""Loading the seed's JSON catalog: ``{"version": 1, "signals": [...], "queues": [...]}``.
+
+Beyond the seed's format, a catalog may declare ``"exchanges": [{"name", "type"}]`` and give a
+queue ``"bindings": [{"exchange": "<name>", "key": "<routing key>"}]`` (docs/concepts.md).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
-from .declarations import Namespace, Queue, Signal
+from .declarations import Binding, Exchange, Namespace, Queue, Signal
 from .errors import CatalogError, ConfigurationError
 
-_TOP_KEYS = {"version", "signals", "queues"}
+_TOP_KEYS = {"version", "signals", "queues", "exchanges"}
 _SIGNAL_KEYS = {"name", "providing_args"}
-_QUEUE_KEYS = {"name"}
+_QUEUE_KEYS = {"name", "bindings"}
+_EXCHANGE_KEYS = {"name", "type"}
+_BINDING_KEYS = {"exchange", "key"}
 
 
 class Catalog(NamedTuple):
@@ -74,8 +80,14 @@ def parse_catalog(document: Any, *, origin: str = "<catalog>") -> Catalog:
         _entry(origin, "signals", index, entry, _SIGNAL_KEYS, _make_signal)
         for index, entry in enumerate(_list(origin, document, "signals"))
     ]
+    exchanges = [
+        _entry(origin, "exchanges", index, entry, _EXCHANGE_KEYS, _make_exchange)
+        for index, entry in enumerate(_list(origin, document, "exchanges"))
+    ]
+    _no_duplicates(origin, "exchanges", [e.name for e in exchanges])
+    by_name = {exchange.name: exchange for exchange in exchanges}
     queues = [
-        _entry(origin, "queues", index, entry, _QUEUE_KEYS, _make_queue)
+        _entry(origin, "queues", index, entry, _QUEUE_KEYS, lambda e: _make_queue(e, by_name))
         for index, entry in enumerate(_list(origin, document, "queues"))
     ]
     _no_duplicates(origin, "signals", [s.name for s in signals])
@@ -113,8 +125,34 @@ def _make_signal(entry: dict[str, Any]) -> Signal:
     return Signal(entry["name"], args)
 
 
-def _make_queue(entry: dict[str, Any]) -> Queue:
-    return Queue(entry["name"])
+def _make_exchange(entry: dict[str, Any]) -> Exchange:
+    kind = entry.get("type", "direct")
+    if not isinstance(kind, str):
+        raise TypeError("'type' must be a string")
+    return Exchange(entry["name"], kind)
+
+
+def _make_queue(entry: dict[str, Any], exchanges: dict[str, Exchange]) -> Queue:
+    bindings = entry.get("bindings", [])
+    if not isinstance(bindings, list):
+        raise TypeError("'bindings' must be a list of {'exchange', 'key'} objects")
+    found = []
+    for index, binding in enumerate(bindings):
+        where = f"bindings[{index}]"
+        if not isinstance(binding, dict):
+            raise TypeError(f"{where} must be an object")
+        if unknown := set(binding) - _BINDING_KEYS:
+            raise TypeError(f"{where}: unknown keys {sorted(unknown)} (allowed: exchange, key)")
+        name, key = binding.get("exchange"), binding.get("key", "")
+        if not isinstance(name, str) or not isinstance(key, str):
+            raise TypeError(f"{where}: 'exchange' (a name) and 'key' must be strings")
+        if name not in exchanges:
+            known = ", ".join(sorted(exchanges)) or "none"
+            raise ConfigurationError(
+                f"{where}: exchange {name!r} is not declared in 'exchanges' (declared: {known})"
+            )
+        found.append(Binding(exchanges[name], key))
+    return Queue(entry["name"], bindings=found)
 
 
 def _no_duplicates(origin: str, section: str, names: list[str]) -> None:

@@ -16,7 +16,9 @@ from microhive import (
     Catalog,
     CatalogError,
     ConfigurationError,
+    Exchange,
     Queue,
+    QueueBroker,
     Signal,
     UnknownNameError,
     load_stuff,
@@ -139,7 +141,7 @@ def test_document_must_be_an_object(tmp_path: Path, raw: str) -> None:
 def test_unknown_top_level_keys(tmp_path: Path) -> None:
     text = load_error(tmp_path, {"version": 1, "signal": [], "extra": 1})
     assert "unknown keys ['extra', 'signal']" in text
-    assert "allowed: ['queues', 'signals', 'version']" in text
+    assert "allowed: ['exchanges', 'queues', 'signals', 'version']" in text
 
 
 def test_duplicate_signal_names_name_both_entries(tmp_path: Path) -> None:
@@ -170,6 +172,87 @@ def test_same_name_for_a_signal_and_a_queue_is_fine(tmp_path: Path) -> None:
     assert "x" in queues
 
 
+def test_exchanges_and_bindings(tmp_path: Path) -> None:
+    signals, queues = load_stuff(
+        write(
+            tmp_path,
+            {
+                "version": 1,
+                "exchanges": [{"name": "events", "type": "topic"}, {"name": "all"}],
+                "queues": [
+                    {"name": "audit", "bindings": [{"exchange": "events", "key": "user.#"}]},
+                    {"name": "plain"},
+                ],
+            },
+        )
+    )
+    [binding] = queues.audit.bindings
+    assert binding.exchange == Exchange("events", "topic") and binding.key == "user.#"
+    assert queues.plain.bindings == ()
+    assert not signals
+
+
+async def test_a_catalog_exchange_routes_on_memory(tmp_path: Path) -> None:
+    _, queues = parse_catalog(
+        {
+            "version": 1,
+            "exchanges": [{"name": "events", "type": "topic"}],
+            "queues": [{"name": "audit", "bindings": [{"exchange": "events", "key": "user.*"}]}],
+        }
+    )
+    async with QueueBroker.from_url("memory://catalog-routing", queues=queues) as broker:
+        await broker.publish("events", {"n": 1}, routing_key="user.created")
+        assert await broker.audit.length() == 1
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            {"version": 1, "queues": [{"name": "q", "bindings": [{"exchange": "nope"}]}]},
+            "queues[0] ('q'): bindings[0]: exchange 'nope' is not declared in 'exchanges' "
+            "(declared: none)",
+        ),
+        (
+            {"version": 1, "exchanges": [{"name": "e", "type": "weird"}]},
+            "exchanges[0] ('e'): exchange 'e': type must be one of direct, fanout, topic",
+        ),
+        (
+            {"version": 1, "exchanges": [{"name": "e"}, {"name": "e"}]},
+            "exchanges[1] ('e'): duplicate name, first declared at exchanges[0]",
+        ),
+        (
+            {"version": 1, "exchanges": [{"name": "e", "kind": "topic"}]},
+            "exchanges[0] ('e'): unknown keys ['kind'] (allowed: ['name', 'type'])",
+        ),
+        (
+            {
+                "version": 1,
+                "exchanges": [{"name": "e"}],
+                "queues": [{"name": "q", "bindings": [{"exchange": "e", "rk": "x"}]}],
+            },
+            "queues[0] ('q'): bindings[0]: unknown keys ['rk'] (allowed: exchange, key)",
+        ),
+        (
+            {"version": 1, "queues": [{"name": "q", "bindings": {"exchange": "e"}}]},
+            "queues[0] ('q'): 'bindings' must be a list",
+        ),
+        (
+            {
+                "version": 1,
+                "exchanges": [{"name": "e"}],
+                "queues": [{"name": "q", "bindings": [{"exchange": "e", "key": 5}]}],
+            },
+            "queues[0] ('q'): bindings[0]: 'exchange' (a name) and 'key' must be strings",
+        ),
+    ],
+)
+def test_exchange_and_binding_errors_name_the_entry(
+    tmp_path: Path, document: dict[str, Any], expected: str
+) -> None:
+    assert expected in load_error(tmp_path, document)
+
+
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
@@ -179,7 +262,7 @@ def test_same_name_for_a_signal_and_a_queue_is_fine(tmp_path: Path) -> None:
         ),
         (
             {"version": 1, "queues": [{"name": "q", "providing_args": []}]},
-            "queues[0] ('q'): unknown keys ['providing_args'] (allowed: ['name'])",
+            "queues[0] ('q'): unknown keys ['providing_args'] (allowed: ['bindings', 'name'])",
         ),
         ({"version": 1, "signals": {"name": "a"}}, "'signals' must be a list"),
         ({"version": 1, "queues": "email"}, "'queues' must be a list"),
@@ -251,11 +334,15 @@ def test_parse_catalog_names_its_origin() -> None:
 names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,20}", fullmatch=True)
 identifiers = st.from_regex(r"[A-Za-z_\u00e9\u03bb][A-Za-z0-9_\u00e9\u03bb]{0,10}", fullmatch=True)
 signal_entries = st.tuples(names, st.none() | st.lists(identifiers, unique=True, max_size=5))
+routing_keys = st.from_regex(r"[a-z*#]{0,5}(\.[a-z*#]{1,5}){0,3}", fullmatch=True)
+exchange_entries = st.tuples(names, st.sampled_from(["direct", "fanout", "topic"]))
 catalogs = st.fixed_dictionaries(
     {"version": st.just(1)},
     optional={
         "signals": st.lists(signal_entries, unique_by=lambda e: e[0], max_size=8),
         "queues": st.lists(names, unique=True, max_size=8),
+        "exchanges": st.lists(exchange_entries, unique_by=lambda e: e[0], min_size=1, max_size=3),
+        "keys": st.lists(routing_keys, max_size=8),
     },
 )
 
@@ -267,8 +354,15 @@ def as_document(generated: dict[str, Any]) -> dict[str, Any]:
             {"name": name} if args is None else {"name": name, "providing_args": args}
             for name, args in generated["signals"]
         ]
+    exchanges = generated.get("exchanges", [])
+    if exchanges:
+        document["exchanges"] = [{"name": name, "type": kind} for name, kind in exchanges]
     if "queues" in generated:
+        keys = generated.get("keys", [])
         document["queues"] = [{"name": name} for name in generated["queues"]]
+        for index, (entry, key) in enumerate(zip(document["queues"], keys, strict=False)):
+            if exchanges:  # bind the first queues, each to one exchange in turn
+                entry["bindings"] = [{"exchange": exchanges[index % len(exchanges)][0], "key": key}]
     return document
 
 
@@ -288,3 +382,8 @@ def test_any_valid_catalog_round_trips(generated: dict[str, Any], as_url: bool) 
     assert list(queues) == [entry["name"] for entry in document.get("queues", [])]
     for name, args in expected_signals:
         assert signals[name] == Signal(name, args)
+    kinds = {entry["name"]: entry["type"] for entry in document.get("exchanges", [])}
+    for entry in document.get("queues", []):
+        assert [
+            (b.exchange.name, b.exchange.type, b.key) for b in queues[entry["name"]].bindings
+        ] == [(b["exchange"], kinds[b["exchange"]], b["key"]) for b in entry.get("bindings", [])]
