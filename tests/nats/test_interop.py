@@ -151,3 +151,17 @@ async def test_a_signal_over_the_servers_max_payload_is_refused_and_the_bus_goes
             await bus.send(PING, "sender", n="x" * 1_500_000)  # the server takes 1 MB
         await bus.send(PING, "sender", n=7)
         await eventually(lambda: got == [7])
+
+
+async def test_a_subscription_is_live_once_subscribe_returns(nats_url: str) -> None:
+    """subscribe() returns only once the server has the subscription: a signal published
+    right after, from another connection, arrives. (nats-py's flush() writes its PING ahead
+    of a SUB still in its pending buffer, so a PING/PONG alone confirmed too early about one
+    time in thirty; this would catch that with near certainty.)"""
+    async with SignalBus.from_url(nats_url, signals=[PING]) as sender:
+        for round_ in range(120):
+            async with SignalBus.from_url(nats_url, signals=[PING]) as listener:
+                got: list[int] = []
+                await listener.subscribe([PING.name], lambda e, add=got.append: add(e.payload["n"]))
+                await sender.send(PING, "sender", n=round_)
+                await eventually(lambda got=got, n=round_: got == [n], timeout=2)

@@ -70,7 +70,7 @@ class NatsBus(SignalBus):
     async def _confirm(self, connection: Connection) -> None:
         """Return once the server has processed what was sent (SUB included): PING/PONG."""
         try:
-            await connection.require().flush(timeout=max(1, int(self.options.request_timeout)))
+            await connection.barrier()
         except Exception as exc:
             raise TransportError(connection.describe("no answer from", exc)) from None
 

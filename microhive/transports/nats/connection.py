@@ -356,12 +356,32 @@ class Connection:
         if client is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.options.request_timeout):
-                    await client.flush(timeout=max(1, int(self.options.request_timeout)))
+                    await self.barrier(client)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.options.request_timeout):
                     await client.close()
 
     # -- publishing and requests -----------------------------------------------------------
+
+    async def barrier(self, client: Any | None = None) -> None:
+        """Return once the server has processed everything sent so far (SUB and UNSUB
+        included): the pending commands are written first, then a PING waits for its PONG.
+
+        nats-py's ``flush()`` alone is not that: it writes its PING straight to the socket,
+        ahead of commands still waiting in its pending buffer, so a PONG could come back
+        before a SUB had even been sent (a subscription "confirmed" that then missed the
+        first messages published to it).
+        """
+        client = client if client is not None else self.require()
+        timeout = max(1, int(self.options.request_timeout))
+        flush_pending = getattr(client, "_flush_pending", None)
+        if flush_pending is not None and client.is_connected:
+            try:
+                async with asyncio.timeout(timeout):
+                    await flush_pending(force_flush=True)
+            except TypeError:  # another nats-py: its flush() is all there is
+                pass
+        await client.flush(timeout=timeout)
 
     def require(self) -> Any:
         client = self.client
@@ -482,7 +502,7 @@ class Connection:
         if drain and self.up and hasattr(client, "_send_unsubscribe"):
             try:
                 await client._send_unsubscribe(subscription._id)
-                await client.flush(timeout=max(1, int(self.options.request_timeout)))
+                await self.barrier(client)
             except Exception as exc:
                 log.debug("%s: unsubscribing: %s", self.role, exc)
         direct = getattr(client, "direct", None)
