@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from microhive import QueueBroker
 from microhive.testing import eventually
 
 from .cli.helpers import Process
+from .fault_agents import JOBS
 
 RECORDER = "tests.fault_agents:Recorder"
 
@@ -116,3 +118,57 @@ async def a_producer_that_stops_and_comes_back(
         assert stop(consumer) == 0, consumer.output
     finally:
         consumer.kill()
+
+
+async def a_consumer_killed_mid_run(
+    url: str,
+    records: Records,
+    *,
+    kill_when: Callable[[Records, int], bool],
+    max_duplicates: int,
+    pause: float = 0.003,
+    empty_within: float = 10,
+    bus: str | None = None,
+) -> Process:
+    """The scenario every engine passes: two consumer processes share 10,000 messages; one
+    is SIGKILLed mid-run (handlers running, deliveries prefetched, acks or commits not yet
+    sent) once ``kill_when(records, its pid)`` holds. Every message is processed at least
+    once, none is dead-lettered, the queue ends empty, at most ``max_duplicates`` are
+    processed twice, and the survivor stops cleanly. Returns the survivor."""
+    total = 10_000
+    first = run_recorder(url, records, bus=bus)
+    second = run_recorder(url, records, bus=bus)
+    try:
+        await ready(first)
+        await ready(second)
+        async with QueueBroker.from_url(url, queues=[JOBS]) as broker:
+
+            async def send(start: int) -> None:
+                for n in range(start, total, 50):
+                    await broker.jobs.send({"n": n, "pause": pause})
+
+            await asyncio.gather(*(send(k) for k in range(50)))
+            pid = first.popen.pid
+            await until(lambda: kill_when(records, pid), 60, "the moment to kill")
+            first.popen.kill()
+            first.wait(timeout=10)
+            processed_by_killed = records.by_pid(pid)
+            await until(lambda: set(records.processed()) >= set(range(total)), 90, "every message")
+            await until(lambda: _length_is_zero(broker), empty_within, "an empty queue")
+            assert await broker.jobs.dead_letters() == []
+        assert stop(second) == 0, second.output
+    finally:
+        first.kill()
+        second.kill()
+    processed = records.processed()
+    assert set(processed) == set(range(total)), "every message processed at least once"
+    assert processed_by_killed, "the killed consumer had taken part"
+    assert records.by_pid(second.popen.pid)
+    duplicates = sum(count - 1 for count in processed.values())
+    print(f"SIGKILL after {len(processed_by_killed)}: {duplicates} of {total} processed twice")
+    assert duplicates <= max_duplicates, f"{duplicates} messages processed twice"
+    return second
+
+
+async def _length_is_zero(broker: QueueBroker) -> bool:
+    return await broker.jobs.length() == 0

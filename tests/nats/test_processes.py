@@ -7,13 +7,14 @@ import asyncio
 
 import pytest
 
-from microhive import QueueBroker, SignalBus
+from microhive import SignalBus
 
 from .. import engines
 from ..cli.helpers import Process
-from ..fault_agents import JOBS, PING
+from ..fault_agents import PING
 from ..processes import (
     Records,
+    a_consumer_killed_mid_run,
     a_producer_that_stops_and_comes_back,
     ready,
     run_producer,
@@ -25,44 +26,16 @@ from ..processes import (
 pytestmark = pytest.mark.slow
 
 
-async def _empty(broker: QueueBroker) -> bool:
-    return await broker.jobs.length() == 0
-
-
 async def test_sigkill_of_a_consumer_process_mid_run_loses_nothing(
     nats_url: str, records: Records
 ) -> None:
-    total = 10_000
-    first = run_recorder(nats_url, records)
-    second = run_recorder(nats_url, records)
-    try:
-        await ready(first)
-        await ready(second)
-        async with QueueBroker.from_url(nats_url, queues=[JOBS]) as broker:
-
-            async def send(start: int) -> None:
-                for n in range(start, total, 50):
-                    await broker.jobs.send({"n": n, "pause": 0.003})
-
-            await asyncio.gather(*(send(k) for k in range(50)))
-            await until(lambda: len(records.processed()) >= total * 0.3, 30, "30% processed")
-            first.popen.kill()  # SIGKILL, mid-run: handlers running, deliveries prefetched
-            first.wait(timeout=10)
-            processed_by_killed = records.by_pid(first.popen.pid)
-            await until(lambda: set(records.processed()) >= set(range(total)), 90, "every message")
-            await until(lambda: _empty(broker), 10, "an empty queue")
-            assert await broker.jobs.dead_letters() == []
-        assert stop(second) == 0, second.output
-    finally:
-        first.kill()
-        second.kill()
-    processed = records.processed()
-    assert set(processed) == set(range(total)), "every message processed at least once"
-    assert processed_by_killed, "the killed consumer had taken part"
-    assert records.by_pid(second.popen.pid)
-    duplicates = sum(count - 1 for count in processed.values())
-    # only what the killed process held (prefetch 8) and the acks it had not sent yet
-    assert duplicates <= 16, f"{duplicates} messages processed twice"
+    await a_consumer_killed_mid_run(
+        nats_url,
+        records,
+        kill_when=lambda records, _: len(records.processed()) >= 3_000,
+        # only what the killed process held (prefetch 8) and the acks it had not sent yet
+        max_duplicates=16,
+    )
 
 
 async def test_a_producer_that_stops_and_comes_back_is_picked_up(
