@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -91,3 +92,17 @@ def redact(url: str) -> str:
         return text
     user = userinfo.split(":", 1)[0]
     return f"{text[:start]}{user}:***{text[at:]}"
+
+
+def number_option(where: str, key: str, value: str, *, integer: bool = False) -> float:
+    """A numeric URL query option (``?claim_idle=5``): a finite number >= 0 (an integer when
+    ``integer``), or a :class:`ConfigurationError` naming ``where`` (a redacted URL), the
+    option and the value. Every transport's options parser uses it."""
+    try:
+        number: float = int(value) if integer else float(value)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigurationError(f"{where}: option {key}={value!r} must be {kind}") from None
+    if number < 0 or not math.isfinite(number):
+        raise ConfigurationError(f"{where}: option {key} must be >= 0")
+    return number

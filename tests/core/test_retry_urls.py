@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from microhive import Backoff, ConfigurationError, Queue, QueueBroker, Signal, SignalBus
 from microhive.transports.memory import MemoryBroker, MemoryBus
-from microhive.urls import redact, supported_schemes
+from microhive.urls import number_option, redact, supported_schemes
 
 # -- Backoff -----------------------------------------------------------------------------
 
@@ -226,3 +226,27 @@ def test_redact_never_shows_the_password(
     assert redacted == f"{scheme}://{user}:***@{where}{path}"
     if encoded and encoded not in f"{scheme}://{user}:@{where}{path}":
         assert encoded not in redacted
+
+
+@pytest.mark.parametrize(
+    ("value", "integer", "expected"),
+    [("5", False, 5.0), ("0.25", False, 0.25), ("7", True, 7), ("0", True, 0)],
+)
+def test_number_option_accepts(value: str, integer: bool, expected: float) -> None:
+    assert number_option("X URL", "k", value, integer=integer) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "integer", "words"),
+    [
+        ("soon", False, "X URL: option k='soon' must be a number"),
+        ("1.5", True, "X URL: option k='1.5' must be an integer"),
+        ("-1", False, "X URL: option k must be >= 0"),
+        ("inf", False, "X URL: option k must be >= 0"),
+        ("nan", False, "X URL: option k must be >= 0"),
+    ],
+)
+def test_number_option_refuses_clearly(value: str, integer: bool, words: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        number_option("X URL", "k", value, integer=integer)
+    assert str(info.value) == words

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import ConfigurationError
-from ...urls import redact
+from ...urls import number_option, redact
 
 OVERFLOW_POLICIES = ("drop-head", "reject-publish", "reject-publish-dlx")
 QUEUE_TYPES = ("classic", "quorum")
@@ -175,16 +175,7 @@ def parse(url: str) -> AmqpOptions:
 def _option(url: str, key: str, value: str) -> Any:
     if key in _TEXT:
         return value
-    try:
-        number: float = int(value) if key in _INTEGERS else float(value)
-    except ValueError:
-        kind = "an integer" if key in _INTEGERS else "a number"
-        raise ConfigurationError(
-            f"AMQP URL {redact(url)!r}: option {key}={value!r} must be {kind}"
-        ) from None
-    if number < 0:
-        raise ConfigurationError(f"AMQP URL {redact(url)!r}: option {key} must be >= 0")
-    return number
+    return number_option(f"AMQP URL {redact(url)!r}", key, value, integer=key in _INTEGERS)
 
 
 def delay_bucket(seconds: float) -> int:

@@ -9,14 +9,13 @@ docs/transports/kafka.md), and a password in a URL must never end up in a messag
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ...errors import ConfigurationError
-from ...urls import redact
+from ...urls import number_option, redact
 
 DEFAULT_PORT = 9092
 
@@ -182,16 +181,7 @@ def _servers(url: str, location: str) -> tuple[str, ...]:
 def _option(url: str, key: str, value: str) -> Any:
     if key in _TEXTS:
         return value
-    try:
-        number: float = int(value) if key in _INTEGERS else float(value)
-    except ValueError:
-        kind = "an integer" if key in _INTEGERS else "a number of seconds"
-        raise ConfigurationError(
-            f"Kafka URL {redact(url)!r}: option {key}={value!r} must be {kind}"
-        ) from None
-    if number < 0 or not math.isfinite(number):
-        raise ConfigurationError(f"Kafka URL {redact(url)!r}: option {key} must be >= 0")
-    return number
+    return number_option(f"Kafka URL {redact(url)!r}", key, value, integer=key in _INTEGERS)
 
 
 def _check(options: KafkaOptions) -> None:

@@ -10,7 +10,6 @@ safe_url` is ever shown: it hides the password and a token. See docs/transports/
 
 from __future__ import annotations
 
-import math
 import re
 import ssl
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from ...errors import ConfigurationError
-from ...urls import redact
+from ...urls import number_option, redact
 
 DEFAULT_PREFIX = "microhive"
 DEFAULT_DURABLE = "microhive"
@@ -254,16 +253,7 @@ def _option(url: str, key: str, value: str) -> Any:
         raise ConfigurationError(
             f"NATS URL {safe(url)!r}: option {key}={value!r} must be true or false"
         )
-    try:
-        number: float = int(value) if key in _INTEGERS else float(value)
-    except ValueError:
-        kind = "an integer" if key in _INTEGERS else "a number"
-        raise ConfigurationError(
-            f"NATS URL {safe(url)!r}: option {key}={value!r} must be {kind}"
-        ) from None
-    if number < 0 or not math.isfinite(number):
-        raise ConfigurationError(f"NATS URL {safe(url)!r}: option {key} must be >= 0")
-    return number
+    return number_option(f"NATS URL {safe(url)!r}", key, value, integer=key in _INTEGERS)
 
 
 def _check(options: NatsOptions) -> None:

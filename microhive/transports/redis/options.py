@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import ConfigurationError
-from ...urls import redact
+from ...urls import number_option, redact
 
 DEFAULT_PREFIX = "microhive:"
 DEFAULT_GROUP = "microhive"
@@ -157,16 +157,7 @@ def _option(url: str, key: str, value: str) -> Any:
         if key == "group" and not value:
             raise ConfigurationError(f"Redis URL {redact(url)!r}: option group must not be empty")
         return value
-    try:
-        number: float = int(value) if key in _INTEGERS else float(value)
-    except ValueError:
-        kind = "an integer" if key in _INTEGERS else "a number"
-        raise ConfigurationError(
-            f"Redis URL {redact(url)!r}: option {key}={value!r} must be {kind}"
-        ) from None
-    if number < 0:
-        raise ConfigurationError(f"Redis URL {redact(url)!r}: option {key} must be >= 0")
-    return number
+    return number_option(f"Redis URL {redact(url)!r}", key, value, integer=key in _INTEGERS)
 
 
 def consumer_name(name: str, fallback: str) -> str:
