@@ -37,8 +37,7 @@ class NatsBus(SignalBus):
         self._subject_prefix = f"{base}.signal."
         self._connection: Connection | None = None
         self._subscriptions: dict[str, Any] = {}  # signal name -> nats-py subscription
-        self._subjects: dict[str, str] = {}  # signal name -> subject
-        self._subject_bytes: dict[str, bytes] = {}  # signal name -> subject, encoded
+        self._subjects: dict[str, tuple[str, bytes]] = {}  # signal name -> subject, encoded
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.options.safe_url}>"
@@ -96,15 +95,16 @@ class NatsBus(SignalBus):
     # -- publishing ----------------------------------------------------------------------
 
     async def _publish(self, channel: str, data: bytes) -> None:
-        subject = self._subjects.get(channel)
-        if subject is None:
-            subject = self._subjects[channel] = self._subject_prefix + channel
-            self._subject_bytes[channel] = subject.encode()
+        known = self._subjects.get(channel)
+        if known is None:
+            name = self._subject_prefix + channel
+            known = self._subjects[channel] = (name, name.encode())
+        subject, encoded = known
         connection = self._connection
         client = connection.client if connection is not None else None
         if client is not None and client.is_connected:  # the fast paths
             publish_now = getattr(client, "publish_now", None)
-            if publish_now is not None and publish_now(self._subject_bytes[channel], data):
+            if publish_now is not None and publish_now(encoded, data):
                 return
             try:
                 await client.publish(subject, data)
