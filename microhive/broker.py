@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .capabilities import Capabilities
-from .codecs import Codec, JsonCodec
+from .codecs import Codec, guarded
 from .connection import Connection
 from .declarations import Exchange, Namespace, Queue, check_routing_key, queues_of
 from .envelope import Envelope, Kind
@@ -109,7 +109,7 @@ class QueueBroker(Connection):
     ) -> None:
         self.url = url
         self.queues = queues_of(queues)
-        self.codec: Codec = codec or JsonCodec()
+        self.codec: Codec = guarded(codec)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> QueueBroker:

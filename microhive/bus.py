@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .capabilities import Capabilities
-from .codecs import Codec, JsonCodec
+from .codecs import Codec, guarded
 from .connection import Connection
 from .declarations import Namespace, Signal, signals_of
 from .envelope import Envelope, Kind, new_id
@@ -77,7 +77,7 @@ class SignalBus(Connection):
     ) -> None:
         self.url = url
         self.signals = signals_of(signals)
-        self.codec: Codec = codec or JsonCodec()
+        self.codec: Codec = guarded(codec)
         self.prefix = prefix
         self.inbox = f"{prefix}reply.{new_id()}"
         self._listeners: dict[str, list[Subscription]] = {}

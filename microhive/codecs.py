@@ -19,7 +19,12 @@ _KINDS = {kind.value: kind for kind in Kind}
 
 
 class Codec(Protocol):
-    """What a transport needs to put envelopes on the wire."""
+    """What a transport needs to put envelopes on the wire.
+
+    ``decode`` and ``decode_value`` may raise only :class:`DecodeError` for bad bytes: a
+    transport dead-letters on it and goes on. Brokers and buses wrap a codec that is not
+    microhive's own in :func:`guarded`, so a bug in a user's codec cannot stop a consumer.
+    """
 
     content_type: str
     max_size: int
@@ -64,7 +69,7 @@ class JsonCodec:
         try:
             data = orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
         except TypeError as exc:
-            raise PayloadError(f"{name!r}: payload is not JSON-encodable: {exc}") from None
+            data = _dump_big_integers(document, name, exc)
         if len(data) > self.max_size:
             raise PayloadTooLarge(
                 f"{name!r}: encoded message is {len(data)} bytes, limit is {self.max_size}"
@@ -74,18 +79,15 @@ class JsonCodec:
     def decode_value(self, data: bytes) -> Any:
         if len(data) > self.max_size:
             raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {self.max_size}")
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"not valid JSON: {exc}") from None
+        return _loads(data)
 
     def decode(self, data: bytes) -> Envelope:
         if len(data) > self.max_size:
             raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {self.max_size}")
-        try:  # msgspec checks the envelope's shape in C; the payload is parsed as orjson does
+        try:  # msgspec checks the envelope's shape in C and parses the payload
             wire = _WIRE.decode(data)
-            payload = orjson.loads(memoryview(wire.payload))
-        except (msgspec.DecodeError, orjson.JSONDecodeError):
+            payload = _ANY.decode(wire.payload)
+        except (msgspec.DecodeError, RecursionError):
             return self._decode_checked(data)
         message_id = wire.id
         headers = wire.headers
@@ -104,13 +106,54 @@ class JsonCodec:
 
     def _decode_checked(self, data: bytes) -> Envelope:
         """The field-by-field path: says exactly what is wrong with a bad envelope."""
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"not valid JSON: {exc}") from None
+        document = _loads(data)
         if type(document) is not dict:
             raise DecodeError("an envelope must be a JSON object")
         return envelope_from_dict(document)
+
+
+class GuardedCodec:
+    """A codec whose decoding failures of any kind come out as :class:`DecodeError`.
+
+    What a foreign producer sends is outside our control, and so is a user's codec: an
+    ``IndexError`` or ``RecursionError`` from one message must not reach a transport's read
+    loop, where it would drop a batch or kill a connection instead of dead-lettering.
+    """
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.content_type = codec.content_type
+        self.max_size = codec.max_size
+        self.encode = codec.encode
+        self.encode_value = codec.encode_value
+
+    def __repr__(self) -> str:
+        return f"guarded({self.codec!r})"
+
+    def decode(self, data: bytes) -> Envelope:
+        try:
+            return self.codec.decode(data)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"codec failed: {type(exc).__name__}: {exc}") from None
+
+    def decode_value(self, data: bytes) -> Any:
+        try:
+            return self.codec.decode_value(data)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"codec failed: {type(exc).__name__}: {exc}") from None
+
+
+def guarded(codec: Codec | None) -> Codec:
+    """``codec`` (JSON when None) with the decode contract enforced; JsonCodec keeps it itself."""
+    if codec is None:
+        return JsonCodec()
+    if type(codec) is JsonCodec or isinstance(codec, GuardedCodec):
+        return codec
+    return GuardedCodec(codec)
 
 
 class _Wire(msgspec.Struct, gc=False):
@@ -131,6 +174,43 @@ class _Wire(msgspec.Struct, gc=False):
 
 
 _WIRE = msgspec.json.Decoder(_Wire)
+_ANY = msgspec.json.Decoder()
+"""Payloads are parsed by msgspec: as fast as orjson here, and an integer beyond 64 bits stays
+the integer it was (orjson would turn it into a float, silently changing its value)."""
+
+
+def _loads(data: bytes | memoryview) -> Any:
+    """Any JSON document; every failure, deep nesting included, is a :class:`DecodeError`."""
+    try:
+        return _ANY.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("not valid JSON: nested too deeply") from None
+
+
+def _dump_big_integers(document: Any, name: str, error: TypeError) -> bytes:
+    """orjson refuses integers beyond 64 bits; they are written exactly, as JSON allows.
+
+    Only that refusal takes this slower path, which gives every such integer to orjson as a
+    ready-made fragment; anything else JSON cannot carry is refused as before.
+    """
+    try:
+        if "64-bit" not in str(error):
+            raise error
+        return orjson.dumps(_with_fragments(document), option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise PayloadError(f"{name!r}: payload is not JSON-encodable: {exc}") from None
+
+
+def _with_fragments(value: Any) -> Any:
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value).encode())
+    if isinstance(value, dict):
+        return {key: _with_fragments(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_with_fragments(item) for item in value]
+    return value
 
 
 def _fail(key: str, expected: str, value: Any) -> DecodeError:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
 from ...bus import SignalBus
 from ...capabilities import Capabilities
 from ...codecs import JsonCodec
@@ -74,11 +72,11 @@ class MemoryBus(SignalBus):
             if type(bus.codec) is not JsonCodec:
                 bus._deliver(channel, codec.encode(envelope))
             elif original is not None:
-                original.payload = orjson.loads(payload)
+                original.payload = codec.decode_value(payload)
                 original = None
                 bus._dispatch(channel, envelope)
             else:
-                bus._dispatch(channel, _copy(envelope, orjson.loads(payload)))
+                bus._dispatch(channel, _copy(envelope, codec.decode_value(payload)))
         self._published += 1
         if self._published % FAIRNESS == 0:
             await asyncio.sleep(0)
