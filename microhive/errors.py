@@ -80,3 +80,17 @@ class ConsumerClosed(MicroHiveError):
 
 class HandlerTimeout(MicroHiveError, TimeoutError):
     """A handler ran longer than its ``timeout``; it was cancelled."""
+
+
+class HandlerAborted(MicroHiveError):
+    """A handler or scheduled job raised a ``BaseException`` that is not an ``Exception``.
+
+    ``CancelledError`` it raised itself, ``SystemExit`` (``sys.exit()``), ``KeyboardInterrupt``
+    or a custom ``BaseException``: counted as that message's (or run's) failure, like any
+    exception — retried, then dead-lettered — and never allowed to end a consumer worker, a
+    schedule or the process. ``original`` is what the handler raised.
+    """
+
+    def __init__(self, message: str, original: BaseException) -> None:
+        super().__init__(message)
+        self.original = original

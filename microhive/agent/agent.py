@@ -16,9 +16,16 @@ from ..bus import SignalBus, Subscription
 from ..catalog import Catalog
 from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, HandlerAborted
 from ..logs import AgentLogger, log_context
-from .dispatch import describe, process, run_with_timeout, start_receiver
+from .dispatch import (
+    cancelled_from_outside,
+    describe,
+    failure,
+    process,
+    run_with_timeout,
+    start_receiver,
+)
 from .handlers import Handler, Handlers, collect
 from .schedules import cron_loop, periodic_loop
 from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
@@ -273,11 +280,14 @@ class MicroAgent:
         async def attempt() -> None:
             try:
                 await run_with_timeout(handler, spec.timeout, handler.function(self))
-            except Exception as exc:
+            except BaseException as caught:  # no failure of one run may end the schedule
+                if cancelled_from_outside(caught):
+                    raise
+                exc = failure(caught)
                 self.log.error(
                     "scheduled run failed: %s",
                     describe(exc),
-                    exc_info=not isinstance(exc, TimeoutError),
+                    exc_info=not isinstance(exc, TimeoutError | HandlerAborted),
                 )
                 await self._error_hooks(handler, exc, None)
 
@@ -309,5 +319,7 @@ class MicroAgent:
         for event in (f"error_{handler.name}", "error"):
             try:
                 await self._run_hooks(event, exc, handler=handler.name, message=envelope)
-            except Exception as hook_exc:
+            except BaseException as hook_exc:
+                if cancelled_from_outside(hook_exc):
+                    raise
                 self.log.error("hook %s failed: %s", event, describe(hook_exc), exc_info=True)

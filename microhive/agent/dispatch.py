@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..broker import Delivery
 from ..envelope import Envelope, Kind
-from ..errors import HandlerTimeout
+from ..errors import HandlerAborted, HandlerTimeout
 from ..logs import enter_handling, leave_handling, log_context
 from .handlers import Handler
 from .specs import ConsumerSpec, ReceiverSpec
@@ -25,6 +25,31 @@ if TYPE_CHECKING:
 def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def cancelled_from_outside(exc: BaseException) -> bool:
+    """True when ``exc`` is the cancellation of the running task (shutdown, grace period over).
+
+    A handler that raises ``CancelledError`` itself (say, it awaited a task other code
+    cancelled) is not being cancelled: that is its failure, and must not end the worker
+    running it. Only a task with a pending cancel request (``cancelling()``) is.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def failure(exc: BaseException) -> Exception:
+    """The exception a handler's failure is reported as: itself when it is an Exception.
+
+    ``CancelledError``, ``SystemExit``, ``KeyboardInterrupt`` or a custom ``BaseException``
+    raised by a handler fail that one message or run; they never end a worker or a schedule,
+    nor (``sys.exit()`` in a handler) the process, which stops only by its own shutdown.
+    """
+    if isinstance(exc, Exception):
+        return exc
+    return HandlerAborted(f"handler raised {describe(exc)}", exc)
 
 
 class _Rest:
@@ -84,11 +109,16 @@ async def _finish(
     timer = asyncio.timeout_at(started + timeout)
     try:
         async with timer:
-            return await _Rest(call, waiting_on)
+            result = await _Rest(call, waiting_on)
     except TimeoutError:
         if timer.expired():
             raise HandlerTimeout(f"{handler.name} exceeded its timeout of {timeout:g} s") from None
         raise
+    if timer.expired():  # it caught the cancellation and went on: still a timeout
+        raise HandlerTimeout(
+            f"{handler.name} exceeded its timeout of {timeout:g} s (and ignored its cancellation)"
+        )
+    return result
 
 
 def start_receiver(
@@ -125,8 +155,10 @@ def start_receiver(
                 return _answer(agent, handler, envelope, stop.value, None)
             return None
         return _rest_of_receiver(agent, handler, envelope, call, waiting_on)
-    except Exception as exc:
-        return _answer(agent, handler, envelope, None, exc)
+    except BaseException as exc:
+        if cancelled_from_outside(exc):
+            raise
+        return _answer(agent, handler, envelope, None, failure(exc))
     finally:
         leave_handling(token)
 
@@ -146,8 +178,10 @@ async def _rest_of_receiver(
         started = asyncio.get_running_loop().time() if timeout is not None else 0.0
         try:
             result = await _finish(handler, timeout, started, call, waiting_on)
-        except Exception as exc:
-            await _answer(agent, handler, envelope, None, exc)
+        except BaseException as exc:
+            if cancelled_from_outside(exc):
+                raise
+            await _answer(agent, handler, envelope, None, failure(exc))
         else:
             await _answer(agent, handler, envelope, result, None)
     finally:
@@ -208,13 +242,14 @@ async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> No
                 timeout = spec.timeout
                 started = asyncio.get_running_loop().time() if timeout is not None else 0.0
                 await _finish(handler, timeout, started, call, waiting_on)
-        except asyncio.CancelledError:
-            if not spec.autoack:
-                await asyncio.shield(delivery.release())
-            raise
-        except Exception as exc:
-            await agent._error_hooks(handler, exc, envelope)
-            await _failed(agent, spec, delivery, envelope, exc)
+        except BaseException as caught:
+            if cancelled_from_outside(caught):
+                if not spec.autoack:
+                    await asyncio.shield(delivery.release())
+                raise
+            error = failure(caught)
+            await agent._error_hooks(handler, error, envelope)
+            await _failed(agent, spec, delivery, envelope, error)
         else:
             if not spec.autoack:
                 await delivery.ack()
@@ -240,7 +275,8 @@ async def _failed(
 ) -> None:
     reason = describe(exc)
     attempts = spec.retries + 1
-    traceback = not isinstance(exc, HandlerTimeout)
+    # one traceback per message, on its last attempt: retries log a line each
+    traceback = not isinstance(exc, HandlerTimeout | HandlerAborted)
     if spec.autoack:
         agent.log.error("handler failed (autoack, not retried): %s", reason, exc_info=traceback)
         return
@@ -262,7 +298,8 @@ async def _failed(
             reason,
             exc_info=traceback,
         )
-        await delivery.dead_letter(f"{reason} (after {envelope.attempt} attempts)")
+        tries = envelope.attempt
+        await delivery.dead_letter(f"{reason} (after {tries} attempt{'s' if tries > 1 else ''})")
     else:
         agent.log.error(
             "attempt %d of %d failed: %s; dropped (dead_letter=False)",

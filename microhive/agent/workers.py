@@ -12,11 +12,14 @@ still runs in a real task of its own at the time, so ``asyncio.timeout``, ``Task
   rest. Idle workers beyond one exit.
 - :func:`consumer_workers`: ``concurrency`` workers per consumer, each taking the next
   delivery once its handler finished: bounded concurrency that is also backpressure.
+
+Nothing a handler raises ends a worker: only the agent's own shutdown cancels them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import monotonic
@@ -24,6 +27,9 @@ from typing import Any
 
 from ..broker import Consumer, Delivery
 from ..errors import ConsumerClosed
+from .dispatch import cancelled_from_outside, describe, failure
+
+log = logging.getLogger("microhive.agent")
 
 SLICE = 0.002
 """A receiver worker that has run handlers this long (seconds) without waiting lets the event loop
@@ -90,6 +96,10 @@ class ReceiverPool:
                 self.in_handler += 1
                 try:
                     await rest
+                except BaseException as exc:  # the receiver's own path reports failures
+                    if cancelled_from_outside(exc):
+                        raise
+                    log.error("receiver worker: %s escaped; worker goes on", describe(exc))
                 finally:
                     self.in_handler -= 1
             done += 1
@@ -126,7 +136,12 @@ def consumer_workers(
                 on_error(exc)
                 await asyncio.sleep(1)
                 continue
-            await process(delivery)
+            try:
+                await process(delivery)
+            except BaseException as exc:  # e.g. the engine failed while settling
+                if cancelled_from_outside(exc):
+                    raise
+                on_error(failure(exc))
             done += 1
             if done % TURN == 0:
                 await asyncio.sleep(0)
