@@ -6,7 +6,7 @@ The same agent code runs on ``memory://`` and on real engines; see docs/concepts
 from .agent.agent import MicroAgent
 from .agent.context import current_message
 from .agent.decorators import consumer, cron, on, periodic, receiver
-from .broker import Consumer, DeadLetter, Delivery, QueueBroker, QueueHandle
+from .broker import MAX_DELAY, Consumer, DeadLetter, Delivery, QueueBroker, QueueHandle
 from .bus import Reply, SignalBus, SignalHandle
 from .capabilities import Capabilities
 from .catalog import Catalog, load_stuff, parse_catalog
@@ -35,6 +35,7 @@ from .retry import Backoff
 Agent = MicroAgent
 
 __all__ = [
+    "MAX_DELAY",
     "Agent",
     "Backoff",
     "Binding",

@@ -30,6 +30,11 @@ from .urls import redact, resolve
 
 log = logging.getLogger("microhive.broker")
 
+MAX_DELAY = 49 * 24 * 3600.0
+"""The longest ``delay=`` every engine accepts (seconds; 49 days). RabbitMQ holds delayed
+messages with a per-message TTL that stops near 49.7 days (2**32 - 1 ms); one limit for all
+engines keeps a program portable. Longer waits belong in a schedule."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -148,10 +153,19 @@ class QueueBroker(Connection):
         if delay is not None:
             if not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
                 raise PayloadError(f"queue {target.name!r}: delay must be a number >= 0")
+            if delay > MAX_DELAY:
+                raise PayloadError(
+                    f"queue {target.name!r}: delay of {delay:g} s is over the maximum of "
+                    f"{MAX_DELAY:g} s (49 days); use a schedule for longer waits"
+                )
             if delay > 0 and not self.capabilities.delayed_delivery:
                 raise CapabilityError(f"{self!r} does not support delayed delivery")
         if key is not None and not isinstance(key, str):
             raise PayloadError(f"queue {target.name!r}: key must be a string")
+        if type(sender) is not str:
+            raise PayloadError(
+                f"queue {target.name!r}: sender must be a string, got {type(sender).__name__}"
+            )
         checked = _headers(target.name, headers)
         envelope = Envelope(
             Kind.MESSAGE, target.name, target.make_payload(payload), sender, headers=checked
@@ -235,6 +249,10 @@ class QueueBroker(Connection):
             check_routing_key(f"exchange {target.name!r}", routing_key)
         except ConfigurationError as exc:
             raise PayloadError(str(exc)) from None
+        if type(sender) is not str:
+            raise PayloadError(
+                f"exchange {target.name!r}: sender must be a string, got {type(sender).__name__}"
+            )
         checked = _headers(target.name, headers)
         checked["x-routing-key"] = routing_key
         envelope = Envelope(Kind.MESSAGE, target.name, payload, sender, headers=checked)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from .codecs import Codec, guarded
 from .connection import Connection
 from .declarations import Namespace, Signal, signals_of
 from .envelope import Envelope, Kind, new_id
-from .errors import CallTimeout, DecodeError, RemoteError, TransportError
+from .errors import CallTimeout, DecodeError, PayloadError, RemoteError, TransportError
 from .urls import redact, resolve
 
 log = logging.getLogger("microhive.bus")
@@ -122,6 +123,8 @@ class SignalBus(Connection):
     async def send(self, signal: Signal | str, sender: str, **kwargs: Any) -> None:
         """Broadcast ``signal`` to every subscribed agent instance (at most once, no reply)."""
         sig = signal if type(signal) is Signal else self._resolve(signal)
+        if type(sender) is not str:
+            raise _bad_sender(sender)
         await self._publish_envelope(
             Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
         )
@@ -135,6 +138,7 @@ class SignalBus(Connection):
         :class:`RemoteError` when the first answer is an exception.
         """
         sig = self._resolve(signal)
+        _check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -166,6 +170,7 @@ class SignalBus(Connection):
         With ``expect=N`` it returns as soon as N answers arrived.
         """
         sig = self._resolve(signal)
+        _check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
         gathering = _Gathering(expect)
@@ -182,6 +187,8 @@ class SignalBus(Connection):
         return list(gathering.replies)
 
     def _request(self, sig: Signal, sender: str, kwargs: dict[str, Any]) -> Envelope:
+        if type(sender) is not str:
+            raise _bad_sender(sender)
         request_id = new_id()
         return Envelope(
             Kind.CALL,
@@ -323,6 +330,25 @@ class SignalBus(Connection):
     @abstractmethod
     async def _unsubscribe(self, channels: list[str]) -> None:
         """Stop receiving ``channels``."""
+
+
+def _bad_sender(sender: object) -> PayloadError:
+    return PayloadError(
+        f"sender must be a string (the sending agent's name), got {type(sender).__name__}"
+    )
+
+
+def _check_timeout(signal: Signal, timeout: object) -> None:
+    """A call waits a positive, finite time: 0, a negative number or inf would never answer."""
+    if (
+        not isinstance(timeout, int | float)
+        or isinstance(timeout, bool)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise PayloadError(
+            f"call {signal.name!r}: timeout must be a number of seconds > 0, got {timeout!r}"
+        )
 
 
 def _reply_from(envelope: Envelope) -> Reply:

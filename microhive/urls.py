@@ -65,7 +65,29 @@ def resolve(url: str, role: Role) -> Any:
             f"(supported: {', '.join(supported_schemes(role))})"
         )
     module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get(scheme)
+        if extra is None or (exc.name or "").startswith("microhive"):
+            raise
+        raise ConfigurationError(
+            f"{scheme}:// needs the {extra!r} extra (missing module {exc.name!r}): "
+            f"pip install 'microhive[{extra}]'"
+        ) from None
+    return getattr(module, class_name)
+
+
+_EXTRAS = {
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "amqp",
+    "amqps": "amqp",
+    "nats": "nats",
+    "tls": "nats",
+    "kafka": "kafka",
+}
+"""The pip extra that brings each scheme's client library."""
 
 
 _TOKEN_SCHEMES = frozenset({"nats", "tls"})
