@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,17 +87,15 @@ async def test_child_that_exits_0_is_not_restarted(tmp_path: Path) -> None:
 
 async def test_stopping_during_backoff_does_not_restart(tmp_path: Path) -> None:
     always = script(tmp_path, "always", "raise SystemExit(3)\n")
-    slow = Backoff(initial=30.0, factor=1.0, maximum=30.0, jitter=0.0)
+    slow = Backoff(initial=3600.0, factor=1.0, maximum=3600.0, jitter=0.0)
     supervisor = Supervisor({"always": always}, backoff=slow)
     task = asyncio.ensure_future(supervisor.run())
     child = supervisor.children[0]
-    # crashed once, now waiting 30 s before the restart
+    # crashed once, now waiting an hour before the restart: stopping must not wait for it
     await eventually(lambda: child.restarts >= 1, timeout=10)
-    started = time.monotonic()
     supervisor.stopping.set()
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(60):  # a guard against hanging, far below the hour
         assert await task == 0
-    assert time.monotonic() - started < 2
     assert child.restarts == 1
 
 
