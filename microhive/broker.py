@@ -7,6 +7,7 @@ The agent runtime decides *when* to ack, retry or dead-letter (its policy); a tr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -22,6 +23,7 @@ from .envelope import Envelope, Kind
 from .errors import (
     CapabilityError,
     ConfigurationError,
+    ConsumerClosed,
     DecodeError,
     PayloadError,
     UnknownNameError,
@@ -98,6 +100,32 @@ class Consumer(ABC):
 
         Deliveries already handed out stay valid: they can still be settled.
         """
+
+    def ready(self, limit: int) -> list[Delivery]:
+        """Up to ``limit`` deliveries already received, without waiting (none by default).
+
+        A transport that reads ahead overrides it, so a batch fills from its buffer at once.
+        """
+        return []
+
+    async def get_batch(self, limit: int, wait: float) -> list[Delivery]:
+        """Up to ``limit`` deliveries: waits for the first as ``get()`` does, then up to
+        ``wait`` seconds for the rest (less when the batch fills). Raises ConsumerClosed only
+        when nothing was taken."""
+        batch = [await self.get()]
+        batch += self.ready(limit - 1)
+        if len(batch) >= limit or wait <= 0:
+            return batch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while len(batch) < limit and loop.time() < deadline:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    batch.append(await self.get())  # get() is cancel-safe on every transport
+            except (TimeoutError, ConsumerClosed):
+                break
+            batch += self.ready(limit - len(batch))
+        return batch
 
 
 class QueueBroker(Connection):

@@ -94,3 +94,17 @@ class HandlerAborted(MicroHiveError):
     def __init__(self, message: str, original: BaseException) -> None:
         super().__init__(message)
         self.original = original
+
+
+class PartialFailure(MicroHiveError):
+    """Raised by a batch handler to fail only some items of its batch.
+
+    ``failures`` maps an item's index in the list the handler got to the exception that item
+    failed with; each of those messages is retried or dead-lettered by its own attempts, and
+    every other message of the batch is acknowledged.
+    """
+
+    def __init__(self, failures: dict[int, BaseException]) -> None:
+        self.failures = dict(failures)
+        items = ", ".join(f"{index}: {type(exc).__name__}" for index, exc in self.failures.items())
+        super().__init__(f"{len(self.failures)} item(s) of the batch failed ({items})")

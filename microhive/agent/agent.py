@@ -18,6 +18,7 @@ from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
 from ..errors import ConfigurationError, HandlerAborted
 from ..logs import AgentLogger, log_context
+from .batches import process_batch
 from .dispatch import (
     cancelled_from_outside,
     describe,
@@ -175,7 +176,7 @@ class MicroAgent:
             spec = handler.spec
             assert isinstance(spec, ConsumerSpec) and self._broker is not None
             consumer = await self._broker.consume(
-                spec.queue, prefetch=spec.concurrency, name=self.instance_id
+                spec.queue, prefetch=spec.concurrency * max(spec.batch, 1), name=self.instance_id
             )
             self._consumers.append(consumer)
             consumer_workers(
@@ -184,6 +185,8 @@ class MicroAgent:
                 self._processor(handler),
                 self._consumer_failed(spec.queue.name),
                 self._spawn,
+                spec.batch,
+                spec.batch_timeout,
             )
         for handler in handlers.schedules:
             spec = handler.spec
@@ -248,7 +251,8 @@ class MicroAgent:
                 receivers.put(handler, envelope)
 
     def _processor(self, handler: Handler) -> Any:
-        return partial(process, self, handler)
+        assert isinstance(handler.spec, ConsumerSpec)
+        return partial(process_batch if handler.spec.batch else process, self, handler)
 
     def _consumer_failed(self, queue: str) -> Any:
         def failed(exc: Exception) -> None:

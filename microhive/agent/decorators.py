@@ -63,12 +63,17 @@ def consumer(
     backoff: float | Backoff = 1.0,
     dead_letter: bool = True,
     autoack: bool = False,
+    batch: int | None = None,
+    batch_timeout: float = 0.05,
 ) -> Callable[[F], F]:
     """Consume ``queue``: ack after the handler returned, retry on failure, then dead-letter.
 
     ``concurrency`` bounds handlers running at once (and so the prefetch). ``retries`` is how
     many times a failed message is tried again; ``backoff`` the first delay in seconds (or a
     :class:`Backoff`). ``autoack=True`` acknowledges on receipt: at-most-once, no retries.
+    ``batch=N`` hands the handler a list of up to N payloads, gathered for at most
+    ``batch_timeout`` seconds after the first arrived, and acknowledged together when it
+    returns; ``timeout`` then covers the whole batch.
     """
     if not isinstance(queue, Queue):
         raise ConfigurationError("@consumer needs a Queue declaration")
@@ -85,6 +90,14 @@ def consumer(
         raise ConfigurationError(
             f"@consumer({queue.name!r}): backoff must be seconds (a number) or a Backoff"
         )
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise ConfigurationError(f"@consumer({queue.name!r}): batch must be an integer >= 1")
+    if (
+        not isinstance(batch_timeout, int | float)
+        or not math.isfinite(batch_timeout)
+        or batch_timeout < 0
+    ):
+        raise ConfigurationError(f"@consumer({queue.name!r}): batch_timeout must be a number >= 0")
     spec = ConsumerSpec(
         queue,
         check_timeout(f"@consumer({queue.name!r})", timeout),
@@ -93,6 +106,8 @@ def consumer(
         backoff,
         dead_letter,
         autoack,
+        batch or 0,
+        float(batch_timeout),
     )
     return lambda function: _attach(function, spec)
 

@@ -249,7 +249,7 @@ async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> No
                 raise
             error = failure(caught)
             await agent._error_hooks(handler, error, envelope)
-            await _failed(agent, spec, delivery, envelope, error)
+            await settle_failure(agent, spec, delivery, envelope, error)
         else:
             if not spec.autoack:
                 await delivery.ack()
@@ -270,7 +270,7 @@ def _prepare(agent: MicroAgent, handler: Handler, spec: ConsumerSpec, envelope: 
     return handler.function(agent, payload)
 
 
-async def _failed(
+async def settle_failure(
     agent: MicroAgent, spec: ConsumerSpec, delivery: Delivery, envelope: Envelope, exc: Exception
 ) -> None:
     reason = describe(exc)

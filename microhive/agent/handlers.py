@@ -137,6 +137,15 @@ def _check(cls: type, handlers: Handlers) -> None:
                     f"{cls.__qualname__}.{handler.name}: requires {sorted(never_given)}, which "
                     f"signal {signal.name!r} does not provide (give them defaults)"
                 )
+    for handler in handlers.consumers:
+        assert isinstance(handler.spec, ConsumerSpec)
+        if handler.spec.batch and (
+            not handler.parameters.positional or len(handler.parameters.required) > 1
+        ):
+            raise ConfigurationError(
+                f"{cls.__qualname__}.{handler.name}: a batch consumer takes one argument, "
+                "the list of payloads"
+            )
     for handler in handlers.schedules:
         if handler.parameters.required:
             raise ConfigurationError(

@@ -46,6 +46,9 @@ class ConsumerSpec:
     backoff: Backoff
     dead_letter: bool
     autoack: bool
+    batch: int = 0
+    """0: the handler gets one message at a time; N: a list of up to N payloads."""
+    batch_timeout: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)

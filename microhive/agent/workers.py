@@ -119,17 +119,23 @@ class ReceiverPool:
 def consumer_workers(
     consumer: Consumer,
     concurrency: int,
-    process: Callable[[Delivery], Awaitable[None]],
+    process: Callable[[Any], Awaitable[None]],
     on_error: Callable[[Exception], None],
     spawn: Callable[[Any], asyncio.Task[Any]],
+    batch: int = 0,
+    batch_timeout: float = 0.0,
 ) -> list[asyncio.Task[Any]]:
-    """Start ``concurrency`` workers taking deliveries from ``consumer`` until it closes."""
+    """Start ``concurrency`` workers taking deliveries from ``consumer`` until it closes:
+    one at a time, or (``batch``) lists of up to that many for a batch handler."""
+
+    def take() -> Awaitable[Delivery | list[Delivery]]:
+        return consumer.get_batch(batch, batch_timeout) if batch else consumer.get()
 
     async def work() -> None:
         done = 0
         while True:
             try:
-                delivery = await consumer.get()
+                taken = await take()
             except ConsumerClosed:
                 return
             except Exception as exc:  # the transport reconnects by itself; don't spin
@@ -137,7 +143,7 @@ def consumer_workers(
                 await asyncio.sleep(1)
                 continue
             try:
-                await process(delivery)
+                await process(taken)
             except BaseException as exc:  # e.g. the engine failed while settling
                 if cancelled_from_outside(exc):
                     raise
