@@ -31,6 +31,7 @@ from .errors import (
     UnknownNameError,
     UnroutableError,
 )
+from .registry import private_catalog
 from .retry import Backoff
 
 Agent = MicroAgent
@@ -82,5 +83,6 @@ __all__ = [
     "on",
     "parse_catalog",
     "periodic",
+    "private_catalog",
     "receiver",
 ]

@@ -18,7 +18,15 @@ from typing import Any, ClassVar
 from .capabilities import Capabilities
 from .codecs import Codec, guarded
 from .connection import Connection
-from .declarations import Exchange, Namespace, Queue, check_routing_key, queues_of
+from .declarations import (
+    Exchange,
+    Namespace,
+    Queue,
+    check_routing_key,
+    lookup,
+    queues_of,
+    undeclared_queue,
+)
 from .envelope import Envelope, Kind
 from .errors import (
     CapabilityError,
@@ -28,6 +36,7 @@ from .errors import (
     PayloadError,
     UnknownNameError,
 )
+from .registry import active_registry
 from .urls import redact, resolve
 
 log = logging.getLogger("microhive.broker")
@@ -142,6 +151,7 @@ class QueueBroker(Connection):
     ) -> None:
         self.url = url
         self.queues = queues_of(queues)
+        self.registry = active_registry()  # where names the broker was not given are looked up
         self.codec: Codec = guarded(codec)
 
     @classmethod
@@ -158,13 +168,20 @@ class QueueBroker(Connection):
     def __getattr__(self, name: str) -> QueueHandle:
         if name.startswith("_"):
             raise AttributeError(name)
-        return QueueHandle(self, self.queues[name])
+        return QueueHandle(self, self._resolve(name))
 
     def queue(self, queue: Queue | str) -> QueueHandle:
-        return QueueHandle(self, self._resolve(queue))
+        """A handle for ``queue``: a declaration, a declared name, or the name of a queue the
+        program did not declare (an existing engine queue: schemaless)."""
+        return QueueHandle(self, self._resolve(queue, undeclared=True))
 
-    def _resolve(self, queue: Queue | str) -> Queue:
-        return queue if isinstance(queue, Queue) else self.queues[queue]
+    def _resolve(self, queue: Queue | str, *, undeclared: bool = False) -> Queue:
+        if isinstance(queue, Queue):
+            return queue
+        if undeclared and queue not in self.queues and self.registry.get("queue", queue) is None:
+            return undeclared_queue(queue)
+        found: Queue = lookup("queue", queue, self.queues, self.registry)
+        return found
 
     async def send(
         self,

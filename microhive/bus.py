@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 from .capabilities import Capabilities
 from .codecs import Codec, guarded
 from .connection import Connection
-from .declarations import Namespace, Signal, signals_of
+from .declarations import Namespace, Signal, lookup, signals_of
 from .envelope import Envelope, Kind, new_id
 from .errors import CallTimeout, DecodeError, PayloadError, RemoteError, TransportError
+from .registry import active_registry
 from .urls import redact, resolve
 
 log = logging.getLogger("microhive.bus")
@@ -78,6 +79,7 @@ class SignalBus(Connection):
     ) -> None:
         self.url = url
         self.signals = signals_of(signals)
+        self.registry = active_registry()  # where names the bus was not given are looked up
         self.codec: Codec = guarded(codec)
         self.prefix = prefix
         self.inbox = f"{prefix}reply.{new_id()}"
@@ -111,14 +113,17 @@ class SignalBus(Connection):
     def __getattr__(self, name: str) -> SignalHandle:
         if name.startswith("_"):
             raise AttributeError(name)
-        return SignalHandle(self, self.signals[name])
+        return SignalHandle(self, self._resolve(name))
 
     def signal(self, signal: Signal | str) -> SignalHandle:
         """A handle for ``signal``; same as attribute access, for names that aren't identifiers."""
         return SignalHandle(self, self._resolve(signal))
 
     def _resolve(self, signal: Signal | str) -> Signal:
-        return signal if isinstance(signal, Signal) else self.signals[signal]
+        if isinstance(signal, Signal):
+            return signal
+        found: Signal = lookup("signal", signal, self.signals, self.registry)
+        return found
 
     async def send(self, signal: Signal | str, sender: str, **kwargs: Any) -> None:
         """Broadcast ``signal`` to every subscribed agent instance (at most once, no reply)."""
@@ -369,22 +374,40 @@ def _reply_from(envelope: Envelope) -> Reply:
 class SignalHandle:
     """``bus.<signal>``: send, call or gather one signal."""
 
-    __slots__ = ("bus", "signal")
+    __slots__ = ("bus", "sender", "signal")
 
-    def __init__(self, bus: SignalBus, signal: Signal) -> None:
+    def __init__(self, bus: SignalBus, signal: Signal, sender: str = "") -> None:
         self.bus = bus
         self.signal = signal
+        self.sender = sender
 
-    async def send(self, sender: str, **kwargs: Any) -> None:
-        await self.bus.send(self.signal, sender, **kwargs)
+    async def send(self, sender: str | None = None, /, **kwargs: Any) -> None:
+        """Broadcast the signal; ``sender`` defaults to the agent whose ``self.bus`` this is."""
+        await self.bus.send(self.signal, self.sender if sender is None else sender, **kwargs)
 
-    async def call(self, sender: str, *, timeout: float = 60, **kwargs: Any) -> Any:
-        return await self.bus.call(self.signal, sender, timeout=timeout, **kwargs)
+    async def call(
+        self, sender: str | None = None, /, *, timeout: float = 60, **kwargs: Any
+    ) -> Any:
+        return await self.bus.call(
+            self.signal, self.sender if sender is None else sender, timeout=timeout, **kwargs
+        )
 
     async def gather(
-        self, sender: str, *, timeout: float = 1, expect: int | None = None, **kwargs: Any
+        self,
+        sender: str | None = None,
+        /,
+        *,
+        timeout: float = 1,
+        expect: int | None = None,
+        **kwargs: Any,
     ) -> list[Reply]:
-        return await self.bus.gather(self.signal, sender, timeout=timeout, expect=expect, **kwargs)
+        return await self.bus.gather(
+            self.signal,
+            self.sender if sender is None else sender,
+            timeout=timeout,
+            expect=expect,
+            **kwargs,
+        )
 
     def __repr__(self) -> str:
         return f"<SignalHandle {self.signal.name!r} on {self.bus!r}>"

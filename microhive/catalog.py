@@ -15,6 +15,7 @@ import orjson
 
 from .declarations import Binding, Exchange, Namespace, Queue, Signal
 from .errors import CatalogError, ConfigurationError
+from .registry import active_registry, declaring_from, private_catalog
 
 _TOP_KEYS = {"version", "signals", "queues", "exchanges"}
 _SIGNAL_KEYS = {"name", "providing_args"}
@@ -64,7 +65,29 @@ def load_stuff(source: str | os.PathLike[str]) -> Catalog:
 
 
 def parse_catalog(document: Any, *, origin: str = "<catalog>") -> Catalog:
-    """Build a catalog from an already-decoded document; errors name ``origin`` and the entry."""
+    """Build a catalog from an already-decoded document; errors name ``origin`` and the entry.
+
+    Its declarations join the active registry (microhive/registry.py) once the whole document
+    is valid, so the program can then use every name anywhere.
+    """
+    catalog = _parse(document, origin)
+    registry = active_registry()
+    sections: tuple[tuple[str, str, list[Signal | Queue]], ...] = (
+        ("signals", "signal", list(catalog.signals.values())),
+        ("queues", "queue", list(catalog.queues.values())),
+    )
+    for section, kind, items in sections:
+        for index, item in enumerate(items):
+            where = f"{origin}: {section}[{index}] ({item.name!r})"
+            with declaring_from(where):
+                try:
+                    registry.add(kind, item, item.shape())
+                except ConfigurationError as exc:
+                    raise CatalogError(str(exc)) from None
+    return catalog
+
+
+def _parse(document: Any, origin: str) -> Catalog:
     if not isinstance(document, dict):
         raise CatalogError(f"{origin}: the catalog must be a JSON object")
     if unknown := set(document) - _TOP_KEYS:
@@ -113,7 +136,8 @@ def _entry(origin: str, section: str, index: int, entry: Any, keys: set[str], ma
     if "name" not in entry:
         raise CatalogError(f"{where}: 'name' is required")
     try:
-        return make(entry)
+        with private_catalog():  # the file is checked on its own first: errors name its entries
+            return make(entry)
     except (ConfigurationError, TypeError) as exc:
         raise CatalogError(f"{where}: {exc}") from None
 

@@ -1,7 +1,8 @@
 """Signals and queues are declared once, as plain immutable values.
 
-A :class:`Namespace` gathers declarations for attribute access (``signals.user_enter``);
-nothing is registered globally, so any number of catalogs coexist in one process.
+A :class:`Namespace` gathers declarations for attribute access (``signals.user_enter``).
+Each declaration is also recorded in the active registry (microhive/registry.py), so a name
+declared anywhere in a program resolves on any bus or broker of it.
 """
 
 from __future__ import annotations
@@ -14,17 +15,40 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigurationError, PayloadError, UnknownNameError
+from .registry import Registry, active_registry
 
 RESERVED_ARGUMENTS = frozenset({"sender", "signal", "timeout", "expect"})
 """Names that ``send``/``call``/``gather`` or receivers already use for themselves."""
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
+SHADOWING_NAMES = frozenset(
+    {
+        # buses, brokers, their handles and an agent's views (tests/core keep this complete)
+        "broker", "bus", "call", "capabilities", "close", "codec", "connect", "connected",
+        "consume", "dead_letters", "from_url", "gather", "inbox", "length", "publish", "queue",
+        "queues", "reply", "send", "sender", "signal", "signals", "subscribe", "tail",
+        "transport", "url",
+        # and the names the API is growing into (tasks, dead-letter work, declarations)
+        "declare", "dead", "job", "purge", "requeue", "submit",
+        # a Namespace's own methods (``queues.values`` is the method)
+        "get", "items", "keys", "merge", "values",
+    }
+)  # fmt: skip
+"""Names that ``bus.<name>`` / ``broker.<name>`` could never reach as a signal or queue."""
+
 
 def check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ConfigurationError(
             f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-' (at most 200)"
+        )
+    if name in SHADOWING_NAMES:
+        where = "bus.signal" if kind == "signal" else "broker.queue"
+        raise ConfigurationError(
+            f"{kind} name {name!r} is also a method or attribute of buses and brokers, so "
+            f"`{kind[0]}.{name}` could not reach it: choose another name (an existing engine "
+            f"{kind} of that name is reachable undeclared as {where}({name!r}))"
         )
     return name
 
@@ -76,6 +100,11 @@ class Signal:
         object.__setattr__(self, "providing_args", args)
         object.__setattr__(self, "schema", schema)
         object.__setattr__(self, "_argument_set", frozenset(args))
+        active_registry().add("signal", self, self.shape())
+
+    def shape(self) -> tuple[Any, ...]:
+        """What two declarations of one name must agree on."""
+        return (self.providing_args, self.schema)
 
     def make_payload(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Check arguments at the sender; the receivers then never see a bad signal."""
@@ -101,6 +130,12 @@ class Signal:
 
     def __repr__(self) -> str:
         return f"Signal({self.name!r})"
+
+    def describe(self) -> str:
+        """The whole declaration, for messages about conflicting ones."""
+        if self.schema is not None:
+            return f"Signal({self.name!r}, schema={self.schema.__name__})"
+        return f"Signal({self.name!r}, {list(self.providing_args)!r})"
 
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic")
@@ -195,6 +230,11 @@ class Queue:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "schema", schema)
         object.__setattr__(self, "bindings", tuple(found))
+        active_registry().add("queue", self, self.shape())
+
+    def shape(self) -> tuple[Any, ...]:
+        """What two declarations of one name must agree on."""
+        return (self.schema, self.bindings)
 
     @property
     def exchanges(self) -> tuple[Exchange, ...]:
@@ -216,6 +256,16 @@ class Queue:
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
+
+    def describe(self) -> str:
+        """The whole declaration, for messages about conflicting ones."""
+        parts = [repr(self.name)]
+        if self.schema is not None:
+            parts.append(f"schema={self.schema.__name__}")
+        if self.bindings:
+            keys = [(b.exchange.name, b.key) for b in self.bindings]
+            parts.append(f"bindings={keys!r}")
+        return f"Queue({', '.join(parts)})"
 
 
 T = TypeVar("T", bound=Signal | Queue)
@@ -290,3 +340,38 @@ def queues_of(items: Iterable[Queue] | Namespace[Queue] | None) -> Namespace[Que
     if isinstance(items, Namespace):
         return items
     return Namespace(items or (), kind="queue")
+
+
+_HOW_TO_DECLARE = {
+    "signal": "Signal({name!r}, [...arguments])",
+    "queue": "Queue({name!r})",
+}
+
+
+def lookup(kind: str, name: str, declared: Namespace[Any], registry: Registry) -> Any:
+    """The declaration called ``name``: from ``declared`` (a bus's, broker's or agent's own),
+    else from the program's registry; a clear error saying how to declare it otherwise."""
+    found = declared.get(name)
+    if found is None:
+        found = registry.get(kind, name)
+        if found is None:
+            known = ", ".join(sorted({*declared, *registry.names(kind)})) or "none"
+            how = _HOW_TO_DECLARE.get(kind, "a declaration").format(name=name)
+            raise UnknownNameError(
+                f"unknown {kind} {name!r} (known: {known}); declare it once anywhere in the "
+                f"program — {how} in Python, or in a JSON catalog read by load_stuff(...) or "
+                "given as --catalog — and every bus, broker and agent of it can use it"
+            )
+    return found
+
+
+def undeclared_queue(name: str) -> Queue:
+    """A schemaless queue for a name the program addresses without declaring it
+    (``broker.queue("events")``: an existing engine queue). Not recorded in any registry."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        check_name("queue", name)
+    queue = object.__new__(Queue)
+    object.__setattr__(queue, "name", name)
+    object.__setattr__(queue, "schema", None)
+    object.__setattr__(queue, "bindings", ())
+    return queue

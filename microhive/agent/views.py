@@ -7,7 +7,7 @@ from typing import Any
 
 from ..broker import QueueBroker, QueueHandle
 from ..bus import SignalBus, SignalHandle
-from ..declarations import Exchange, Namespace, Queue, Signal
+from ..declarations import Exchange, Namespace, Queue, Signal, lookup
 from ..errors import ConfigurationError
 
 
@@ -32,8 +32,13 @@ class BusView:
         return self._signals
 
     def signal(self, signal: Signal | str) -> SignalHandle:
-        resolved = signal if isinstance(signal, Signal) else self._signals[signal]
-        return SignalHandle(self.transport, resolved)
+        """A handle whose sends, calls and gathers come from this agent unless told otherwise."""
+        bus = self.transport
+        if isinstance(signal, Signal):
+            resolved = signal
+        else:
+            resolved = lookup("signal", signal, self._signals, bus.registry)
+        return SignalHandle(bus, resolved, self._agent)
 
     def __getattr__(self, name: str) -> SignalHandle:
         if name.startswith("_"):
@@ -62,8 +67,32 @@ class BrokerView:
         return self._queues
 
     def queue(self, queue: Queue | str) -> QueueHandle:
-        resolved = queue if isinstance(queue, Queue) else self._queues[queue]
-        return QueueHandle(self.transport, resolved, self._agent)
+        """A handle for a declared queue, or (a plain name) an existing undeclared one."""
+        return self._handle(queue, undeclared=True)
+
+    def _handle(self, queue: Queue | str, *, undeclared: bool = False) -> QueueHandle:
+        broker = self.transport
+        if isinstance(queue, Queue):
+            resolved = queue
+        elif queue in self._queues:
+            resolved = self._queues[queue]
+        else:
+            resolved = broker._resolve(queue, undeclared=undeclared)
+        return QueueHandle(broker, resolved, self._agent)
+
+    async def send(
+        self,
+        queue: Queue | str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """``self.broker.send(queue, payload)``: enqueue, with this agent as the sender."""
+        return await self._handle(queue, undeclared=True).send(
+            payload, key=key, delay=delay, headers=headers
+        )
 
     async def publish(
         self,
@@ -86,4 +115,4 @@ class BrokerView:
     def __getattr__(self, name: str) -> QueueHandle:
         if name.startswith("_"):
             raise AttributeError(name)
-        return self.queue(name)
+        return self._handle(name)

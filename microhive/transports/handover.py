@@ -85,6 +85,12 @@ class Handover(Generic[T]):
         self._wake()
         return item
 
+    def take_now(self, limit: int) -> list[T]:
+        """Up to ``limit`` buffered deliveries without waiting: what fills a batch at once."""
+        buffer = self.buffer
+        count = min(limit, len(buffer))
+        return [buffer.popleft() for _ in range(count)]
+
     def fail(self, error: BaseException) -> None:
         """Every waiting worker gets ``error`` (the consumer closed)."""
         waiters, self.waiters = self.waiters, deque()

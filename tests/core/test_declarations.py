@@ -17,6 +17,7 @@ from microhive import (
     Queue,
     Signal,
     UnknownNameError,
+    private_catalog,
 )
 
 
@@ -93,7 +94,8 @@ def test_payload_error_is_a_value_error() -> None:
 def test_make_payload_accepts_iff_the_names_match(
     declared: list[str], given_names: list[str]
 ) -> None:
-    signal = Signal("prop", declared)
+    with private_catalog():  # each example declares "prop" anew
+        signal = Signal("prop", declared)
     kwargs = {name: index for index, name in enumerate(given_names)}
     if set(declared) == set(given_names):
         assert signal.make_payload(kwargs) == kwargs
@@ -145,10 +147,12 @@ def test_name_with_trailing_newline_is_refused(cls: type) -> None:
 def test_signals_are_values() -> None:
     assert Signal("a", ["x"]) == Signal("a", ("x",))
     assert hash(Signal("a", ["x"])) == hash(Signal("a", ("x",)))
-    assert Signal("a", ["x"]) != Signal("a", ["y"])
-    assert Signal("a") != Signal("b")
+    with private_catalog():  # another program may give "a" another shape
+        other = Signal("a", ["y"])
+    assert Signal("a", ["x"]) != other
+    assert Signal("b") != Signal("c")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Signal("a").name = "b"  # type: ignore[misc]
+        Signal("b").name = "c"  # type: ignore[misc]
     assert repr(Signal("a", ["x"])) == "Signal('a')"
 
 
@@ -228,7 +232,9 @@ def test_queue_schema_violations_raise_payload_error(payload: object) -> None:
 
 def test_queues_are_values() -> None:
     assert Queue("a") == Queue("a")
-    assert Queue("a", schema=Login) == Queue("a"), "schema does not take part in equality"
+    with private_catalog():
+        other = Queue("a", schema=Login)
+    assert other == Queue("a"), "schema does not take part in equality"
     assert Queue("a") != Queue("b")
 
 
@@ -255,7 +261,8 @@ def test_namespace_contains_by_name_and_by_value() -> None:
     signals = make_signals()
     assert "ping" in signals
     assert Signal("ping") in signals
-    assert Signal("ping", ["other"]) not in signals, "same name, different declaration"
+    with private_catalog():
+        assert Signal("ping", ["other"]) not in signals, "same name, different declaration"
     assert "nope" not in signals
     assert 42 not in signals
 
@@ -302,8 +309,23 @@ def test_identical_redeclaration_is_deduplicated() -> None:
 
 
 def test_conflicting_redeclaration_is_an_error_naming_both() -> None:
+    Signal("a", ["x"])
     with pytest.raises(ConfigurationError) as info:
-        Namespace([Signal("a", ["x"]), Signal("a", ["y"])], kind="signal")
+        Signal("a", ["y"])
+    text = str(info.value)
+    assert "signal 'a' is declared twice with different shapes: Signal('a', ['x']) at " in text
+    assert "and Signal('a', ['y']) at " in text
+    assert text.count(f"{__file__}:") == 2, "both places are named"
+    Queue("q", schema=Login)
+    with pytest.raises(ConfigurationError, match=r"Queue\('q', schema=Login\) at .* Queue\('q'\)"):
+        Queue("q")
+
+
+def test_two_namespaces_from_different_catalogs_cannot_merge_a_conflict() -> None:
+    with private_catalog():
+        other = Signal("a", ["y"])
+    with pytest.raises(ConfigurationError) as info:
+        Namespace([Signal("a", ["x"]), other], kind="signal")
     assert "conflicting declarations of signal 'a'" in str(info.value)
 
 
@@ -320,15 +342,19 @@ def test_merge_returns_a_new_namespace_with_both() -> None:
 
 def test_merge_with_a_conflicting_declaration_is_an_error() -> None:
     left = Namespace([Signal("a", ["x"])], kind="signal")
+    with private_catalog():
+        other = Signal("a", ["x", "y"])
     with pytest.raises(ConfigurationError, match="conflicting declarations of signal 'a'"):
-        left.merge([Signal("a", ["x", "y"])])
+        left.merge([other])
     queues = Namespace([Queue("q")], kind="queue")
     assert len(queues.merge([Queue("q")])) == 1
 
 
-def test_two_catalogs_coexist_without_a_global_registry() -> None:
-    first = Namespace([Signal("ping", ["a"])], kind="signal")
-    second = Namespace([Signal("ping", ["b"])], kind="signal")
+def test_two_private_catalogs_coexist_in_one_process() -> None:
+    with private_catalog():
+        first = Namespace([Signal("ping", ["a"])], kind="signal")
+    with private_catalog():
+        second = Namespace([Signal("ping", ["b"])], kind="signal")
     assert first.ping.providing_args == ("a",)
     assert second.ping.providing_args == ("b",)
     Signal("declared_elsewhere")

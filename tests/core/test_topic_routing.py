@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microhive import ConfigurationError, Exchange
+from microhive import ConfigurationError, Exchange, Queue, private_catalog
 from microhive.transports.memory.routing import MemoryExchange, declare, topic_matches, words
 
 WORD = st.sampled_from(["a", "b", "c", "sms", ""])
@@ -110,15 +110,19 @@ def test_redeclaring_with_another_type_is_refused() -> None:
 def test_exchange_and_binding_declarations() -> None:
     import pytest
 
-    from microhive import Binding, Namespace, Queue
+    from microhive import Binding, Namespace
 
     notify = Exchange("notify", "topic")
     queue = Queue("sms", bindings=[(notify, "app.sms.#"), Binding(notify, "app.sms.#"), notify])
     assert queue.bindings == (Binding(notify, "app.sms.#"), Binding(notify, ""))
     assert queue.exchanges == (notify,)
-    assert Queue("sms") != queue, "bindings are part of the declaration"
+    with private_catalog():
+        unbound = Queue("sms")
+    assert unbound != queue, "bindings are part of the declaration"
     with pytest.raises(ConfigurationError, match="conflicting"):
-        Namespace([Queue("sms"), queue], kind="queue")
+        Namespace([unbound, queue], kind="queue")
+    with pytest.raises(ConfigurationError, match="declared twice with different shapes"):
+        Queue("sms")
     with pytest.raises(ConfigurationError, match="type must be one of"):
         Exchange("x", "headers")
     with pytest.raises(ConfigurationError, match="invalid exchange name"):
