@@ -5,8 +5,9 @@ consumer groups. docs/transports/redis.md maps every concept to keys and command
 Install with ``pip install microhive[redis]``.
 """
 
-from .broker import RedisBroker, RedisConsumer, RedisDelivery
+from .broker import RedisBroker
 from .bus import RedisBus
+from .consumer import RedisConsumer, RedisDelivery
 from .options import RedisOptions, parse
 
 __all__ = ["RedisBroker", "RedisBus", "RedisConsumer", "RedisDelivery", "RedisOptions", "parse"]
