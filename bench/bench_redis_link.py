@@ -7,8 +7,9 @@ beat redis-py itself? Each client does the queue path of one process, on its own
 
 - send: N ``XADD`` with 128 commands in flight. The link: 128 tasks each awaiting its own
   ``send()`` (how the broker sends: concurrent callers coalesce). redis-py: its best case,
-  ``pipeline(transaction=False)`` of 128 XADDs at a time; and 128 concurrent tasks each
-  awaiting ``xadd()`` on the client's pool (what concurrent callers get from redis-py).
+  ``pipeline(transaction=False)`` of 128 XADDs at a time, one pipeline or 4 of 32 in
+  flight at once; and 128 concurrent tasks each awaiting ``xadd()`` on the client's pool
+  (what independent concurrent callers get from redis-py).
 - consume: ``XREADGROUP COUNT 64`` then ``XACK`` of what was read, until all N are read.
   The link sends the XACK without waiting, in the same write as the next read; redis-py
   puts the XACK and the next XREADGROUP in one pipeline: one round trip per batch each.
@@ -71,6 +72,21 @@ async def pipeline_send(client: Any, stream: str, n: int) -> None:
         for _ in range(min(IN_FLIGHT, n - first)):
             pipe.xadd(stream, {b"data": DATA})
         await pipe.execute()
+
+
+async def pipelines_send(client: Any, stream: str, n: int, lanes: int = 4) -> None:
+    """``lanes`` pipelines in flight at once (on as many pooled connections), 128 XADDs in
+    all: no batch waits for the previous one's replies."""
+
+    async def lane(first: int) -> None:
+        size = IN_FLIGHT // lanes
+        for start in range(first, n, IN_FLIGHT):
+            pipe = client.pipeline(transaction=False)
+            for _ in range(min(size, n - start)):
+                pipe.xadd(stream, {b"data": DATA})
+            await pipe.execute()
+
+    await asyncio.gather(*(lane(k * (IN_FLIGHT // lanes)) for k in range(lanes)))
 
 
 async def pool_send(client: Any, stream: str, n: int) -> None:
@@ -142,6 +158,14 @@ async def run(url: str, n: int, repeat: int) -> list[dict[str, Any]]:
         ),
         "redis-py RESP3 pipeline": (
             lambda s, k: pipeline_send(resp3, s, k),
+            lambda s, k: pipeline_consume(resp3, s, k),
+        ),
+        "redis-py RESP2 4 pipelines": (
+            lambda s, k: pipelines_send(resp2, s, k),
+            lambda s, k: pipeline_consume(resp2, s, k),
+        ),
+        "redis-py RESP3 4 pipelines": (
+            lambda s, k: pipelines_send(resp3, s, k),
             lambda s, k: pipeline_consume(resp3, s, k),
         ),
         "redis-py RESP2 pool": (
