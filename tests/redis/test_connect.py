@@ -60,3 +60,13 @@ async def test_a_server_that_comes_up_within_the_budget_is_connected_to(
         await bus.close()
         await broker.close()
         server.stop()
+
+
+async def test_no_sentinel_answering_raises_link_down_without_the_password() -> None:
+    port = engines.free_port()
+    url = f"redis+sentinel://:pw-never-shown@127.0.0.1:{port}/hive?connect_timeout=0.5"
+    with pytest.raises(LinkDown) as raised:
+        await QueueBroker.from_url(url).connect()
+    message = str(raised.value)
+    assert "no Sentinel named the master" in message and f"127.0.0.1:{port}" in message
+    assert "pw-never-shown" not in message
