@@ -32,7 +32,8 @@ _MESSAGE = b"message"
 
 
 class RedisBus(SignalBus):
-    """``redis://[user:password@]host[:port][/db][?prefix=...]`` (``rediss://`` for TLS)."""
+    """``redis://[user:password@]host[:port][/db][?prefix=...]`` (``rediss://`` for TLS;
+    ``redis+unix://`` and ``redis+sentinel://`` too, see docs/transports/redis.md)."""
 
     capabilities = Capabilities(out_of_process=True, durable=False)
 
