@@ -80,3 +80,38 @@ def test_every_consumer_of_a_queue_shares_one_group_by_default() -> None:
         parse("redis://127.0.0.1:6379/0?group=")
     assert consumer_name("Worker.ab12cd34", "fallback") == "Worker.ab12cd34"
     assert consumer_name("", "fallback") == "fallback"
+
+
+def test_a_url_without_a_host_is_the_local_server() -> None:
+    """``RedisBroker()``'s default URL, ``redis://``."""
+    assert parse("redis://").connection["host"] == "127.0.0.1"
+    assert isinstance(QueueBroker.from_url("redis://"), RedisBroker)
+
+
+def test_unix_socket_urls() -> None:
+    options = parse("redis+unix://:hunter2@/run/redis/redis.sock?db=2&prefix=shop:")
+    connection = options.connection
+    assert connection["connection_class"].__name__ == "UnixDomainSocketConnection"
+    assert connection["path"] == "/run/redis/redis.sock" and connection["db"] == 2
+    assert connection["password"] == "hunter2" and options.prefix == "shop:"
+    assert "hunter2" not in options.safe_url
+    assert isinstance(SignalBus.from_url("redis+unix:///run/redis.sock"), RedisBus)
+    with pytest.raises(ConfigurationError, match="no socket path"):
+        parse("redis+unix://")
+
+
+def test_sentinel_urls() -> None:
+    options = parse("redis+sentinel://app:hunter2@s1:26380,s2,[::1]:5000/hive/3?claim_idle=5")
+    assert options.master == "hive"
+    assert options.sentinels == (("s1", 26380), ("s2", 26379), ("::1", 5000))
+    connection = options.connection
+    assert (connection["username"], connection["password"], connection["db"]) == (
+        "app",
+        "hunter2",
+        3,
+    )
+    assert options.claim_idle == 5 and "hunter2" not in options.safe_url
+    assert isinstance(QueueBroker.from_url("redis+sentinel://s1/hive"), RedisBroker)
+    with pytest.raises(ConfigurationError, match="name the master") as caught:
+        parse("redis+sentinel://:hunter2@s1:26379/")
+    assert "hunter2" not in str(caught.value)

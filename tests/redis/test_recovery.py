@@ -32,7 +32,8 @@ class Agent(Worker):
         return n
 
 
-async def until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+async def until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Wait for an outcome; the timeout only ends a hung test, it measures nothing."""
     return await eventually_(condition, timeout, 0.02)
 
 
@@ -69,7 +70,7 @@ async def test_every_connection_killed_then_everything_goes_on(
         await broker.send(JOBS, {"n": 2})  # waits for the reconnect if it has to
         await until(lambda: agent.settings["jobs"] == [1, 2])
         await until(lambda: "subscribed again" in caplog.text)
-        assert await bus.signal(PING).call("test", n=3, timeout=5) == 3
+        assert await bus.signal(PING).call("test", n=3, timeout=30) == 3
     assert "signals published between" in caplog.text, "the loss window is logged"
 
 
@@ -83,8 +84,8 @@ async def test_stalled_server_breaks_connections_and_they_come_back(
     async with broker, agent:
         await admin(server, "CLIENT", "PAUSE", "1500", "ALL")
         sending = asyncio.ensure_future(broker.send(JOBS, {"n": 1}))
-        await until(lambda: "no reply for" in caplog.text, 5)  # a socket timeout...
-        await asyncio.wait_for(sending, 10)
+        await until(lambda: "no reply for" in caplog.text)  # a socket timeout...
+        await sending  # waited for the reconnect (retry_timeout), did not fail
         await until(lambda: agent.settings["jobs"] == [1])  # ...never ends the consumer
 
 
@@ -100,21 +101,13 @@ async def test_server_that_lost_everything_gets_streams_and_groups_again(
         server.kill()
         server.start()  # no persistence: no stream, no consumer group
         await broker.send(JOBS, {"n": 2})
-        await until(lambda: agent.settings["jobs"] == [1, 2], 15)
+        await until(lambda: agent.settings["jobs"] == [1, 2])
         assert await broker.length(JOBS) in (0, 1)
         await until(lambda: _length_is(broker, 0))
 
 
 async def _length_is(broker: QueueBroker, expected: int) -> bool:
     return await broker.length(JOBS) == expected
-
-
-async def test_missing_server_fails_fast_with_a_clear_error() -> None:
-    url = f"redis://127.0.0.1:{engines.free_port()}/0"
-    for transport in (SignalBus.from_url(url), QueueBroker.from_url(url)):
-        with pytest.raises(Exception, match=r"cannot connect to redis://127.0.0.1:\d+/0"):
-            async with asyncio.timeout(10):
-                await transport.connect()
 
 
 async def test_a_long_handler_keeps_its_message(redis_url: str) -> None:
@@ -132,7 +125,7 @@ async def test_a_long_handler_keeps_its_message(redis_url: str) -> None:
     async with first, second, Slow(broker=first), Slow(broker=second):
         await first.send(JOBS, {"n": 1})
         await until(lambda: calls == [1])
-        await until(lambda: _length_is(first, 0), 5)
+        await until(lambda: _length_is(first, 0))
     assert calls == [1], "taken over while its handler was still running"
 
 
@@ -146,17 +139,21 @@ async def test_a_message_that_keeps_crashing_its_consumer_is_dead_lettered(redis
             crashing = QueueBroker.from_url(url, queues=[JOBS])
             await crashing.connect()
             consumer = await crashing.consume(JOBS, name="crashing")
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(30):  # ends a hung test only
                 delivery = await consumer.get()
             assert delivery.envelope is not None and delivery.envelope.payload == {"n": 1}
             await crashing.close()  # nothing settled, as in a crash
         survivor = QueueBroker.from_url(url, queues=[JOBS])
         async with survivor:
             consumer = await survivor.consume(JOBS, name="survivor")
-            letters = await until(lambda: _dead_letters(producer), 5)
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await consumer.get()
+            letters = await until(lambda: _dead_letters(producer))
+            await producer.send(JOBS, {"n": 2})
+            async with asyncio.timeout(30):  # ends a hung test only
+                after = await consumer.get()
+            assert after.envelope is not None and after.envelope.payload == {"n": 2}, (
+                "the dead-lettered entry was handed out as well"
+            )
+            await after.ack()
             await consumer.close()
         [letter] = letters
         assert letter.reason.startswith("delivered 3 times without being settled (max_deliver=2)")

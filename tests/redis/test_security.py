@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from microhive import (
     consumer,
     receiver,
 )
+from microhive.testing import eventually
 
 from .. import engines
 from ..fault_agents import JOBS, PING
@@ -43,11 +43,9 @@ async def roundtrip(url: str) -> None:
     broker = QueueBroker.from_url(url, queues=[JOBS])
     agent = Echo(bus, broker, settings={"jobs": []})
     async with bus, broker, agent:
-        assert await bus.ping.call("test", n=21, timeout=5) == 42
+        assert await bus.ping.call("test", n=21, timeout=30) == 42
         await broker.jobs.send({"n": 7})
-        async with asyncio.timeout(5):
-            while agent.settings["jobs"] != [7]:  # noqa: ASYNC110 - the agent appends to a list
-                await asyncio.sleep(0.01)
+        await eventually(lambda: agent.settings["jobs"] == [7], 30)
 
 
 @pytest.fixture

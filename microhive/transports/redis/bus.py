@@ -22,7 +22,8 @@ from typing import Any
 from ...bus import SignalBus
 from ...capabilities import Capabilities
 from ...errors import TransportError
-from .link import RECONNECT, WRITE_HIGH_WATER, Link, LinkError
+from ..links import RECONNECT, LinkDown
+from .link import WRITE_HIGH_WATER, Link
 from .options import RedisOptions, parse
 
 log = logging.getLogger("microhive.redis")
@@ -31,7 +32,8 @@ _MESSAGE = b"message"
 
 
 class RedisBus(SignalBus):
-    """``redis://[user:password@]host[:port][/db][?prefix=...]`` (``rediss://`` for TLS)."""
+    """``redis://[user:password@]host[:port][/db][?prefix=...]`` (``rediss://`` for TLS;
+    ``redis+unix://`` and ``redis+sentinel://`` too, see docs/transports/redis.md)."""
 
     capabilities = Capabilities(out_of_process=True, durable=False)
 
@@ -55,9 +57,10 @@ class RedisBus(SignalBus):
     async def _connect(self) -> None:
         commands = Link(self.options, "bus")
         listener = Link(self.options, "bus subscriber", on_push=self._on_push)
+        deadline = asyncio.get_running_loop().time() + self.options.connect_timeout
         try:
-            await commands.open()
-            await listener.open()
+            await commands.ensure(deadline)
+            await listener.ensure(deadline)
             await self._subscribe_all(listener, [self._inbox])
         except BaseException:
             await commands.close()
@@ -147,7 +150,7 @@ class RedisBus(SignalBus):
             try:
                 await self._subscribe_all(listener, list(names))
                 return
-            except LinkError:
+            except LinkDown:
                 pass  # the watcher subscribes every channel again once reconnected
         await self._wait_confirmed(list(names))
 
@@ -157,7 +160,7 @@ class RedisBus(SignalBus):
             self._channels.pop(channel, None)
         listener = self._listener
         if listener is not None and listener.up:
-            with contextlib.suppress(LinkError):
+            with contextlib.suppress(LinkDown):
                 listener.send_nowait(b"UNSUBSCRIBE", *gone)
 
     async def _subscribe_all(self, listener: Link, channels: list[bytes]) -> None:
@@ -169,7 +172,7 @@ class RedisBus(SignalBus):
             async with asyncio.timeout(self.options.command_timeout):
                 await asyncio.gather(*waiters)
         except TimeoutError:
-            raise LinkError(
+            raise LinkDown(
                 f"signal bus {self.options.safe_url}: SUBSCRIBE not confirmed within "
                 f"{self.options.command_timeout:g} s"
             ) from None

@@ -1,13 +1,14 @@
 """A Redis connection that pipelines: many commands in flight, replies matched in order.
 
-redis-py opens the connection (TCP or TLS, AUTH with an ACL user, SELECT, CLIENT SETNAME);
-after that handshake a :class:`Link` writes commands itself — every command issued during
+:func:`.dial.dial` opens the connection (redis-py's handshake: TCP, TLS or a Unix socket,
+AUTH, SELECT, CLIENT SETNAME; the master named by Sentinel); after that a :class:`Link`
+writes commands itself — every command issued during
 one event-loop iteration goes out in one write — and one reader task parses the replies
 with hiredis and resolves the callers' futures in order. That is what makes concurrent
 sends, acks and signals cheap: no pool, no lock, no per-command round trip.
 
 A link that breaks (reset, EOF, a reply later than ``timeout``) fails every command in
-flight with :class:`LinkError`; :meth:`Link.ensure` reconnects with capped exponential
+flight with :class:`LinkDown`; :meth:`Link.ensure` reconnects with capped exponential
 backoff, in a loop. The owner decides what to resume (re-subscribe, re-read).
 """
 
@@ -23,39 +24,16 @@ from typing import Any
 
 import hiredis
 
-from ...errors import TransportError
-from ...retry import Backoff
+from ..links import RECONNECT, LinkDown
+from .dial import AuthError, ReplyError, dial, disconnect, pack
 from .options import RedisOptions
 
 log = logging.getLogger("microhive.redis")
 
-RECONNECT = Backoff(initial=0.05, factor=2.0, maximum=2.0, jitter=0.2)
-"""Reconnect delays: 50 ms doubling to 2 s, so a restarted server is found again quickly."""
+__all__ = ["AuthError", "Link", "LinkDown", "ReplyError", "SharedLink", "pack"]
 
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 """Callers that do not wait for replies (signals) wait for the socket above this backlog."""
-
-
-def pack(args: tuple[Any, ...]) -> bytes:
-    """One command in the Redis protocol (hiredis, in C)."""
-    packed: bytes = hiredis.pack_command(args)
-    return packed
-
-
-class ReplyError(TransportError):
-    """An error reply from Redis (``-ERR ...``, ``-NOPERM ...``); the text is the server's."""
-
-    @property
-    def code(self) -> str:
-        return str(self).split(" ", 1)[0]
-
-
-class LinkError(TransportError):
-    """The connection to Redis is down; the transport retries until ``retry_timeout``."""
-
-
-class AuthError(TransportError):
-    """Redis refused the credentials or the ACL user lacks a permission."""
 
 
 class Link:
@@ -109,63 +87,23 @@ class Link:
     # -- connecting ----------------------------------------------------------------------
 
     async def open(self) -> None:
-        """One connection attempt; :class:`LinkError` or :class:`AuthError` when it fails."""
-        from redis import exceptions as redis_errors
-
+        """One connection attempt; :class:`LinkDown` or :class:`AuthError` when it fails."""
         if self.closed:
-            raise LinkError(f"{self.role}: connection to {self.options.safe_url} was closed")
-        kwargs = dict(self.options.connection)
-        connection_class = kwargs.pop("connection_class")
-        conn = connection_class(**kwargs)
-        try:
-            await conn.connect()
-            writer: asyncio.StreamWriter = conn._writer
-            reader: asyncio.StreamReader = conn._reader
-            client_id = await self._handshake(reader, writer)
-        except ReplyError as exc:
-            await _quietly_disconnect(conn)
-            if exc.code in ("NOAUTH", "WRONGPASS", "NOPERM"):
-                raise AuthError(self._describe("cannot authenticate to", exc)) from None
-            raise LinkError(self._describe("cannot connect to", exc)) from None
-        except _auth_errors(redis_errors) as exc:
-            await _quietly_disconnect(conn)
-            raise AuthError(self._describe("cannot authenticate to", exc)) from None
-        except (redis_errors.RedisError, OSError, EOFError, TimeoutError) as exc:
-            await _quietly_disconnect(conn)
-            raise LinkError(self._describe("cannot connect to", exc)) from None
-        except BaseException:
-            await _quietly_disconnect(conn)
-            raise
-        self._conn = conn
-        self._writer = writer
-        self.client_id = client_id
+            raise LinkDown(f"{self.role}: connection to {self.options.safe_url} was closed")
+        dialed = await dial(self.options, self._describe, self.timeout)
+        self._conn = dialed.conn
+        self._writer = dialed.writer
+        self.client_id = dialed.client_id
         self._break_reason = None
         self._progress = self._loop.time()
         self.generation += 1
         self._down.clear()
         self._tasks = [
-            self._loop.create_task(self._read(reader), name=f"microhive.redis.{self.role}.reader"),
+            self._loop.create_task(
+                self._read(dialed.reader), name=f"microhive.redis.{self.role}.reader"
+            ),
             self._loop.create_task(self._watch(), name=f"microhive.redis.{self.role}.watchdog"),
         ]
-
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
-        """``CLIENT ID`` on the fresh connection (to unblock its blocking reads later)."""
-        parser = hiredis.Reader(replyError=ReplyError)
-        writer.write(pack((b"CLIENT", b"ID")))
-        async with asyncio.timeout(self.timeout):
-            while True:
-                reply = parser.gets()
-                if reply is not False:
-                    break
-                data = await reader.read(4096)
-                if not data:
-                    raise EOFError("connection closed during the handshake")
-                parser.feed(data)
-        if isinstance(reply, ReplyError):
-            if reply.code == "NOPERM":  # an ACL user without CLIENT ID: reads just time out
-                return -1
-            raise reply
-        return int(reply)
 
     async def ensure(self, deadline: float | None = None) -> None:
         """Return once connected, reconnecting with capped exponential backoff until
@@ -178,7 +116,7 @@ class Link:
             while self._writer is None:
                 try:
                     await self.open()
-                except LinkError as exc:
+                except LinkDown as exc:
                     attempt += 1
                     if self.closed or (deadline is not None and self._loop.time() >= deadline):
                         raise
@@ -212,9 +150,9 @@ class Link:
     # -- commands ------------------------------------------------------------------------
 
     def send(self, *args: Any) -> asyncio.Future[Any]:
-        """Queue one command; the future gets its reply, ReplyError or LinkError."""
+        """Queue one command; the future gets its reply, ReplyError or LinkDown."""
         if self._writer is None:
-            raise LinkError(f"{self.role}: not connected to {self.options.safe_url}")
+            raise LinkDown(f"{self.role}: not connected to {self.options.safe_url}")
         future = self._loop.create_future()
         if not self._waiting:
             self._progress = self._loop.time()
@@ -231,7 +169,7 @@ class Link:
         this event-loop iteration's write). Lets callers add to a command — more ids to one
         XACK — until it goes out, while keeping its place before later commands."""
         if self._writer is None:
-            raise LinkError(f"{self.role}: not connected to {self.options.safe_url}")
+            raise LinkDown(f"{self.role}: not connected to {self.options.safe_url}")
         future = self._loop.create_future()
         if not self._waiting:
             self._progress = self._loop.time()
@@ -246,7 +184,7 @@ class Link:
     def send_nowait(self, *args: Any) -> None:
         """Queue one command whose reply nobody waits for (PUBLISH of a signal)."""
         if self._writer is None:
-            raise LinkError(f"{self.role}: not connected to {self.options.safe_url}")
+            raise LinkDown(f"{self.role}: not connected to {self.options.safe_url}")
         if self.on_push is None:
             if not self._waiting:
                 self._progress = self._loop.time()
@@ -305,6 +243,7 @@ class Link:
         waiting = self._waiting
         push = self.on_push
         loop = self._loop
+        failover = bool(self.options.sentinels)
         reason: BaseException | None = None
         try:
             while True:
@@ -328,17 +267,19 @@ class Link:
                     elif not future.done():
                         if isinstance(reply, ReplyError):
                             future.set_exception(reply)
+                            if failover and reply.code == "READONLY":  # demoted: find the master
+                                self._break(reply)
                         else:
                             future.set_result(reply)
                 self._answered.set()
         except asyncio.CancelledError:
             reason = self._break_reason
             if reason is None:  # closed
-                reason = LinkError(f"{self.role}: connection closed")
+                reason = LinkDown(f"{self.role}: connection closed")
         except Exception as exc:
             reason = exc
         finally:
-            await self._lost(reason or LinkError(f"{self.role}: connection closed"))
+            await self._lost(reason or LinkDown(f"{self.role}: connection closed"))
 
     async def _watch(self) -> None:
         """Break the connection when replies stall; PING idle subscriber connections."""
@@ -372,7 +313,7 @@ class Link:
         self._writer = None
         self._out.clear()
         self._flush_scheduled = False
-        error = LinkError(self._describe("lost the connection to", reason))
+        error = LinkDown(self._describe("lost the connection to", reason))
         waiting = list(self._waiting)
         self._waiting.clear()
         self._received = self._sent  # all answered now, by the error
@@ -388,10 +329,10 @@ class Link:
         if not self.closed:
             log.warning("%s", error)
         if conn is not None:
-            await _quietly_disconnect(conn)
+            await disconnect(conn)
 
     async def close(self) -> None:
-        """Close for good: commands in flight fail with :class:`LinkError`."""
+        """Close for good: commands in flight fail with :class:`LinkDown`."""
         self.closed = True
         self._flush()
         tasks = list(self._tasks)
@@ -400,18 +341,7 @@ class Link:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._conn is not None:
-            await self._lost(LinkError(f"{self.role}: connection closed"))
-
-
-def _auth_errors(errors: Any) -> tuple[type[BaseException], ...]:
-    """redis-py's exceptions for refused credentials (the set grew over its versions)."""
-    names = ("AuthenticationError", "AuthorizationError", "NoPermissionError")
-    return tuple(getattr(errors, name) for name in names if hasattr(errors, name))
-
-
-async def _quietly_disconnect(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        await conn.disconnect(nowait=True)
+            await self._lost(LinkDown(f"{self.role}: connection closed"))
 
 
 class SharedLink:
@@ -437,7 +367,8 @@ class SharedLink:
             shared = links[options.url] = cls(options)
         shared.users += 1
         try:
-            await shared.link.ensure(asyncio.get_running_loop().time())  # one attempt
+            loop = asyncio.get_running_loop()
+            await shared.link.ensure(loop.time() + options.connect_timeout)
         except BaseException:
             await cls.release(shared.link)
             raise

@@ -1,4 +1,9 @@
-"""``redis://`` and ``rediss://`` URLs: microhive's own query options, key and channel names.
+"""Redis URLs: microhive's own query options, key and channel names, where to connect.
+
+- ``redis://`` and ``rediss://`` (TLS): one server over TCP.
+- ``redis+unix:///path/to/redis.sock?db=0``: one server over a Unix socket.
+- ``redis+sentinel://host:port[,host:port...]/<master>[/db]``: the master that the listed
+  Sentinels name; after a failover the links reconnect to the new master.
 
 Everything in the query string that is not one of :data:`DEFAULTS` goes to redis-py's
 connection (``ssl_ca_certs``, ``socket_connect_timeout``, ``socket_keepalive``...). The
@@ -9,13 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ...errors import ConfigurationError
 from ...urls import number_option, redact
+from ..links import CONNECT_TIMEOUT
 
 DEFAULT_PREFIX = "microhive:"
 DEFAULT_GROUP = "microhive"
+SENTINEL_PORT = 26379
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel")
 
 # option -> default (seconds unless said otherwise); see docs/transports/redis.md
 DEFAULTS: dict[str, float | str] = {
@@ -31,18 +39,21 @@ DEFAULTS: dict[str, float | str] = {
     "max_deliver": 20,  # dead-letter an entry reclaimed after this many unsettled deliveries
     "retry_timeout": 30.0,  # how long sends, acks and reconnects retry through an outage
     "command_timeout": 10.0,  # a reply slower than this breaks (and reconnects) the connection
+    "connect_timeout": CONNECT_TIMEOUT,  # how long connect() keeps trying before LinkDown
 }
 
 _INTEGERS = {"maxlen", "dead_maxlen", "max_deliver"}
 _SECRETS = {"password", "ssl_password"}
 
-# keyword arguments of redis-py's Connection / SSLConnection that a URL may set
+# keyword arguments of redis-py's Connection / SSLConnection / UnixDomainSocketConnection
+# that a URL may set
 _CONNECTION_ARGS = {
     "db",
     "username",
     "password",
     "host",
     "port",
+    "path",
     "socket_connect_timeout",
     "socket_keepalive",
     "socket_read_size",
@@ -76,6 +87,9 @@ class RedisOptions:
     max_deliver: int = 20
     retry_timeout: float = 30.0
     command_timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT
+    master: str = ""  # redis+sentinel://: the name of the monitored master
+    sentinels: tuple[tuple[str, int], ...] = ()  # redis+sentinel://: where to ask for it
     connection: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -113,7 +127,7 @@ def parse(url: str) -> RedisOptions:
     except ValueError:
         raise ConfigurationError(f"invalid Redis URL {redact(url)!r}") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss"):
+    if scheme not in SCHEMES:
         raise ConfigurationError(f"not a Redis URL: {redact(url)!r}")
     ours: dict[str, Any] = {}
     theirs = []
@@ -127,7 +141,12 @@ def parse(url: str) -> RedisOptions:
             ours[key] = _option(url, key, value)
         else:
             theirs.append((key, value))
-    bare = urlunsplit(parts._replace(query=urlencode(theirs)))
+    if scheme == "redis+sentinel":
+        ours["master"], ours["sentinels"], parts = _sentinel(url, parts)
+    # by hand: urlunsplit drops the "//" of an empty host, and redis-py then refuses the URL
+    query = urlencode(theirs)
+    bare = f"{'unix' if scheme == 'redis+unix' else parts.scheme}://{parts.netloc}{parts.path}"
+    bare += f"?{query}" if query else ""
     try:
         connection: dict[str, Any] = dict(parse_url(bare))
     except ValueError as exc:
@@ -138,10 +157,14 @@ def parse(url: str) -> RedisOptions:
         raise ConfigurationError(
             f"unknown option(s) {unknown} in Redis URL {redact(url)!r} (known: {', '.join(known)})"
         )
-    connection["connection_class"] = SSLConnection if scheme == "rediss" else Connection
-    connection.setdefault("host", "127.0.0.1")
+    if scheme == "redis+unix":
+        if not connection.get("path"):
+            raise ConfigurationError(f"Redis URL {redact(url)!r}: no socket path")
+    else:
+        connection["connection_class"] = SSLConnection if scheme == "rediss" else Connection
+        connection.setdefault("host", "127.0.0.1")
+        connection.setdefault("socket_keepalive", True)
     connection.setdefault("socket_connect_timeout", 5.0)
-    connection.setdefault("socket_keepalive", True)
     connection["socket_timeout"] = None  # reply deadlines are the link's own (command_timeout)
     connection["protocol"] = 2
     options = RedisOptions(url=url, connection=connection, **ours)
@@ -150,6 +173,28 @@ def parse(url: str) -> RedisOptions:
             f"Redis URL {redact(url)!r}: claim_idle, block and command_timeout must be > 0"
         )
     return options
+
+
+def _sentinel(url: str, parts: Any) -> tuple[str, tuple[tuple[str, int], ...], Any]:
+    """``redis+sentinel://[user:password@]host:port,host:port/<master>[/db]``: the master's
+    name, the Sentinels, and the URL left for the master's connection (host set at dial)."""
+    user_info, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not port.isdigit():
+            host, port = item.strip(), str(SENTINEL_PORT)
+        if not host:
+            raise ConfigurationError(f"Redis URL {redact(url)!r}: empty Sentinel address")
+        sentinels.append((host.strip("[]"), int(port)))
+    master, _, db = parts.path.strip("/").partition("/")
+    if not master:
+        raise ConfigurationError(
+            f"Redis URL {redact(url)!r}: name the master, redis+sentinel://host:port/<master>"
+        )
+    netloc = f"{user_info}@placeholder" if user_info else "placeholder"
+    rest = parts._replace(scheme="redis", netloc=netloc, path=f"/{db}" if db else "")
+    return unquote(master), tuple(sentinels), rest
 
 
 def _option(url: str, key: str, value: str) -> Any:
