@@ -85,6 +85,8 @@ def resolve(url: str, role: Role) -> Any:
 _EXTRAS = {
     "redis": "redis",
     "rediss": "redis",
+    "redis+unix": "redis",
+    "redis+sentinel": "redis",
     "amqp": "amqp",
     "amqps": "amqp",
     "nats": "nats",
