@@ -7,6 +7,8 @@ retried by the framework and surface only when it gives up.
 
 from __future__ import annotations
 
+import math
+
 
 class MicroHiveError(Exception):
     """Base class of microhive's errors."""
@@ -108,3 +110,34 @@ class PartialFailure(MicroHiveError):
         self.failures = dict(failures)
         items = ", ".join(f"{index}: {type(exc).__name__}" for index, exc in self.failures.items())
         super().__init__(f"{len(self.failures)} item(s) of the batch failed ({items})")
+
+
+class Reject(MicroHiveError):
+    """Raised by a consumer to dead-letter its message now, without further attempts.
+
+    ``raise Reject("division by zero")``: the message goes to the queue's dead letters with
+    the reason ``"Reject: division by zero"`` (with ``dead_letter=False`` it is dropped).
+    The error hooks run as for any failure.
+    """
+
+    def __init__(self, reason: str = "rejected") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Retry(MicroHiveError):
+    """Raised by a consumer to try its message again after ``delay`` seconds.
+
+    The attempt counts like any failure: past the consumer's ``retries`` the message is
+    dead-lettered. ``delay=None`` uses the consumer's backoff.
+    """
+
+    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+        import math
+
+        if delay is not None and (
+            not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0
+        ):
+            raise ValueError(f"Retry(delay=...) must be a number of seconds >= 0, not {delay!r}")
+        super().__init__(reason)
+        self.delay = delay

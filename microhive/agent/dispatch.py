@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..broker import Delivery
 from ..envelope import Envelope, Kind
-from ..errors import HandlerAborted, HandlerTimeout
+from ..errors import HandlerAborted, HandlerTimeout, Reject, Retry
 from ..logs import enter_handling, leave_handling, log_context
 from .handlers import Handler
 from .specs import ConsumerSpec, ReceiverSpec
@@ -276,12 +276,24 @@ async def settle_failure(
     reason = describe(exc)
     attempts = spec.retries + 1
     # one traceback per message, on its last attempt: retries log a line each
-    traceback = not isinstance(exc, HandlerTimeout | HandlerAborted)
+    traceback = not isinstance(exc, HandlerTimeout | HandlerAborted | Retry)
     if spec.autoack:
         agent.log.error("handler failed (autoack, not retried): %s", reason, exc_info=traceback)
         return
+    if isinstance(exc, Reject):
+        if spec.dead_letter:
+            agent.log.warning("rejected: %s; dead-lettered", exc.reason)
+            await delivery.dead_letter(reason)
+        else:
+            agent.log.warning("rejected: %s; dropped (dead_letter=False)", exc.reason)
+            await delivery.ack()
+        return
     if envelope.attempt < attempts:
-        delay = spec.backoff.delay(envelope.attempt)
+        if isinstance(exc, Retry):
+            traceback = False
+            delay = spec.backoff.delay(envelope.attempt) if exc.delay is None else exc.delay
+        else:
+            delay = spec.backoff.delay(envelope.attempt)
         agent.log.warning(
             "attempt %d of %d failed: %s; retry in %.2f s",
             envelope.attempt,

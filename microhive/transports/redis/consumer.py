@@ -141,6 +141,9 @@ class RedisConsumer(Consumer):
             raise ConsumerClosed(self.queue)
         return await self.handover.take()
 
+    def ready(self, limit: int) -> list[Delivery]:
+        return list(self.handover.take_now(limit))
+
     def accept(self, entries: list[Any]) -> list[RedisDelivery]:
         """Turn stream entries into deliveries held by this consumer (not yet handed out)."""
         codec = self.codec
