@@ -203,14 +203,17 @@ def measure(engine: str, how: str, n: int) -> float | str:
     return outcome
 
 
+def ratio(a: float | str | None, b: float | str | None) -> str:
+    return f"{a / b:.2f}" if isinstance(a, float) and isinstance(b, float) else "-"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--engines", default="memory,redis,nats,kafka,amqp")
     parser.add_argument("--messages", type=int, default=100_000)
     args = parser.parse_args()
-    print(
-        f"{'engine':8} {'per-message':>12} {'batch':>12} {'raw':>12} {'batch/per':>10} {'batch/raw':>10}"
-    )
+    heads = ("per-message", "batch", "raw", "batch/per", "batch/raw")
+    print(f"{'engine':8} " + " ".join(f"{h:>12}" for h in heads))
     for engine in args.engines.split(","):
         figures = {
             how: measure(engine, how, args.messages)
@@ -224,12 +227,9 @@ def main() -> int:
             return f"{value:,.0f}" if isinstance(value, float) else "error"
 
         per, batch, raw = (figures.get(k) for k in ("per-message", "batch", "raw"))
-        ratio = lambda a, b: (
-            f"{a / b:.2f}" if isinstance(a, float) and isinstance(b, float) else "-"
-        )
         print(
             f"{engine:8} {show(per):>12} {show(batch):>12} {show(raw):>12} "
-            f"{ratio(batch, per):>10} {ratio(batch, raw):>10}",
+            f"{ratio(batch, per):>12} {ratio(batch, raw):>12}",
             flush=True,
         )
         for how, value in figures.items():
