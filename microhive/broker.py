@@ -36,6 +36,7 @@ from .errors import (
     PayloadError,
     UnknownNameError,
 )
+from .middleware import Middleware, chain, notify
 from .registry import active_registry
 from .urls import redact, resolve
 
@@ -148,9 +149,11 @@ class QueueBroker(Connection):
         *,
         queues: Iterable[Queue] | Namespace[Queue] | None = None,
         codec: Codec | None = None,
+        middleware: Iterable[Middleware] = (),
     ) -> None:
         self.url = url
         self.queues = queues_of(queues)
+        self.middleware = chain(middleware)
         self.registry = active_registry()  # where names the broker was not given are looked up
         self.codec: Codec = guarded(codec)
 
@@ -215,6 +218,8 @@ class QueueBroker(Connection):
         envelope = Envelope(
             Kind.MESSAGE, target.name, target.make_payload(payload), sender, headers=checked
         )
+        if self.middleware:
+            notify(self.middleware, "publishing", envelope, target.name)
         data = self.codec.encode(envelope)
         if not self._connected:
             await self.connect()
@@ -301,6 +306,8 @@ class QueueBroker(Connection):
         checked = _headers(target.name, headers)
         checked["x-routing-key"] = routing_key
         envelope = Envelope(Kind.MESSAGE, target.name, payload, sender, headers=checked)
+        if self.middleware:
+            notify(self.middleware, "publishing", envelope, target.name)
         data = self.codec.encode(envelope)
         await self.connect()
         for queue in known:

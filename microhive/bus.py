@@ -13,6 +13,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, ClassVar
 
 from .capabilities import Capabilities
@@ -21,6 +22,7 @@ from .connection import Connection
 from .declarations import Namespace, Signal, lookup, signals_of
 from .envelope import Envelope, Kind, new_id
 from .errors import CallTimeout, DecodeError, PayloadError, RemoteError, TransportError
+from .middleware import Middleware, chain, notify
 from .registry import active_registry
 from .urls import redact, resolve
 
@@ -76,9 +78,11 @@ class SignalBus(Connection):
         signals: Iterable[Signal] | Namespace[Signal] | None = None,
         codec: Codec | None = None,
         prefix: str = "",
+        middleware: Iterable[Middleware] = (),
     ) -> None:
         self.url = url
         self.signals = signals_of(signals)
+        self.middleware = chain(middleware)
         self.registry = active_registry()  # where names the bus was not given are looked up
         self.codec: Codec = guarded(codec)
         self.prefix = prefix
@@ -130,9 +134,10 @@ class SignalBus(Connection):
         sig = signal if type(signal) is Signal else self._resolve(signal)
         if type(sender) is not str:
             raise _bad_sender(sender)
-        await self._publish_envelope(
-            Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
-        )
+        envelope = Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
+        if self.middleware:
+            notify(self.middleware, "publishing", envelope, sig.name)
+        await self._publish_envelope(envelope)
 
     async def call(
         self, signal: Signal | str, sender: str, *, timeout: float = 60, **kwargs: Any
@@ -146,6 +151,11 @@ class SignalBus(Connection):
         _check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
+        if self.middleware:
+            return await self._observed_call(sig, request, timeout)
+        return await self._call(sig, request, timeout)
+
+    async def _call(self, sig: Signal, request: Envelope, timeout: float) -> Any:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._calls[request.id] = future
         try:
@@ -160,6 +170,18 @@ class SignalBus(Connection):
         if reply.error is not None:
             raise reply.error
         return reply.value
+
+    async def _observed_call(self, sig: Signal, request: Envelope, timeout: float) -> Any:
+        notify(self.middleware, "publishing", request, sig.name)
+        started = perf_counter()
+        error: BaseException | None = None
+        try:
+            return await self._call(sig, request, timeout)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            notify(self.middleware, "called", sig.name, perf_counter() - started, error)
 
     async def gather(
         self,
@@ -178,6 +200,8 @@ class SignalBus(Connection):
         _check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
+        if self.middleware:
+            notify(self.middleware, "publishing", request, sig.name)
         gathering = _Gathering(expect)
         self._gatherings[request.id] = gathering
         try:
@@ -260,6 +284,8 @@ class SignalBus(Connection):
         envelope = Envelope(
             Kind.REPLY, request.name, payload, responder, correlation_id=request.correlation_id
         )
+        if self.middleware:
+            notify(self.middleware, "publishing", envelope, request.reply_to)
         try:
             data = self.codec.encode(envelope)
         except Exception as exc:  # the value itself could not be encoded: tell the caller

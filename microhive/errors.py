@@ -133,7 +133,6 @@ class Retry(MicroHiveError):
     """
 
     def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
-        import math
 
         if delay is not None and (
             not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0

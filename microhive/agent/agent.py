@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -18,11 +18,14 @@ from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
 from ..errors import ConfigurationError, HandlerAborted
 from ..logs import AgentLogger, log_context
+from ..middleware import Handling, Middleware, chain, notify
 from .batches import process_batch
 from .dispatch import (
     cancelled_from_outside,
     describe,
     failure,
+    observed,
+    observed_receiver,
     process,
     run_with_timeout,
     start_receiver,
@@ -58,6 +61,7 @@ class MicroAgent:
         name: str | None = None,
         grace_period: float = 30.0,
         logger: logging.Logger | None = None,
+        middleware: Iterable[Middleware] = (),
     ) -> None:
         cls = type(self)
         handlers = cls.handlers
@@ -89,6 +93,11 @@ class MicroAgent:
         self.broker = BrokerView(broker, queues, self.name)
         self._bus = bus
         self._broker = broker
+        self._middleware = chain(
+            bus.middleware if bus is not None else (),
+            broker.middleware if broker is not None else (),
+            middleware,
+        )
         self._by_signal: dict[str, list[Handler]] = {}
         for handler in handlers.receivers:
             assert isinstance(handler.spec, ReceiverSpec)
@@ -170,7 +179,12 @@ class MicroAgent:
         handlers = type(self).handlers
         if self._by_signal:
             assert self._bus is not None
-            self._receivers = ReceiverPool(partial(start_receiver, self), self._spawn)
+            start = (
+                partial(observed_receiver, self)
+                if self._middleware
+                else partial(start_receiver, self)
+            )
+            self._receivers = ReceiverPool(start, self._spawn)
             self._subscription = await self._bus.subscribe(self._by_signal, self._on_signal)
         for handler in handlers.consumers:
             spec = handler.spec
@@ -192,7 +206,9 @@ class MicroAgent:
             spec = handler.spec
             run = self._job_runner(handler)
             if isinstance(spec, PeriodicSpec):
-                self._loops.append(self._loop_task(periodic_loop(spec, run, self.log), handler))
+                skipped = partial(self._skipped, handler.name)
+                loop = periodic_loop(spec, run, self.log, skipped)
+                self._loops.append(self._loop_task(loop, handler))
             elif isinstance(spec, CronSpec):
                 self._loops.append(self._loop_task(cron_loop(spec, run, self.log), handler))
 
@@ -279,27 +295,39 @@ class MicroAgent:
 
         async def job() -> None:
             with log_context(handler=handler.name):
-                await attempt()
+                if self._middleware:
+                    event = Handling("schedule", self.name, handler.name, handler.name)
+                    await observed(self, event, attempt)
+                else:
+                    await attempt()
 
-        async def attempt() -> None:
+        async def attempt(event: Handling | None = None) -> str:
             try:
                 await run_with_timeout(handler, spec.timeout, handler.function(self))
             except BaseException as caught:  # no failure of one run may end the schedule
                 if cancelled_from_outside(caught):
                     raise
                 exc = failure(caught)
+                if event is not None:
+                    event.error = exc
                 self.log.error(
                     "scheduled run failed: %s",
                     describe(exc),
                     exc_info=not isinstance(exc, TimeoutError | HandlerAborted),
                 )
                 await self._error_hooks(handler, exc, None)
+                return "failed"
+            return "ok"
 
         async def run() -> None:
             # shielded: stopping the schedule lets a running job finish within the grace period
             await asyncio.shield(self._spawn(job()))
 
         return run
+
+    def _skipped(self, handler: str, runs: int) -> None:
+        if self._middleware:
+            notify(self._middleware, "skipped", self.name, handler, runs)
 
     # -- hooks -------------------------------------------------------------------------
 

@@ -16,11 +16,13 @@ from ..broker import Delivery
 from ..envelope import Envelope
 from ..errors import PartialFailure
 from ..logs import log_context
+from ..middleware import Handling
 from .dispatch import (
     _finish,
     cancelled_from_outside,
     describe,
     failure,
+    observed,
     settle_failure,
 )
 from .handlers import Handler
@@ -34,6 +36,16 @@ async def process_batch(agent: MicroAgent, handler: Handler, deliveries: list[De
     """Run one batch handler for ``deliveries`` and settle each of them."""
     spec = handler.spec
     assert isinstance(spec, ConsumerSpec)
+    if agent._middleware:
+        event = Handling("batch", agent.name, handler.name, spec.queue.name, size=len(deliveries))
+        await observed(agent, event, lambda event: _process_batch(agent, handler, deliveries))
+        return
+    await _process_batch(agent, handler, deliveries)
+
+
+async def _process_batch(agent: MicroAgent, handler: Handler, deliveries: list[Delivery]) -> str:
+    spec = handler.spec
+    assert isinstance(spec, ConsumerSpec)
     with log_context(handler=handler.name):
         taken: list[tuple[Delivery, Envelope]] = []
         items: list[Any] = []
@@ -44,7 +56,7 @@ async def process_batch(agent: MicroAgent, handler: Handler, deliveries: list[De
                 taken.append((delivery, delivery.envelope))
                 items.append(item)
         if not taken:
-            return
+            return "dead-lettered"
         if spec.autoack:
             for delivery, _ in taken:
                 await delivery.ack()
@@ -64,10 +76,11 @@ async def process_batch(agent: MicroAgent, handler: Handler, deliveries: list[De
                     await asyncio.shield(_release_all(taken))
                 raise
             await _failed(agent, handler, spec, taken, failure(caught))
-        else:
-            if not spec.autoack:
-                for delivery, _ in taken:
-                    await delivery.ack()
+            return "failed"
+        if not spec.autoack:
+            for delivery, _ in taken:
+                await delivery.ack()
+        return "acked"
 
 
 _BAD = object()

@@ -8,13 +8,15 @@ bad input goes to the dead-letter queue at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..broker import Delivery
 from ..envelope import Envelope, Kind
 from ..errors import HandlerAborted, HandlerTimeout, Reject, Retry
 from ..logs import enter_handling, leave_handling, log_context
+from ..middleware import Handling, notify
 from .handlers import Handler
 from .specs import ConsumerSpec, ReceiverSpec
 
@@ -122,7 +124,7 @@ async def _finish(
 
 
 def start_receiver(
-    agent: MicroAgent, handler: Handler, envelope: Envelope
+    agent: MicroAgent, handler: Handler, envelope: Envelope, event: Handling | None = None
 ) -> Coroutine[Any, Any, None] | None:
     """Run one receiver for one signal or call up to its first wait; never raise.
 
@@ -152,13 +154,13 @@ def start_receiver(
             waiting_on = call.send(None)
         except StopIteration as stop:
             if envelope.kind is Kind.CALL:
-                return _answer(agent, handler, envelope, stop.value, None)
+                return _answer(agent, handler, envelope, stop.value, None, event)
             return None
-        return _rest_of_receiver(agent, handler, envelope, call, waiting_on)
+        return _rest_of_receiver(agent, handler, envelope, call, waiting_on, event)
     except BaseException as exc:
         if cancelled_from_outside(exc):
             raise
-        return _answer(agent, handler, envelope, None, failure(exc))
+        return _answer(agent, handler, envelope, None, failure(exc), event)
     finally:
         leave_handling(token)
 
@@ -169,6 +171,7 @@ async def _rest_of_receiver(
     envelope: Envelope,
     call: Coroutine[Any, Any, Any],
     waiting_on: Any,
+    event: Handling | None = None,
 ) -> None:
     spec = handler.spec
     assert isinstance(spec, ReceiverSpec)
@@ -181,9 +184,9 @@ async def _rest_of_receiver(
         except BaseException as exc:
             if cancelled_from_outside(exc):
                 raise
-            await _answer(agent, handler, envelope, None, failure(exc))
+            await _answer(agent, handler, envelope, None, failure(exc), event)
         else:
-            await _answer(agent, handler, envelope, result, None)
+            await _answer(agent, handler, envelope, result, None, event)
     finally:
         leave_handling(token)
 
@@ -194,11 +197,14 @@ async def _answer(
     envelope: Envelope,
     result: Any,
     error: Exception | None,
+    event: Handling | None = None,
 ) -> None:
     """Report a receiver's failure (log, error hooks) and answer a call with the outcome."""
     token = enter_handling(handler.name, envelope)
     try:
         if error is not None:
+            if event is not None:
+                event.outcome, event.error = "failed", error
             agent.log.error(
                 "receiver failed: %s",
                 describe(error),
@@ -211,8 +217,56 @@ async def _answer(
         leave_handling(token)
 
 
+async def observed_receiver(agent: MicroAgent, handler: Handler, envelope: Envelope) -> None:
+    """A receiver run with the agent's middleware told before and after."""
+    kind = "call" if envelope.kind is Kind.CALL else "signal"
+    event = Handling(kind, agent.name, handler.name, envelope.name, envelope)
+    middleware = agent._middleware
+    notify(middleware, "handling", event)
+    try:
+        rest = start_receiver(agent, handler, envelope, event)
+        if rest is not None:
+            await rest
+    except BaseException as exc:
+        event.outcome, event.error = "failed", exc
+        raise
+    finally:
+        event.duration = perf_counter() - event.started
+        notify(middleware, "handled", event)
+
+
+async def observed(
+    agent: MicroAgent, event: Handling, run: Callable[[Handling], Awaitable[str]]
+) -> None:
+    """``run(event)`` (a consumer's or a job's run returning its outcome) with the agent's
+    middleware told before and after."""
+    middleware = agent._middleware
+    notify(middleware, "handling", event)
+    try:
+        event.outcome = await run(event)
+    except BaseException as exc:
+        event.outcome = "released" if cancelled_from_outside(exc) else "failed"
+        event.error = event.error or exc
+        raise
+    finally:
+        event.duration = perf_counter() - event.started
+        notify(middleware, "handled", event)
+
+
 async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> None:
     """Run one consumer for one delivery and settle it: ack, retry, dead-letter or release."""
+    if agent._middleware:
+        spec = handler.spec
+        assert isinstance(spec, ConsumerSpec)
+        event = Handling("message", agent.name, handler.name, spec.queue.name, delivery.envelope)
+        await observed(agent, event, lambda event: _process(agent, handler, delivery, event))
+        return
+    await _process(agent, handler, delivery, None)
+
+
+async def _process(
+    agent: MicroAgent, handler: Handler, delivery: Delivery, event: Handling | None
+) -> str:
     spec = handler.spec
     assert isinstance(spec, ConsumerSpec)
     envelope = delivery.envelope
@@ -221,7 +275,7 @@ async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> No
             reason = f"undecodable message: {delivery.error}"
             agent.log.error("%s (%d bytes); dead-lettered", reason, len(delivery.raw))
             await delivery.dead_letter(reason)
-        return
+        return "dead-lettered"
     token = enter_handling(handler.name, envelope)
     try:
         try:
@@ -230,7 +284,7 @@ async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> No
             reason = f"invalid payload: {describe(exc)}"
             agent.log.error("%s; dead-lettered", reason)
             await delivery.dead_letter(reason)
-            return
+            return "dead-lettered"
         if spec.autoack:
             await delivery.ack()
         try:
@@ -248,11 +302,13 @@ async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> No
                     await asyncio.shield(delivery.release())
                 raise
             error = failure(caught)
+            if event is not None:
+                event.error = error
             await agent._error_hooks(handler, error, envelope)
-            await settle_failure(agent, spec, delivery, envelope, error)
-        else:
-            if not spec.autoack:
-                await delivery.ack()
+            return await settle_failure(agent, spec, delivery, envelope, error)
+        if not spec.autoack:
+            await delivery.ack()
+        return "acked"
     finally:
         leave_handling(token)
 
@@ -272,22 +328,23 @@ def _prepare(agent: MicroAgent, handler: Handler, spec: ConsumerSpec, envelope: 
 
 async def settle_failure(
     agent: MicroAgent, spec: ConsumerSpec, delivery: Delivery, envelope: Envelope, exc: Exception
-) -> None:
+) -> str:
+    """Retry, dead-letter or drop a failed message by the consumer's policy; the outcome."""
     reason = describe(exc)
     attempts = spec.retries + 1
     # one traceback per message, on its last attempt: retries log a line each
     traceback = not isinstance(exc, HandlerTimeout | HandlerAborted | Retry)
     if spec.autoack:
         agent.log.error("handler failed (autoack, not retried): %s", reason, exc_info=traceback)
-        return
+        return "dropped"
     if isinstance(exc, Reject):
         if spec.dead_letter:
             agent.log.warning("rejected: %s; dead-lettered", exc.reason)
             await delivery.dead_letter(reason)
-        else:
-            agent.log.warning("rejected: %s; dropped (dead_letter=False)", exc.reason)
-            await delivery.ack()
-        return
+            return "dead-lettered"
+        agent.log.warning("rejected: %s; dropped (dead_letter=False)", exc.reason)
+        await delivery.ack()
+        return "dropped"
     if envelope.attempt < attempts:
         if isinstance(exc, Retry):
             traceback = False
@@ -302,7 +359,8 @@ async def settle_failure(
             delay,
         )
         await delivery.retry(delay, reason)
-    elif spec.dead_letter:
+        return "retried"
+    if spec.dead_letter:
         agent.log.error(
             "attempt %d of %d failed: %s; dead-lettered",
             envelope.attempt,
@@ -312,12 +370,13 @@ async def settle_failure(
         )
         tries = envelope.attempt
         await delivery.dead_letter(f"{reason} (after {tries} attempt{'s' if tries > 1 else ''})")
-    else:
-        agent.log.error(
-            "attempt %d of %d failed: %s; dropped (dead_letter=False)",
-            envelope.attempt,
-            attempts,
-            reason,
-            exc_info=traceback,
-        )
-        await delivery.ack()
+        return "dead-lettered"
+    agent.log.error(
+        "attempt %d of %d failed: %s; dropped (dead_letter=False)",
+        envelope.attempt,
+        attempts,
+        reason,
+        exc_info=traceback,
+    )
+    await delivery.ack()
+    return "dropped"

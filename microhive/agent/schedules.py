@@ -19,7 +19,12 @@ from .specs import CronSpec, PeriodicSpec
 RunJob = Callable[[], Awaitable[None]]
 
 
-async def periodic_loop(spec: PeriodicSpec, run: RunJob, log: logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
+async def periodic_loop(
+    spec: PeriodicSpec,
+    run: RunJob,
+    log: logging.LoggerAdapter,  # type: ignore[type-arg]
+    skipped: Callable[[int], None] | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     if spec.start_after:
         await asyncio.sleep(spec.start_after)
@@ -32,9 +37,11 @@ async def periodic_loop(spec: PeriodicSpec, run: RunJob, log: logging.LoggerAdap
         due += spec.period
         late = loop.time() - due
         if late > 0:
-            skipped = math.ceil(late / spec.period)
-            due += skipped * spec.period
-            log.warning("run took too long: skipped %d periodic run(s)", skipped)
+            missed = math.ceil(late / spec.period)
+            due += missed * spec.period
+            log.warning("run took too long: skipped %d periodic run(s)", missed)
+            if skipped is not None:
+                skipped(missed)
 
 
 async def cron_loop(spec: CronSpec, run: RunJob, log: logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
