@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
 from .capabilities import Capabilities
 from .codecs import Codec, guarded
 from .connection import Connection
@@ -243,21 +245,28 @@ class QueueBroker(Connection):
         For dashboards and replays (the seed's telemetry view starts from the last 180
         readings). Nothing is acknowledged; a reader that falls behind the engine's retention
         misses what was trimmed. :class:`CapabilityError` on a transport without ``replay``.
+        Where the queue has a schema, each envelope's payload is the validated model (as a
+        consumer's handler gets it); a message that fails it is skipped with a warning.
         """
         target = self._resolve(queue)
         if not self.capabilities.replay:
             raise CapabilityError(f"{self!r} cannot replay a queue's history (no 'replay')")
         if not isinstance(last, int) or isinstance(last, bool) or last < 0:
             raise ConfigurationError("tail(last=...) must be an integer >= 0")
-        return self._follow(target.name, last)
+        return self._follow(target, last)
 
-    async def _follow(self, queue: str, last: int) -> AsyncIterator[Envelope]:
+    async def _follow(self, queue: Queue, last: int) -> AsyncIterator[Envelope]:
         await self.connect()
-        async for data in self._tail(queue, last):
+        schema = queue.schema
+        async for data in self._tail(queue.name, last):
             try:
-                yield self.codec.decode(data)
-            except DecodeError as exc:
-                log.warning("tail of %r: skipped an undecodable message: %s", queue, exc)
+                envelope = self.codec.decode(data)
+                if schema is not None:
+                    envelope.payload = schema.model_validate(envelope.payload)
+            except (DecodeError, ValidationError) as exc:
+                log.warning("tail of %r: skipped a message: %s", queue.name, exc)
+                continue
+            yield envelope
 
     async def consume(self, queue: Queue | str, *, prefetch: int = 1, name: str = "") -> Consumer:
         """Start consuming; ``prefetch`` bounds deliveries held but not yet settled."""

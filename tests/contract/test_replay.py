@@ -7,8 +7,19 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import BaseModel
 
-from microhive import Backoff, CapabilityError, ConfigurationError, Envelope, MicroAgent, consumer
+from microhive import (
+    Backoff,
+    CapabilityError,
+    ConfigurationError,
+    Envelope,
+    MicroAgent,
+    Namespace,
+    Queue,
+    consumer,
+    private_catalog,
+)
 
 from .conftest import QUEUES, Factory
 from .helpers import eventually
@@ -113,3 +124,28 @@ async def test_tail_shows_a_retried_message_once(factory: Factory) -> None:
                 seen.append(message.payload["n"])
     await stream.aclose()  # type: ignore[attr-defined]
     assert seen == [1], "a retry is not a new message"
+
+
+class Reading(BaseModel):
+    sat: str
+    lat: float
+
+
+async def test_tail_gives_models_where_the_queue_has_a_schema(factory: Factory) -> None:
+    readings = Queue("readings", schema=Reading)
+    broker = await factory.broker(queues=Namespace([readings], kind="queue"))
+    needs_replay(broker)
+    with private_catalog():  # a producer elsewhere that knows no schema
+        plain = await factory.broker(queues=Namespace([Queue("readings")], kind="queue"))
+    await broker.readings.send({"sat": "terra", "lat": 1.5})
+    await plain.readings.send({"sat": "aqua"})  # no latitude: does not fit the schema
+    await broker.readings.send(Reading(sat="aqua", lat=-3))
+    got: list[Reading] = []
+    stream = broker.readings.tail(last=3)
+    async with asyncio.timeout(10):
+        async for message in stream:
+            got.append(message.payload)
+            if len(got) == 2:
+                break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert got == [Reading(sat="terra", lat=1.5), Reading(sat="aqua", lat=-3)]
