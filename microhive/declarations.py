@@ -200,17 +200,27 @@ def _binding(queue: str, item: BindingLike) -> Binding:
     )
 
 
+PAYLOAD_KINDS = ("json", "text", "bytes")
+"""What a queue's messages carry when a producer without microhive sent them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Queue:
     """A durable work queue; consumers of one queue compete for its messages.
 
     ``bindings`` subscribe the queue to exchanges (on transports with the ``routing``
-    capability): ``Queue("sms", bindings=[(notifications, "app.notification.sms.#")])``.
+    capability): ``Queue("sms", bindings=[(notifications, "app.sms.#")])``. ``payload`` says
+    what a body from a producer without microhive is: JSON (the default), UTF-8 ``"text"``
+    (the RabbitMQ tutorial's ``"Hello World"``) or raw ``"bytes"``. ``address`` names the
+    engine object the queue lives on verbatim — an existing Kafka topic, Redis stream, NATS
+    subject or RabbitMQ queue — instead of microhive's own naming.
     """
 
     name: str
     schema: type[BaseModel] | None = field(default=None, compare=False)
     bindings: tuple[Binding, ...] = ()
+    payload: str = "json"
+    address: str | None = None
 
     def __init__(
         self,
@@ -218,10 +228,28 @@ class Queue:
         schema: type[BaseModel] | None = None,
         *,
         bindings: Iterable[BindingLike] = (),
+        payload: str = "json",
+        address: str | None = None,
     ) -> None:
         check_name("queue", name)
         if isinstance(bindings, Binding | Exchange | str):
             raise ConfigurationError(f"queue {name!r}: bindings must be a list of bindings")
+        if payload not in PAYLOAD_KINDS:
+            kinds = ", ".join(PAYLOAD_KINDS)
+            raise ConfigurationError(
+                f"queue {name!r}: payload must be one of {kinds}, not {payload!r}"
+            )
+        if schema is not None and payload != "json":
+            raise ConfigurationError(f"queue {name!r}: a schema needs JSON payloads")
+        if address is not None and (
+            not isinstance(address, str)
+            or not address
+            or len(address) > 255
+            or address.strip() != address
+        ):
+            raise ConfigurationError(
+                f"queue {name!r}: address must be the engine object's name (1 to 255 characters)"
+            )
         found: list[Binding] = []
         for item in bindings:
             binding = _binding(name, item)
@@ -230,11 +258,13 @@ class Queue:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "schema", schema)
         object.__setattr__(self, "bindings", tuple(found))
+        object.__setattr__(self, "payload", payload)
+        object.__setattr__(self, "address", address)
         active_registry().add("queue", self, self.shape())
 
     def shape(self) -> tuple[Any, ...]:
         """What two declarations of one name must agree on."""
-        return (self.schema, self.bindings)
+        return (self.schema, self.bindings, self.payload, self.address)
 
     @property
     def exchanges(self) -> tuple[Exchange, ...]:
@@ -262,6 +292,10 @@ class Queue:
         parts = [repr(self.name)]
         if self.schema is not None:
             parts.append(f"schema={self.schema.__name__}")
+        if self.payload != "json":
+            parts.append(f"payload={self.payload!r}")
+        if self.address is not None:
+            parts.append(f"address={self.address!r}")
         if self.bindings:
             keys = [(b.exchange.name, b.key) for b in self.bindings]
             parts.append(f"bindings={keys!r}")
@@ -374,4 +408,6 @@ def undeclared_queue(name: str) -> Queue:
     object.__setattr__(queue, "name", name)
     object.__setattr__(queue, "schema", None)
     object.__setattr__(queue, "bindings", ())
+    object.__setattr__(queue, "payload", "json")
+    object.__setattr__(queue, "address", None)
     return queue
