@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import subprocess
 
 import aio_pika
 import pytest
+from aiormq.exceptions import ChannelPreconditionFailed
 
 from microhive import (
     ConfigurationError,
@@ -27,6 +30,7 @@ from microhive.transports.amqp import (
     QueueFull,
 )
 from microhive.transports.amqp.options import delay_bucket, parse
+from microhive.transports.amqp.topology import refusal
 from microhive.transports.links import CONNECT_TIMEOUT
 from microhive.transports.links import LinkDown as SharedLinkDown
 
@@ -215,6 +219,96 @@ async def test_exchange_type_conflict_is_a_clear_error(opened: Opened) -> None:
     with pytest.raises(TransportError, match="another type"):
         await broker.publish(Exchange("x", "topic"), {"n": 1})
     await broker.jobs.send({"n": 1})  # the broker still works
+
+
+async def test_the_name_option_is_the_connection_name_rabbitmq_shows(amqp_url: str) -> None:
+    command = server.rabbitmqctl()
+    if command is None:
+        server.missing("rabbitmqctl is needed to read the server's view of connections")
+    assert command is not None
+    name = f"microhive-test-{prefix_of(amqp_url).rstrip('.')}"
+    broker = QueueBroker.from_url(f"{amqp_url}&name={name}", queues=QUEUES)
+    await broker.connect()
+    try:
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [*command, "list_connections", "client_properties", "--formatter", "json", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        await broker.close()
+    names = [
+        value
+        for row in json.loads(listed.stdout)
+        for key, _, value in row["client_properties"]
+        if key == "connection_name"
+    ]
+    assert name in names
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (
+            "inequivalent arg 'type' for exchange 'x' in vhost '/': received 'topic' but "
+            "current is 'fanout'",
+            "exchange 'x' exists with another type than 'topic' (RabbitMQ: received 'topic' "
+            "but current is 'fanout')",
+        ),
+        (
+            "inequivalent arg 'durable' for exchange 'x' in vhost 'v': received 'true' but "
+            "current is 'false'",
+            "exchange 'x' exists with another 'durable' flag (RabbitMQ: received 'true' but "
+            "current is 'false')",
+        ),
+        (
+            "inequivalent arg 'x-max-length' for queue 'x' in vhost '/': received the value "
+            "'3' of type 'byte' but current is none",
+            "queue 'x' exists with another value of argument 'x-max-length' (RabbitMQ: "
+            "received the value '3' of type 'byte' but current is none)",
+        ),
+        ("something else", "refused the declaration: PRECONDITION_FAILED - something else"),
+    ],
+)
+def test_a_refused_declaration_names_what_differs(reply: str, expected: str) -> None:
+    kind = "queue" if "queue" in reply else "exchange"
+    error = ChannelPreconditionFailed(f"PRECONDITION_FAILED - {reply}")
+    assert expected in refusal(kind, "x", error, "topic")
+
+
+async def test_an_exchange_that_differs_in_durability_says_so(opened: Opened) -> None:
+    from microhive import Exchange, Queue
+
+    name = prefix_of(opened.url) + "notify"
+    connection = await aio_pika.connect(plain_url(opened.url))
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_exchange(name, "fanout", durable=False, auto_delete=False)
+        broker = await opened.broker()
+        notify = Exchange("notify", "fanout")
+        with pytest.raises(TransportError, match="another 'durable' flag") as caught:
+            await broker.publish(notify, {"n": 1}, queues=[Queue("q", bindings=[notify])])
+        assert "another type" not in str(caught.value)
+        await channel.exchange_delete(name)
+    await broker.jobs.send({"n": 1})  # the broker still works
+
+
+async def test_a_transient_queue_of_that_name_is_refused_not_used(opened: Opened) -> None:
+    """Persistent messages in a queue that does not survive a restart would be lost."""
+    name = prefix_of(opened.url) + "jobs"
+    connection = await aio_pika.connect(plain_url(opened.url))
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(name, durable=False)
+        broker = await opened.broker()
+        with pytest.raises(TransportError, match=f"queue '{name}' exists with another 'durable'"):
+            await broker.jobs.send({"n": 1})
+        await channel.queue_delete(name)
+    await broker.jobs.send({"n": 1})
+    assert await broker.jobs.length() == 1
 
 
 async def test_connect_to_a_dead_port_gives_up_after_connect_timeout(
