@@ -53,7 +53,7 @@ class Pipeline:
         missing = [name for name in _CHANNEL_PARTS if not hasattr(channel, name)]
         if missing:
             raise TransportError(
-                f"this aiormq version's channels lack {missing}: install aiormq>=7.2,<7.3"
+                f"this aiormq version's channels lack {missing}: install aiormq>=7.2.4,<7.3"
             )
         self.number: int = channel.number
         self.window = window
