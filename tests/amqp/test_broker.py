@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import subprocess
 
 import aio_pika
 import pytest
+from aiormq.exceptions import ChannelPreconditionFailed
 
 from microhive import (
     ConfigurationError,
@@ -18,11 +21,25 @@ from microhive import (
     consumer,
     current_message,
 )
-from microhive.transports.amqp import AccessRefused, AmqpBroker, AmqpBus, Limits, QueueFull, link
+from microhive.transports.amqp import (
+    AccessRefused,
+    AmqpBroker,
+    AmqpBus,
+    Limits,
+    LinkDown,
+    QueueFull,
+)
 from microhive.transports.amqp.options import delay_bucket, parse
+from microhive.transports.amqp.topology import refusal
+from microhive.transports.links import CONNECT_TIMEOUT
+from microhive.transports.links import LinkDown as SharedLinkDown
 
 from . import server
 from .conftest import QUEUES, Opened, eventually, plain_url, prefix_of
+
+
+def test_link_down_is_the_shared_class() -> None:
+    assert LinkDown is SharedLinkDown
 
 
 def test_url_options_and_errors() -> None:
@@ -103,7 +120,7 @@ async def test_prefetch_is_the_consumer_concurrency(opened: Opened) -> None:
         await eventually(lambda: len(running) == 3)
         await asyncio.sleep(0.2)
         assert isinstance(broker, AmqpBroker)
-        ready = await broker._count(broker.options.queue("jobs"))
+        ready = await broker.topology.count(broker.options.queue("jobs"))
         assert ready == 7, "only three were delivered"
         gate.set()
         await eventually(lambda: len(running) == 10)
@@ -204,15 +221,114 @@ async def test_exchange_type_conflict_is_a_clear_error(opened: Opened) -> None:
     await broker.jobs.send({"n": 1})  # the broker still works
 
 
-async def test_publish_waits_for_a_reconnect_then_raises_when_it_is_too_long() -> None:
-    """No server: sends retry in a loop until retry_timeout, then raise (never recursion)."""
-    url = f"amqp://guest:guest@127.0.0.1:{server.free_port()}/?retry_timeout=0.5"
+async def test_the_name_option_is_the_connection_name_rabbitmq_shows(amqp_url: str) -> None:
+    command = server.rabbitmqctl()
+    if command is None:
+        server.missing("rabbitmqctl is needed to read the server's view of connections")
+    assert command is not None
+    name = f"microhive-test-{prefix_of(amqp_url).rstrip('.')}"
+    broker = QueueBroker.from_url(f"{amqp_url}&name={name}", queues=QUEUES)
+    await broker.connect()
+    try:
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [*command, "list_connections", "client_properties", "--formatter", "json", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        await broker.close()
+    names = [
+        value
+        for row in json.loads(listed.stdout)
+        for key, _, value in row["client_properties"]
+        if key == "connection_name"
+    ]
+    assert name in names
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (
+            "inequivalent arg 'type' for exchange 'x' in vhost '/': received 'topic' but "
+            "current is 'fanout'",
+            "exchange 'x' exists with another type than 'topic' (RabbitMQ: received 'topic' "
+            "but current is 'fanout')",
+        ),
+        (
+            "inequivalent arg 'durable' for exchange 'x' in vhost 'v': received 'true' but "
+            "current is 'false'",
+            "exchange 'x' exists with another 'durable' flag (RabbitMQ: received 'true' but "
+            "current is 'false')",
+        ),
+        (
+            "inequivalent arg 'x-max-length' for queue 'x' in vhost '/': received the value "
+            "'3' of type 'byte' but current is none",
+            "queue 'x' exists with another value of argument 'x-max-length' (RabbitMQ: "
+            "received the value '3' of type 'byte' but current is none)",
+        ),
+        ("something else", "refused the declaration: PRECONDITION_FAILED - something else"),
+    ],
+)
+def test_a_refused_declaration_names_what_differs(reply: str, expected: str) -> None:
+    kind = "queue" if "queue" in reply else "exchange"
+    error = ChannelPreconditionFailed(f"PRECONDITION_FAILED - {reply}")
+    assert expected in refusal(kind, "x", error, "topic")
+
+
+async def test_an_exchange_that_differs_in_durability_says_so(opened: Opened) -> None:
+    from microhive import Exchange, Queue
+
+    name = prefix_of(opened.url) + "notify"
+    connection = await aio_pika.connect(plain_url(opened.url))
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_exchange(name, "fanout", durable=False, auto_delete=False)
+        broker = await opened.broker()
+        notify = Exchange("notify", "fanout")
+        with pytest.raises(TransportError, match="another 'durable' flag") as caught:
+            await broker.publish(notify, {"n": 1}, queues=[Queue("q", bindings=[notify])])
+        assert "another type" not in str(caught.value)
+        await channel.exchange_delete(name)
+    await broker.jobs.send({"n": 1})  # the broker still works
+
+
+async def test_a_transient_queue_of_that_name_is_refused_not_used(opened: Opened) -> None:
+    """Persistent messages in a queue that does not survive a restart would be lost."""
+    name = prefix_of(opened.url) + "jobs"
+    connection = await aio_pika.connect(plain_url(opened.url))
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(name, durable=False)
+        broker = await opened.broker()
+        with pytest.raises(TransportError, match=f"queue '{name}' exists with another 'durable'"):
+            await broker.jobs.send({"n": 1})
+        await channel.queue_delete(name)
+    await broker.jobs.send({"n": 1})
+    assert await broker.jobs.length() == 1
+
+
+async def test_connect_to_a_dead_port_gives_up_after_connect_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No server: connect() tries again and again (in a loop, never recursion) for
+    ``connect_timeout`` in all, then raises LinkDown naming the budget, without the password.
+    (The default budget is the one every engine shares, links.CONNECT_TIMEOUT.)"""
+    caplog.set_level(logging.WARNING, logger="microhive.amqp")
+    url = f"amqp://guest:secret-word@127.0.0.1:{server.free_port()}/?connect_timeout=1"
+    assert parse(url.split("?", maxsplit=1)[0]).connect_timeout == CONNECT_TIMEOUT
     broker = QueueBroker.from_url(url, queues=QUEUES)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with pytest.raises(link.LinkDown, match="could not connect"):
+    with pytest.raises(LinkDown, match=r"could not connect to .* within 1 s \(connect_timeout\)"):
         await broker.jobs.send({"n": 1})
-    assert loop.time() - started < 5
+    caught = caplog.records[-1] if caplog.records else None
+    assert caught is not None and "cannot reach RabbitMQ" in caught.getMessage()
+    assert "secret-word" not in caplog.text
+    with pytest.raises(LinkDown) as again:  # the link was released: a new one tries again
+        await broker.connect()
+    assert "secret-word" not in str(again.value)
 
 
 async def test_acks_out_of_order_settle_everything_once(
@@ -244,9 +360,9 @@ async def test_acks_out_of_order_settle_everything_once(
         [consumer_] = broker.consumers
         assert consumer_.channel is not None
         direct = consumer_.channel._on_deliver_frame  # type: ignore[attr-defined]
-        assert direct.__qualname__.endswith("on_deliver_frame") and "AmqpConsumer" in (
-            direct.__qualname__
-        ), "deliveries are taken without a task per message"
+        assert direct.__qualname__ == "take_directly.<locals>.on_deliver_frame", (
+            "deliveries are taken without a task per message"
+        )
         await eventually(lambda: _length_is(broker, 0))
     assert sorted(done) == list(range(400))
     assert "lost its channel" not in caplog.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -73,16 +72,14 @@ async def test_publish_to_an_exchange_and_unroutable(opened: Opened) -> None:
     assert await broker.pages.length() == 1
 
 
-async def test_unreachable_server_raises_within_the_retry_timeout() -> None:
-    url = f"amqp://guest:secret-word@127.0.0.1:{server.free_port()}/?retry_timeout=1"
+async def test_unreachable_server_raises_after_the_connect_timeout() -> None:
+    url = f"amqp://guest:secret-word@127.0.0.1:{server.free_port()}/?connect_timeout=1"
     publisher = Publisher(url)
-    started = time.monotonic()
     try:
-        with pytest.raises(TransportError) as caught:
+        with pytest.raises(TransportError, match="could not connect") as caught:
             await run_in_thread(publisher.send, "jobs", {"n": 1})
     finally:
         await run_in_thread(publisher.close)
-    assert time.monotonic() - started < 10
     assert "secret-word" not in str(caught.value)
 
 

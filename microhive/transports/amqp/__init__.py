@@ -3,9 +3,12 @@
 See docs/transports/amqp.md for the topology it declares, its guarantees and tuning.
 """
 
-from .broker import AmqpBroker, AmqpConsumer, AmqpDelivery
+from ..links import LinkDown
+from .broker import AmqpBroker
 from .bus import AmqpBus
-from .link import AccessRefused, LinkDown, QueueFull
+from .confirms import QueueFull
+from .consumer import AmqpConsumer, AmqpDelivery
+from .link import AccessRefused
 from .options import Limits
 
 __all__ = [

@@ -20,8 +20,9 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from ...bus import SignalBus
 from ...capabilities import Capabilities
 from ...envelope import new_id
+from ..links import LinkDown
 from . import wire
-from .link import Link, LinkDown, acquire, release
+from .link import Link, acquire, release
 from .options import AmqpOptions, parse
 
 log = logging.getLogger("microhive.amqp")
@@ -43,6 +44,7 @@ class AmqpBus(SignalBus):
         self._channel: AbstractChannel | None = None
         self._generation = -1
         self._setting_up = asyncio.Lock()
+        self._recovering: asyncio.Task[None] | None = None
         self._header = wire.properties(
             content_type=self.codec.content_type, delivery_mode=wire.TRANSIENT
         )
@@ -107,8 +109,12 @@ class AmqpBus(SignalBus):
         """The bus channel closed while the connection is up (a channel error): set up
         again, in a task; a lost connection is the link's to resume."""
         link = self._link
-        if self._connected and channel is self._channel and link is not None and link.up:
-            asyncio.get_running_loop().create_task(self._recover(channel))
+        if not (self._connected and channel is self._channel and link is not None and link.up):
+            return
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.get_running_loop().create_task(
+                self._recover(channel), name=f"amqp-recover {self!r}"
+            )
 
     async def _recover(self, channel: AbstractChannel) -> None:
         link = self._link
@@ -135,11 +141,15 @@ class AmqpBus(SignalBus):
     async def _close(self) -> None:
         link, channel = self._link, self._channel
         self._channel = None  # (so that closing it is not taken for a failure)
+        recovering, self._recovering = self._recovering, None
+        if recovering is not None:  # no task of the bus outlives close()
+            recovering.cancel()
+            await asyncio.gather(recovering, return_exceptions=True)
         if link is None:
             return
         link.unregister(self)
-        fire = link._fire
-        if fire is not None and fire.open:  # signals and replies sent go out before we leave
+        fire = link.ready_fire()
+        if fire is not None:  # signals and replies sent go out before we leave
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(fire.drain(), 5)
         if channel is not None and not channel.is_closed:
@@ -162,10 +172,8 @@ class AmqpBus(SignalBus):
         link = self.link
         deadline = asyncio.get_running_loop().time() + self.options.retry_timeout
         while True:
-            pipeline = link._fire
             try:
-                if pipeline is None or not pipeline.open or not link.up:
-                    pipeline = await link.fire(deadline)
+                pipeline = link.ready_fire() or await link.fire(deadline)
                 pipeline.publish(exchange, routing_key, self._header, data)
                 if pipeline.backlog > BACKLOG:  # a sender faster than the socket waits for it
                     await pipeline.drain()

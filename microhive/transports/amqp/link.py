@@ -7,9 +7,12 @@ needed. aiormq speaks the protocol; this module adds
 - a supervisor task that connects, and after a loss reconnects with capped exponential
   backoff, in a loop (never recursion), then lets every registered resource re-declare what
   it needs (queues, bindings, consumers);
-- :class:`Pipeline`: frames written by many callers during one event-loop iteration leave
-  in one write, and a publisher-confirm window (many publishes in flight on one channel,
-  each caller waiting for its own confirm) instead of one round trip per message.
+- the channels every user of the connection shares: one for declarations and queries, and
+  two :class:`~.pipeline.Pipeline` (frames of many callers in one write; one of them with
+  the publisher-confirm window).
+
+The reconnect policy and :class:`LinkDown` are every engine's (:mod:`..links`); the first
+connect gives up after the URL's ``connect_timeout``, later reconnects never do.
 """
 
 from __future__ import annotations
@@ -18,23 +21,17 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiormq
 import aiormq.exceptions as amqp_errors
-from aiormq.abc import ChannelFrame
 
 from ...errors import ConfigurationError, TransportError
-from ...retry import Backoff
-from . import wire
+from ..links import RECONNECT, LinkDown
 from .options import AmqpOptions
+from .pipeline import Pipeline
 
 log = logging.getLogger("microhive.amqp")
-
-RECONNECT = Backoff(initial=0.05, factor=2.0, maximum=2.0, jitter=0.2)
-"""Reconnect delays: 50 ms doubling to 2 s, so a restarted server is found again quickly."""
 
 
 class _QuietReconnects(logging.Filter):
@@ -52,16 +49,8 @@ _LINKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Link]] = 
 )
 
 
-class LinkDown(TransportError):
-    """The connection to RabbitMQ is down; callers retry until ``retry_timeout``."""
-
-
 class AccessRefused(TransportError):
     """RabbitMQ refused the credentials, the virtual host, or an operation."""
-
-
-class QueueFull(TransportError):
-    """RabbitMQ refused a message (``x-overflow: reject-publish`` on a full queue)."""
 
 
 def broken(exc: BaseException) -> bool:
@@ -92,14 +81,15 @@ Resource = Callable[[int], Awaitable[None]]
 
 
 async def acquire(options: AmqpOptions) -> Link:
-    """The process's link to ``options``' server, started and counted."""
+    """The process's link to ``options``' server, started and counted; :class:`LinkDown`
+    when it cannot connect within ``options.connect_timeout``."""
     links = _LINKS.setdefault(asyncio.get_running_loop(), {})
     link = links.get(options.connection_url)
     if link is None or link.closed:
         link = links[options.connection_url] = Link(options)
     link.refs += 1
     try:
-        await link.start()
+        await link.start(options.connect_timeout)
     except BaseException:
         await release(link)
         raise
@@ -143,11 +133,12 @@ class Link:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the supervisor (once) and wait for the first connection.
+    async def start(self, budget: float) -> None:
+        """Start the supervisor (once) and wait up to ``budget`` seconds for the connection.
 
         Raises :class:`AccessRefused` at once for bad credentials or virtual host, and
-        :class:`LinkDown` when no connection could be made within ``retry_timeout``.
+        :class:`LinkDown` when no connection could be made in time (the supervisor keeps
+        trying for other users of the link; the last :func:`release` stops it).
         """
         if self._task is None:
             self._first = self._loop.create_future()
@@ -156,12 +147,12 @@ class Link:
             return
         assert self._first is not None
         try:
-            async with asyncio.timeout(self.options.retry_timeout):
+            async with asyncio.timeout(budget):
                 await asyncio.shield(self._first)
         except TimeoutError:
             raise LinkDown(
-                f"could not connect to {self.options.safe_url} "
-                f"within {self.options.retry_timeout:g} s"
+                f"could not connect to {self.options.safe_url} within {budget:g} s "
+                "(connect_timeout)"
             ) from None
 
     async def close(self) -> None:
@@ -176,7 +167,7 @@ class Link:
                 await self._task
         for pipeline in (self._confirms, self._fire):
             if pipeline is not None:
-                pipeline.stop()
+                await pipeline.close()
         connection, self.connection = self.connection, None
         self._up.clear()
         if connection is not None and not connection.is_closed:
@@ -250,7 +241,7 @@ class Link:
         try:
             connection = aiormq.Connection(
                 self.options.connection_url,
-                client_properties={"connection_name": "microhive"},
+                client_properties={"connection_name": self.options.connection_name},
             )
         except Exception as exc:  # the URL itself: retrying cannot help
             self._fail_first(
@@ -300,7 +291,7 @@ class Link:
                 raise
         except Exception as exc:
             log.warning(
-                "connection to RabbitMQ at %s lost: %s", self.options.safe_url, _describe(exc)
+                "connection to RabbitMQ at %s lost: %s", self.options.safe_url, describe(exc)
             )
         self._up.clear()
         for pipeline in (self._confirms, self._fire):
@@ -318,7 +309,7 @@ class Link:
             except Exception as exc:
                 if broken(exc) or cancelled_by_link(exc):
                     return  # lost again: the next reconnect resumes everything
-                log.error("could not resume %r after reconnecting: %s", key, _describe(exc))
+                log.error("could not resume %r after reconnecting: %s", key, describe(exc))
 
     # -- channels ----------------------------------------------------------------------------
 
@@ -347,6 +338,16 @@ class Link:
         if self._rpc is channel:
             self._rpc = None
 
+    def ready_confirms(self) -> Pipeline | None:
+        """The confirm pipeline when it is open: the hot path, without an await."""
+        pipeline = self._confirms
+        return pipeline if pipeline is not None and pipeline.open and self.up else None
+
+    def ready_fire(self) -> Pipeline | None:
+        """The pipeline without confirms when it is open."""
+        pipeline = self._fire
+        return pipeline if pipeline is not None and pipeline.open and self.up else None
+
     async def confirms(self, deadline: float | None = None) -> Pipeline:
         """The connection's publisher-confirm pipeline (one confirm window per connection)."""
         pipeline = self._confirms
@@ -356,7 +357,9 @@ class Link:
             pipeline = self._confirms
             if pipeline is None or not pipeline.open or not self.up:
                 channel = await self.channel(confirms=True, deadline=deadline)
-                pipeline = self._confirms = Pipeline(channel, self.options.confirm_window)
+                pipeline = self._confirms = Pipeline(
+                    channel, self.options.confirm_window, self.generation
+                )
             return pipeline
 
     async def fire(self, deadline: float | None = None) -> Pipeline:
@@ -368,7 +371,7 @@ class Link:
             pipeline = self._fire
             if pipeline is None or not pipeline.open or not self.up:
                 channel = await self.channel(deadline=deadline)
-                pipeline = self._fire = Pipeline(channel, 0)
+                pipeline = self._fire = Pipeline(channel, 0, self.generation)
             return pipeline
 
     def translate(self, exc: BaseException) -> Exception:
@@ -376,166 +379,13 @@ class Link:
         if isinstance(exc, TransportError | ConfigurationError):
             return exc
         if broken(exc) or cancelled_by_link(exc):
-            return LinkDown(f"connection to {self.options.safe_url} lost ({_describe(exc)})")
+            return LinkDown(f"connection to {self.options.safe_url} lost ({describe(exc)})")
         if isinstance(exc, amqp_errors.ChannelAccessRefused):
-            return AccessRefused(f"RabbitMQ refused: {_describe(exc)}")
-        return TransportError(f"RabbitMQ at {self.options.safe_url}: {_describe(exc)}")
+            return AccessRefused(f"RabbitMQ refused: {describe(exc)}")
+        return TransportError(f"RabbitMQ at {self.options.safe_url}: {describe(exc)}")
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An aiormq error for a message: its type and RabbitMQ's reply text."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-_CHANNEL_PARTS = ("delivery_tag", "confirmations", "message_id_delivery_tag", "write_queue")
-
-
-class Pipeline:
-    """Frames of one channel, coalesced into few writes; with confirms, a confirm window.
-
-    ``window`` > 0 turns on publisher confirms: :meth:`publish` returns a future that aiormq
-    resolves with the broker's ack, fails with ``PublishError`` when a mandatory message is
-    returned and ``DeliveryError`` when it is nacked, and fails when the channel closes.
-    Callers wait in :meth:`room` while ``window`` publishes are unconfirmed.
-    """
-
-    def __init__(self, channel: aiormq.abc.AbstractChannel, window: int) -> None:
-        self.channel: Any = channel  # aiormq.Channel: its confirm bookkeeping is used directly
-        missing = [name for name in _CHANNEL_PARTS if not hasattr(channel, name)]
-        if missing:
-            raise TransportError(
-                f"this aiormq version's channels lack {missing}: install aiormq>=7.2,<8"
-            )
-        self.number: int = channel.number
-        self.window = window
-        self.frame_max: int = channel.connection.connection_tune.frame_max or 131072
-        self.in_flight = 0
-        self._out: list[bytes] = []
-        self._wake = asyncio.Event()
-        self._waiting: deque[asyncio.Future[None]] = deque()
-        self._methods: dict[tuple[str, str, bool], bytes] = {}
-        self._stopped = False
-        self._busy = False
-        self._drained: deque[asyncio.Future[None]] = deque()
-        self._task = asyncio.get_running_loop().create_task(self._write())
-
-    @property
-    def open(self) -> bool:
-        return not self._stopped and not self.channel.is_closed
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._task.cancel()
-        self._out.clear()
-        self._wake_drained()
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def room(self) -> None:
-        """Wait while the confirm window is full."""
-        while self.window and self.in_flight >= self.window and self.open:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiting.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-
-    @property
-    def backlog(self) -> int:
-        """Messages queued here and not yet handed to the connection's writer."""
-        return len(self._out)
-
-    def send(self, data: bytes) -> None:
-        """Queue raw frames (acks, nacks); they go out with the next write."""
-        if not self.open:
-            raise LinkDown("channel closed")
-        self._out.append(data)
-        self._wake.set()
-
-    def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        header: bytes,
-        body: bytes,
-        *,
-        mandatory: bool = False,
-        message_id: str | None = None,
-    ) -> asyncio.Future[Any] | None:
-        """Queue one message; with confirms, the future of its confirm."""
-        if not self.open:
-            raise LinkDown("channel closed")
-        key = (exchange, routing_key, mandatory)
-        method = self._methods.get(key)
-        if method is None:
-            if len(self._methods) > 4096:
-                self._methods.clear()
-            method = self._methods[key] = wire.publish_method(
-                self.number, exchange, routing_key, mandatory
-            )
-        confirm: asyncio.Future[Any] | None = None
-        if self.window:
-            channel = self.channel
-            tag = channel.delivery_tag = channel.delivery_tag + 1
-            confirm = channel.create_future()
-            channel.confirmations[tag] = confirm
-            self.in_flight += 1
-            if mandatory and message_id:
-                returns = channel.message_id_delivery_tag
-                returns[message_id] = tag
-
-                def forget(_: object, message_id: str = message_id, tag: int = tag) -> None:
-                    if returns.get(message_id) == tag:
-                        del returns[message_id]
-                    self._confirmed()
-
-                confirm.add_done_callback(forget)
-            else:
-                confirm.add_done_callback(self._confirmed)
-        self._out.append(method + wire.content_frames(self.number, header, body, self.frame_max))
-        self._wake.set()
-        return confirm
-
-    def _confirmed(self, _: object = None) -> None:
-        self.in_flight -= 1
-        if self._waiting and self.in_flight < self.window:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def drain(self) -> None:
-        """Wait until every queued frame was handed to the connection's writer (frames sent
-        later on this connection, such as an RPC, go after them)."""
-        while (self._out or self._busy) and self.open:
-            waiter = asyncio.get_running_loop().create_future()
-            self._drained.append(waiter)
-            await waiter
-
-    async def _write(self) -> None:
-        write_queue = self.channel.write_queue
-        out = self._out
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                self._busy = True
-                try:
-                    while out:
-                        payload = b"".join(out)
-                        out.clear()
-                        await write_queue.put(ChannelFrame(payload=payload, should_close=False))
-                finally:
-                    self._busy = False
-                    self._wake_drained()
-        except asyncio.CancelledError:
-            pass
-
-    def _wake_drained(self) -> None:
-        while self._drained:
-            waiter = self._drained.popleft()
-            if not waiter.done():
-                waiter.set_result(None)

@@ -1,8 +1,10 @@
 """``amqp://`` and ``amqps://`` URLs: microhive's own query options and the names it declares.
 
 Everything in the query string that is not one of :data:`DEFAULTS` goes to aiormq
-(``heartbeat``, ``cafile``, ``certfile``, ``keyfile``, ``no_verify_ssl``, ``name``...). The
-password is used to connect and nowhere else: messages only show :func:`redact`-ed URLs.
+(``heartbeat``, ``cafile``, ``certfile``, ``keyfile``, ``no_verify_ssl``, ``name``...);
+``name`` is also the connection name RabbitMQ shows (client property ``connection_name``,
+``microhive`` when not given). The password is used to connect and nowhere else: messages
+only show :func:`redact`-ed URLs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import ConfigurationError
 from ...urls import number_option, redact
+from ..links import CONNECT_TIMEOUT
 
 OVERFLOW_POLICIES = ("drop-head", "reject-publish", "reject-publish-dlx")
 QUEUE_TYPES = ("classic", "quorum")
@@ -21,13 +24,13 @@ QUEUE_TYPES = ("classic", "quorum")
 # option -> default; see docs/transports/amqp.md
 DEFAULTS: dict[str, float | str] = {
     "prefix": "",  # put before every queue and exchange name microhive declares
-    "retry_timeout": 30.0,  # how long sends and reconnects retry through an outage (s)
+    "retry_timeout": 30.0,  # how long a send waits for a lost connection to come back (s)
     "confirm_window": 2048,  # unconfirmed publishes in flight per connection
     "max_length": 0,  # x-max-length of every queue (0: no limit)
     "max_length_bytes": 0,  # x-max-length-bytes of every queue (0: no limit)
     "overflow": "drop-head",  # x-overflow: what a full queue does
     "queue_type": "classic",  # x-queue-type of work and dead-letter queues
-    "connect_timeout": 10.0,  # one connection attempt (s)
+    "connect_timeout": CONNECT_TIMEOUT,  # how long connect() keeps trying, in all (s)
 }
 
 _INTEGERS = {"confirm_window", "max_length", "max_length_bytes"}
@@ -93,7 +96,8 @@ class AmqpOptions:
     max_length_bytes: int = 0
     overflow: str = "drop-head"
     queue_type: str = "classic"
-    connect_timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT
+    connection_name: str = "microhive"
 
     @property
     def safe_url(self) -> str:
@@ -147,6 +151,8 @@ def parse(url: str) -> AmqpOptions:
             ours[key] = _option(url, key, value)
         elif key in _AIORMQ:
             theirs.append((key, value))
+            if key == "name" and value:
+                ours["connection_name"] = value
         else:
             known = ", ".join(sorted(set(DEFAULTS) | _AIORMQ))
             raise ConfigurationError(

@@ -18,12 +18,15 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 from pamqp import encode
 from pamqp import frame as pamqp_frame
 
+from ...broker import DeadLetter
 from ...codecs import Codec, JsonCodec, envelope_from_dict
 from ...envelope import Envelope, Kind, new_id
 from ...errors import DecodeError
@@ -208,3 +211,66 @@ def foreign(payload: Any, props: spec.Basic.Properties, queue: str) -> Envelope:
         stamp.timestamp() if stamp is not None else time.time(),
         1,
     )
+
+
+def dead_letter_properties(
+    queue: str, envelope: Envelope | None, reason: str, content_type: str
+) -> bytes:
+    """The properties of a message microhive dead-letters: why, when, which attempt, from
+    which queue (headers ``x-reason``, ``x-dead-at``, ``x-attempt``, ``x-queue``)."""
+    headers: dict[str, Any] = {
+        "x-reason": reason,
+        "x-attempt": envelope.attempt if envelope is not None else 1,
+        "x-queue": queue,
+        "x-dead-at": datetime.fromtimestamp(time.time(), UTC),
+    }
+    if envelope is not None and envelope.headers:
+        headers.update({k: v for k, v in envelope.headers.items() if k not in headers})
+    return properties(
+        content_type=content_type,
+        delivery_mode=PERSISTENT,
+        message_id=envelope.id if envelope is not None else None,
+        app_id=(envelope.sender or None) if envelope is not None else None,
+        kind=envelope.kind.value if envelope is not None else None,
+        timestamp=envelope.sent_at if envelope is not None else None,
+        headers=headers,
+    )
+
+
+def dead_letter(codec: Codec, queue: str, message: DeliveredMessage) -> DeadLetter:
+    """A message of a dead-letter queue, dead-lettered by microhive (its headers say why) or
+    by RabbitMQ itself (overflow, a reject, expiry: its ``x-death`` header says why)."""
+    props = message.header.properties
+    headers = props.headers or {}
+    envelope, _ = incoming(codec, message.body, props, queue)
+    reason = _text(headers.get("x-reason"))
+    attempt = headers.get("x-attempt")
+    stamp: Any = headers.get("x-dead-at")
+    dead_at = stamp.timestamp() if isinstance(stamp, datetime) else None
+    if reason is None:
+        deaths: Any = headers.get("x-death") or [{}]
+        first: Any = deaths[0] if isinstance(deaths, list) and deaths else {}
+        if not isinstance(first, dict):
+            first = {}
+        why = _text(first.get("reason")) or "dead-lettered"
+        reason = f"{why} (by RabbitMQ)"
+        stamp = first.get("time")
+        dead_at = stamp.timestamp() if hasattr(stamp, "timestamp") else None
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        attempt = envelope.attempt if envelope is not None else 1
+    if not isinstance(dead_at, int | float) or isinstance(dead_at, bool):
+        dead_at = time.time()
+    return DeadLetter(
+        queue=queue,
+        reason=reason,
+        raw=message.body,
+        envelope=envelope,
+        attempt=attempt,
+        dead_at=float(dead_at),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
