@@ -273,6 +273,9 @@ class AmqpConsumer(Consumer):
             raise ConsumerClosed(self.amqp_queue)
         return await self.handover.take()
 
+    def ready(self, limit: int) -> list[Delivery]:
+        return list(self.handover.take_now(limit))
+
     def acked(self, delivery: AmqpDelivery) -> None:
         """Acknowledge, coalesced: the acks of one event-loop iteration leave together, as one
         ``multiple`` ack for the settled run at the head of the delivery order, plus single
