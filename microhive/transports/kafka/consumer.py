@@ -11,6 +11,8 @@
 - ``close()`` stops intake and gives back what was not handed out; the group membership
   stays until the deliveries already handed out are settled, so they can still be
   committed, then the consumer commits and leaves the group.
+- A delivery settles through its consumer only (:class:`Settling`): retries and dead
+  letters are produced by the :class:`~.producer.Outlet`, the offset is marked here.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ of an iteration are gathered per partition and handed to aiokafka as finished ba
 Partitions are chosen as aiokafka's default partitioner does (murmur2 of the key, as the
 Java client), so a key lands where other Kafka clients put it; records without a key go
 to one partition per batch, in turn.
+
+:class:`Outlet` knows which topic a record goes to: the queue's, its delay topic (with the
+due time) or its dead-letter topic (with the reason).
 """
 
 from __future__ import annotations
