@@ -89,7 +89,7 @@ class KafkaBroker(QueueBroker):
     async def _publish(
         self, queue: str, envelope: Envelope, data: bytes, *, key: str | None, delay: float
     ) -> None:
-        if not self._topics.ready(queue):
+        if queue not in self._topics.ready:
             await self._topics.ensure(queue)
         raw_key = key.encode() if key is not None else None
         await self._outlet.send(queue, data, raw_key, delay)

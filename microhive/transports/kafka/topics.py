@@ -29,13 +29,9 @@ class Topics:
         self.options = link.options
         self.what = link.what
         self.created: dict[str, asyncio.Future[None]] = {}
+        self.ready: set[str] = set()  # queues whose topics exist: every send looks here
         self._inspector: Any = None
         self._inspecting = asyncio.Lock()
-
-    def ready(self, queue: str) -> bool:
-        """The queue's topics exist (cheap: the hot path of every send asks)."""
-        known = self.created.get(queue)
-        return known is not None and known.done() and known.exception() is None
 
     async def ensure(self, queue: str) -> None:
         """Create the queue's topics if missing (once per broker; a failure is tried again
@@ -57,6 +53,7 @@ class Topics:
             future.exception()  # retrieved: the next call tries again
             raise
         future.set_result(None)
+        self.ready.add(queue)
 
     async def _create(self, queue: str) -> None:
         options = self.options
@@ -137,6 +134,7 @@ class Topics:
 
     async def close(self) -> None:
         self.created.clear()
+        self.ready.clear()
         inspector, self._inspector = self._inspector, None
         if inspector is not None:
             await stop(inspector, self.what)
