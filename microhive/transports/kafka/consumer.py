@@ -11,6 +11,8 @@
 - ``close()`` stops intake and gives back what was not handed out; the group membership
   stays until the deliveries already handed out are settled, so they can still be
   committed, then the consumer commits and leaves the group.
+- A delivery settles through its consumer only (:class:`Settling`): retries and dead
+  letters are produced by the :class:`~.producer.Outlet`, the offset is marked here.
 """
 
 from __future__ import annotations
@@ -18,21 +20,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 
 from ...broker import Consumer, Delivery
+from ...codecs import Codec
 from ...envelope import Envelope
 from ...errors import ConsumerClosed, DecodeError
 from ..handover import Handover
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
+from .options import KafkaOptions
+from .producer import Outlet
 from .wire import ATTEMPT, GROUP, header
 
-if TYPE_CHECKING:
-    from .broker import KafkaBroker
-
 log = logging.getLogger("microhive.kafka")
+
+
+class Settling(Protocol):
+    """What a delivery settles through (its consumer): where retries and dead letters go,
+    and whom to tell that an offset is done or to be read again."""
+
+    codec: Codec
+
+    def settled(self, delivery: KafkaDelivery, done: bool) -> None: ...
+
+    async def requeue(self, data: bytes, key: bytes | None, delay: float, attempt: int) -> None: ...
+
+    async def bury(self, raw: bytes, key: bytes | None, reason: str, attempt: int) -> None: ...
 
 
 class KafkaDelivery(Delivery):
@@ -40,7 +56,7 @@ class KafkaDelivery(Delivery):
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: Settling,
         offsets: Offsets,
         offset: int,
         key: bytes | None,
@@ -62,7 +78,7 @@ class KafkaDelivery(Delivery):
 
     async def ack(self) -> None:
         if self._settle():
-            self.consumer._settled(self, True)
+            self.consumer.settled(self, True)
 
     async def retry(self, delay: float, reason: str) -> None:
         """A new record (``attempt + 1``) for this group, then this offset is done. Delayed:
@@ -72,15 +88,14 @@ class KafkaDelivery(Delivery):
         assert self.envelope is not None, "an undecodable message cannot be retried"
         consumer = self.consumer
         envelope = self.envelope.next_attempt(**{"x-last-error": reason})
-        broker = consumer.broker
         try:
-            await broker._requeue(
-                consumer.queue, broker.codec.encode(envelope), self.key, delay, envelope.attempt
+            await consumer.requeue(
+                consumer.codec.encode(envelope), self.key, delay, envelope.attempt
             )
         except BaseException:
-            consumer._settled(self, False)  # not stored: it comes back instead
+            consumer.settled(self, False)  # not stored: it comes back instead
             raise
-        consumer._settled(self, True)
+        consumer.settled(self, True)
 
     async def dead_letter(self, reason: str) -> None:
         if not self._settle():
@@ -88,24 +103,45 @@ class KafkaDelivery(Delivery):
         consumer = self.consumer
         attempt = self.envelope.attempt if self.envelope is not None else 1
         try:
-            await consumer.broker._bury(consumer.queue, self.raw, self.key, reason, attempt)
+            await consumer.bury(self.raw, self.key, reason, attempt)
         except BaseException:
-            consumer._settled(self, False)
+            consumer.settled(self, False)
             raise
-        consumer._settled(self, True)
+        consumer.settled(self, True)
 
     async def release(self) -> None:
         """Not committed: it is read again — at once by this consumer if it is still open
         (it seeks back), else by whoever gets the partition next."""
         if self._settle():
-            self.consumer._settled(self, False)
+            self.consumer.settled(self, False)
+
+    def withdraw(self) -> bool:
+        """Given back before any handler saw it (a rebalance, a close): False if it was
+        settled already. The consumer does not seek back: the next reader gets it."""
+        if not self._settle():
+            return False
+        self.offsets.release(self.offset)
+        return True
 
 
 class KafkaConsumer(Consumer):
-    def __init__(self, broker: KafkaBroker, queue: str, name: str, prefetch: int) -> None:
-        options = broker.options
-        self.broker = broker
+    """A member of the queue's consumer group; implements :class:`Settling` for its
+    deliveries."""
+
+    def __init__(
+        self,
+        options: KafkaOptions,
+        outlet: Outlet,
+        codec: Codec,
+        queue: str,
+        name: str,
+        prefetch: int,
+        left: Callable[[KafkaConsumer], None],
+    ) -> None:
         self.options = options
+        self.outlet = outlet
+        self.codec = codec
+        self.left = left  # told once the consumer left its group
         self.queue = queue
         self.topic = options.topic(queue)
         self.name = name
@@ -192,7 +228,7 @@ class KafkaConsumer(Consumer):
             await client.getmany(timeout_ms=0)
 
     def _take(self, offsets: Offsets, records: list[Any]) -> None:
-        codec = self.broker.codec
+        codec = self.codec
         group = self.group
         taken = []
         for record in records:
@@ -227,7 +263,13 @@ class KafkaConsumer(Consumer):
 
     # -- settling and committing ---------------------------------------------------------
 
-    def _settled(self, delivery: KafkaDelivery, done: bool) -> None:
+    async def requeue(self, data: bytes, key: bytes | None, delay: float, attempt: int) -> None:
+        await self.outlet.requeue(self.queue, data, key, delay, attempt)
+
+    async def bury(self, raw: bytes, key: bytes | None, reason: str, attempt: int) -> None:
+        await self.outlet.bury(self.queue, raw, key, reason, attempt)
+
+    def settled(self, delivery: KafkaDelivery, done: bool) -> None:
         self.unsettled -= 1
         offsets = delivery.offsets
         if done:
@@ -281,9 +323,8 @@ class KafkaConsumer(Consumer):
         lost_set = set(revoked)
         kept = []
         for delivery in self.handover.clear():  # read, not handed out: the next owner reads them
-            if delivery.offsets.tp in lost_set and delivery._settle():
+            if delivery.offsets.tp in lost_set and delivery.withdraw():
                 self.unsettled -= 1
-                delivery.offsets.release(delivery.offset)
             else:
                 kept.append(delivery)
         self.handover.give_all(kept)
@@ -313,9 +354,8 @@ class KafkaConsumer(Consumer):
         self.handover.fail(ConsumerClosed(self.queue))
         await _cancel(self._fetcher)
         for delivery in self.handover.clear():
-            if delivery._settle():
+            if delivery.withdraw():
                 self.unsettled -= 1
-                delivery.offsets.release(delivery.offset)
         self._dirty.set()
         if self.unsettled <= 0:
             await asyncio.shield(self._finished)
@@ -324,7 +364,7 @@ class KafkaConsumer(Consumer):
         try:
             await stop(self.client, repr(self))
         finally:
-            self.broker._forget(self)
+            self.left(self)
             if not self._finished.done():
                 self._finished.set_result(None)
 

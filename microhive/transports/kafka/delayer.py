@@ -18,15 +18,14 @@ import contextlib
 import heapq
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
+from .options import KafkaOptions
+from .producer import Produce
 from .wire import DUE, header
-
-if TYPE_CHECKING:
-    from .broker import KafkaBroker
 
 log = logging.getLogger("microhive.kafka")
 
@@ -37,9 +36,9 @@ Entry = tuple[int, int, Offsets, int, bytes | None, bytes, list[tuple[str, bytes
 class Mover:
     """Moves due records of one queue's delay topic to the queue's topic."""
 
-    def __init__(self, broker: KafkaBroker, queue: str) -> None:
-        options = broker.options
-        self.broker = broker
+    def __init__(self, options: KafkaOptions, produce: Produce, queue: str) -> None:
+        self.options = options
+        self.produce = produce
         self.queue = queue
         self.topic = options.topic(queue)
         self.limit = options.delay_buffer
@@ -56,10 +55,10 @@ class Mover:
         self._committing = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"<delay mover of {self.queue!r} on {self.broker.options.safe_url}>"
+        return f"<delay mover of {self.queue!r} on {self.options.safe_url}>"
 
     async def start(self) -> None:
-        topic = self.broker.options.delay_topic(self.queue)
+        topic = self.options.delay_topic(self.queue)
         self.client.subscribe([topic], listener=Listener(self._revoked, self._assigned))
         await self.client.start()
         self.task = asyncio.get_running_loop().create_task(
@@ -130,7 +129,7 @@ class Mover:
         if not due:
             return
         results = await asyncio.gather(
-            *(self.broker._produce(self.topic, e[5], e[4], e[6] or None) for e in due),
+            *(self.produce(self.topic, e[5], e[4], e[6] or None) for e in due),
             return_exceptions=True,
         )
         failed = 0

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiokafka.abc import ConsumerRebalanceListener
 
+from ..links import RECONNECT
+
 log = logging.getLogger("microhive.kafka")
 
 
@@ -134,7 +136,8 @@ class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def pause_after_failure(failures: int, what: str, exc: Exception) -> None:
-    """A loop that must never end failed: say so once, then back off (capped at 5 s)."""
+    """A loop that must never end failed: say so once, then back off as every engine's
+    link does (:data:`RECONNECT`; aiokafka reconnects underneath)."""
     if failures == 1:
         log.warning("%s: %s; trying again", what, exc)
-    await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+    await asyncio.sleep(RECONNECT.delay(failures))

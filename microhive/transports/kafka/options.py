@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from ...errors import ConfigurationError
 from ...urls import number_option, redact
+from ..links import CONNECT_TIMEOUT
 
 DEFAULT_PORT = 9092
 
@@ -35,7 +36,7 @@ DEFAULTS: dict[str, float | str] = {
     "max_poll_interval": 300.0,  # a consumer not polling this long leaves the group
     "delay_buffer": 10_000,  # delayed messages one process holds in memory until due
     "request_timeout": 30.0,  # one request to the cluster
-    "connect_timeout": 10.0,  # connecting at start
+    "connect_timeout": CONNECT_TIMEOUT,  # connect(): trying, retries included, then LinkDown
     "client_id": "microhive",  # shown in the cluster's logs and metrics
 }
 
@@ -64,7 +65,7 @@ class KafkaOptions:
     max_poll_interval: float = 300.0
     delay_buffer: int = 10_000
     request_timeout: float = 30.0
-    connect_timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT
     client_id: str = "microhive"
 
     @property

@@ -9,20 +9,79 @@ of an iteration are gathered per partition and handed to aiokafka as finished ba
 Partitions are chosen as aiokafka's default partitioner does (murmur2 of the key, as the
 Java client), so a key lands where other Kafka clients put it; records without a key go
 to one partition per batch, in turn.
+
+:class:`Outlet` knows which topic a record goes to: the queue's, its delay topic (with the
+due time) or its dead-letter topic (with the reason).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
+
+from .options import KafkaOptions
+from .wire import encoded
 
 log = logging.getLogger("microhive.kafka")
 
 Headers = list[tuple[str, bytes]] | None
 Item = tuple[bytes | None, bytes, Headers, asyncio.Future[None]]
+Produce = Callable[[str, bytes, bytes | None, Headers], Awaitable[None]]
+
+
+class Outlet:
+    """Where a queue's records go: new and retried messages to the queue's topic (through
+    its delay topic when they are not due yet), dead letters to its dead-letter topic.
+
+    Deliveries settle through it (via their consumer), the broker publishes through it.
+    """
+
+    __slots__ = ("options", "produce")
+
+    def __init__(self, options: KafkaOptions, produce: Produce) -> None:
+        self.options = options
+        self.produce = produce
+
+    def send(self, queue: str, data: bytes, key: bytes | None, delay: float) -> Awaitable[None]:
+        """A new message: the produce to await (returned as it is, so that the hot path of
+        every send pays for no coroutine of its own here)."""
+        if delay > 0:
+            due = encoded(due=_due(delay))
+            return self.produce(self.options.delay_topic(queue), data, key, due)
+        return self.produce(self.options.topic(queue), data, key, None)
+
+    async def requeue(
+        self, queue: str, data: bytes, key: bytes | None, delay: float, attempt: int
+    ) -> None:
+        """A retry for this broker's group: to the delay topic, or at once to the queue."""
+        headers = encoded(group=self.options.group, attempt=str(attempt))
+        if delay > 0:
+            headers += encoded(due=_due(delay))
+            await self.produce(self.options.delay_topic(queue), data, key, headers)
+        else:
+            await self.produce(self.options.topic(queue), data, key, headers)
+
+    async def bury(
+        self, queue: str, raw: bytes, key: bytes | None, reason: str, attempt: int
+    ) -> None:
+        headers = encoded(
+            reason=reason,
+            attempt=str(attempt),
+            queue=queue,
+            group=self.options.group,
+            dead_at=f"{time.time():.3f}",
+        )
+        await self.produce(self.options.dead_topic(queue), raw, key, headers)
+
+
+def _due(delay: float) -> str:
+    """The ``microhive-due`` header: when a delayed record may go back (Unix time in ms)."""
+    return str(int((time.time() + delay) * 1000))
 
 
 class Batcher:
