@@ -261,6 +261,9 @@ class KafkaConsumer(Consumer):
             raise ConsumerClosed(self.queue)
         return await self.handover.take()
 
+    def ready(self, limit: int) -> list[Delivery]:
+        return list(self.handover.take_now(limit))
+
     # -- settling and committing ---------------------------------------------------------
 
     async def requeue(self, data: bytes, key: bytes | None, delay: float, attempt: int) -> None:

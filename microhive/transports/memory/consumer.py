@@ -60,7 +60,14 @@ class MemoryConsumer(Consumer):
     async def get(self) -> Delivery:
         if self.closed:
             raise ConsumerClosed(self.queue.name)
-        raw = await self.queue.get(self._waiting)
+        return self._delivery(await self.queue.get(self._waiting))
+
+    def ready(self, limit: int) -> list[Delivery]:
+        if self.closed:
+            return []
+        return [self._delivery(raw) for raw in self.queue.take_now(limit)]
+
+    def _delivery(self, raw: bytes) -> MemoryDelivery:
         try:
             envelope: Envelope | None = self.codec.decode(raw)
             error = None

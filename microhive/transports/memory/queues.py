@@ -63,6 +63,13 @@ class MemoryQueue:
         handle = loop.call_later(delay, fire)
         self.delayed.add(handle)
 
+    def take_now(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` waiting messages without waiting, counted in flight."""
+        ready = self.ready
+        count = min(limit, len(ready))
+        self.in_flight += count
+        return [ready.popleft() for _ in range(count)]
+
     async def get(self, waiting: set[asyncio.Future[bytes]]) -> bytes:
         """The next message, counted in flight; ``waiting`` lets a consumer close the wait."""
         if self.ready:
