@@ -1,63 +1,42 @@
 """One nats-py connection with microhive's policies on top.
 
-- Connecting fails fast (each server tried twice) with an error that names the URL without
-  its password or token; once connected, nats-py reconnects by itself for ever (with a
-  capped exponential pause where nats-py lets us choose it) and subscribes again.
-- :meth:`Connection.request` multiplexes requests (JetStream publish acknowledgements and
-  API calls) over one wildcard reply subscription and decodes answers with orjson: cheaper
-  than nats-py's JetStream layer, and requests fail at once when the connection drops
-  instead of waiting for their timeout.
-- Owners hear about disconnects and reconnects (:meth:`Connection.watch`) to log the loss
-  window of signals and to issue pull requests again.
+- ``open()`` keeps trying for ``connect_timeout`` seconds in all (pausing as
+  :data:`~microhive.transports.links.RECONNECT` says between attempts), then raises
+  :class:`LinkDown` naming the URL without its password or token; a refused login or an
+  untrusted certificate fails at once. Once connected, nats-py reconnects by itself for ever
+  (with a capped exponential pause where nats-py lets us choose it) and subscribes again.
+- :meth:`Link.request_raw` multiplexes requests (JetStream publish acknowledgements and API
+  calls) over one wildcard reply subscription: cheaper than nats-py's request machinery.
+- A handler that raises never reaches nats-py's read loop (that would leave the connection
+  deaf until a reconnect): the failure is logged with the subject and the message handed to
+  the subscription's ``rescue`` (a queue consumer dead-letters it).
+- Owners hear about disconnects and reconnects (:meth:`Link.watch`) to log the loss window of
+  signals and to issue pull requests again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
 from ...envelope import new_id
 from ...errors import TransportError
-from ...retry import Backoff
+from ..links import RECONNECT, LinkDown
+from . import internals
+from .internals import Handler
 from .options import NatsOptions
 
 log = logging.getLogger("microhive.nats")
 
-RECONNECT = Backoff(initial=0.05, factor=2.0, maximum=2.0, jitter=0.2)
-"""Pauses between reconnection attempts (and retries of sends): 50 ms doubling to a cap."""
-
-STATUS = "Status"
-DESCRIPTION = "Description"
-
-
-class LinkError(TransportError):
-    """The connection is down (or dropped while waiting); retried until ``retry_timeout``."""
-
-
-class NoResponders(TransportError):
-    """Nobody answers the subject: for JetStream, no stream (or consumer) is there."""
-
-
-class ApiError(TransportError):
-    """JetStream refused a request; ``code`` is the HTTP-like code, ``err_code`` its own."""
-
-    def __init__(self, message: str, code: int = 0, err_code: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-        self.err_code = err_code
-
-
 Listener = Callable[[], Awaitable[None] | None]
-Handler = Callable[[bytes, bytes, bytes, "dict[str, str] | None"], Awaitable[None] | None]
-"""Receives ``(subject, reply, data, headers)`` of each message of a subscription."""
+Rescue = Callable[[bytes, bytes, bytes, str], None]
+"""Takes ``(subject, reply, data, reason)`` of a message whose handler raised."""
 
 
 class Message:
@@ -71,73 +50,8 @@ class Message:
         self.headers = headers
 
 
-@functools.cache
-def _client_class() -> Any:
-    """nats-py's client, with messages of microhive's subscriptions handed straight to their
-    handler from the reader (no ``Msg`` object, no queue, no task switch per message) when
-    this nats-py's internals are the known ones; else nats-py's client as it is."""
-    from nats.aio.client import Client
-
-    try:
-        known = list(inspect.signature(Client._process_msg).parameters) == [
-            "self",
-            "sid",
-            "subject",
-            "reply",
-            "data",
-            "headers",
-        ] and hasattr(Client, "_process_headers")
-    except (TypeError, ValueError, AttributeError):
-        known = False
-    if not known:
-        return Client
-
-    class DirectClient(Client):
-        def __init__(self) -> None:
-            super().__init__()
-            self.direct: dict[int, Handler] = {}
-
-        def publish_now(self, subject: bytes, payload: bytes) -> bool:
-            """``PUB`` written to the pending buffer as ``publish()`` does, without its
-            per-message checks (``subject`` is microhive's own, validated once) and without a
-            coroutine. False when ``publish()`` must do it: not connected, too big, the buffer
-            full, or this nats-py's internals not the known ones."""
-            try:
-                if self._status != Client.CONNECTED or len(payload) > self._max_payload:
-                    return False
-                flusher, queue = self._flusher_task, self._flush_queue
-                if flusher is None or flusher.done() or queue is None:
-                    return False
-                command = b"PUB %b %d\r\n%b\r\n" % (subject, len(payload), payload)
-                if self._pending_data_size + len(command) > self._max_pending_size:
-                    return False
-                self._pending.append(command)
-                self._pending_data_size += len(command)
-                self.stats["out_msgs"] += 1
-                self.stats["out_bytes"] += len(payload)
-                if queue.empty():  # wake the flusher, as publish() does
-                    queue.put_nowait(asyncio.get_running_loop().create_future())
-            except (AttributeError, TypeError, KeyError):
-                return False
-            return True
-
-        async def _process_msg(
-            self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
-        ) -> None:
-            handler = self.direct.get(sid)
-            if handler is None:
-                await super()._process_msg(sid, subject, reply, data, headers)
-                return
-            parsed = await self._process_headers(headers) if headers else None
-            result = handler(subject, reply, data, parsed)
-            if result is not None:
-                await result
-
-    return DirectClient
-
-
-class Connection:
-    """A nats-py client, its request multiplexer and reconnect notifications."""
+class Link:
+    """A nats-py client, its request multiplexer, guarded handlers and reconnect notes."""
 
     def __init__(self, options: NatsOptions, role: str) -> None:
         self.options = options
@@ -153,13 +67,14 @@ class Connection:
         self._inbox_len = len(self._inbox) + 1
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._counter = 0
+        self._rescues: dict[int, Rescue | None] = {}  # sid -> what takes a failed message
         self._on_down: list[Listener] = []
         self._on_up: list[Listener] = []
         self._up = asyncio.Event()
         self._loop = asyncio.get_running_loop()
 
     def __repr__(self) -> str:
-        return f"<Connection {self.role} {self.options.safe_url}>"
+        return f"<Link {self.role} {self.options.safe_url}>"
 
     @property
     def up(self) -> bool:
@@ -185,15 +100,51 @@ class Connection:
     # -- connecting ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect; :class:`TransportError` (without secrets) when no server takes us."""
+        """Connect within ``connect_timeout`` (retries included), else :class:`LinkDown`."""
         options = self.options
-        client_class = _client_class()
+        budget = options.connect_timeout
+        deadline = self._loop.time() + budget
+        attempts = 0
+        while True:
+            attempts += 1
+            remaining = deadline - self._loop.time()
+            try:
+                client = await self._attempt(remaining)
+                break
+            except _Final as final:
+                raise LinkDown(self.describe(final.what, final.reason)) from None
+            except _Failed as failed:
+                pause = RECONNECT.delay(attempts)
+                if self._loop.time() + pause >= deadline:
+                    reason = f"{failed.reason} (tried for {budget:g} s)"
+                    raise LinkDown(self.describe("cannot connect to", reason)) from None
+                log.debug("%s; trying again", self.describe("connecting to", failed.reason))
+                await asyncio.sleep(pause)
+        # from now on nats-py reconnects by itself, for ever
+        client.options["allow_reconnect"] = True
+        client.options["max_reconnect_attempts"] = -1
+        client.options["reconnect_time_wait"] = options.reconnect_wait
+        self.client = client
+        self._up.set()
+        try:
+            await self.subscribe(f"{self._inbox}.*", self._on_reply)
+        except Exception as exc:
+            await self.close()
+            raise LinkDown(self.describe("cannot subscribe on", exc)) from None
+
+    async def _attempt(self, remaining: float) -> Any:
+        """One nats-py ``connect()`` (each server tried twice), bounded by ``remaining``."""
+        options = self.options
+        client_class = internals.client_class()
         client = client_class()
+        if hasattr(client, "failed"):
+            client.failed = self._failed
+        share = max(0.5, options.connect_timeout / (2 * len(options.servers)))
         kwargs: dict[str, Any] = {
             "servers": list(options.servers),
             "name": options.name or f"microhive {self.role}",
-            "connect_timeout": options.connect_timeout,
-            "reconnect_time_wait": 0.1,  # while connecting: each server twice, quickly
+            "connect_timeout": max(0.05, min(share, remaining)),
+            "reconnect_time_wait": 0.1,
             "max_reconnect_attempts": 1,
             "allow_reconnect": False,
             "ping_interval": options.ping_interval,
@@ -208,7 +159,7 @@ class Connection:
             try:
                 kwargs["tls"] = options.ssl_context()
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise TransportError(self.describe("cannot load the TLS files for", exc)) from None
+                raise _Final("cannot load the TLS files for", exc) from None
             if options.tls_hostname:
                 kwargs["tls_hostname"] = options.tls_hostname
         if options.user is not None:
@@ -220,13 +171,11 @@ class Connection:
             kwargs["user_credentials"] = options.creds
         if options.nkey:
             kwargs["nkeys_seed"] = options.nkey
-        if _supports_reconnect_handler(client_class):
+        if internals.supports_reconnect_handler(client_class):
             kwargs["reconnect_to_server_handler"] = self._next_server
         self._last_error = ""
-        # each server is tried twice; nats-py can hang after some TLS failures: a deadline
-        budget = 2 * len(options.servers) * (options.connect_timeout + 0.2) + 1.0
-        try:
-            async with asyncio.timeout(budget):
+        try:  # nats-py can hang after some TLS failures: a deadline of our own
+            async with asyncio.timeout(max(0.0, remaining)):
                 await client.connect(**kwargs)
         except asyncio.CancelledError:
             await _abandon(client)
@@ -235,20 +184,13 @@ class Connection:
             await _abandon(client)
             reason = self._last_error or str(exc) or type(exc).__name__
             if isinstance(exc, TimeoutError) and not self._last_error:
-                reason = f"no answer within {budget:.0f} s"
-            what = "cannot authenticate to" if _is_auth(reason) else "cannot connect to"
-            raise TransportError(self.describe(what, reason)) from None
-        # from now on nats-py reconnects by itself, for ever
-        client.options["allow_reconnect"] = True
-        client.options["max_reconnect_attempts"] = -1
-        client.options["reconnect_time_wait"] = options.reconnect_wait
-        self.client = client
-        self._up.set()
-        try:
-            await self.subscribe(f"{self._inbox}.*", self._on_reply)
-        except Exception as exc:
-            await self.close()
-            raise TransportError(self.describe("cannot subscribe on", exc)) from None
+                reason = "no answer"
+            if _is_auth(reason):
+                raise _Final("cannot authenticate to", reason) from None
+            if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in reason:
+                raise _Final("cannot connect to", reason) from None
+            raise _Failed(reason) from None
+        return client
 
     def _next_server(self, servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
         """nats-py asks which server to try next and how long to wait first."""
@@ -261,8 +203,7 @@ class Connection:
         if self.client is None and _is_auth(self._last_error) and not _is_auth(text):
             text = self._last_error  # over TLS a refusal is followed by a reset: keep the cause
         self._last_error = text
-        name = type(exc).__name__
-        if name == "SlowConsumerError":
+        if type(exc).__name__ == "SlowConsumerError":
             self._slow += 1
             if self._slow in (1, 10, 100, 1000) or self._slow % 10_000 == 0:
                 log.error(
@@ -276,10 +217,8 @@ class Connection:
             log.debug("%s", self.describe("connecting to", text))
             return
         self._failures += 1
-        if self._failures == 1:
-            log.warning("%s", self.describe("connection to", text))
-        else:
-            log.debug("%s", self.describe("connection to", text))
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        log.log(level, "%s", self.describe("connection to", text))
 
     async def _disconnected(self) -> None:
         if self.client is None or self.closed:
@@ -300,15 +239,12 @@ class Connection:
         self._failures = 0
         self._up.set()
         log.info(
-            "%s: connected to %s again (%.2f s of retrying)",
-            self.role,
-            self.options.safe_url,
-            away,
+            "%s: connected to %s again (%.2f s of retrying)", self.role, self.options.safe_url, away
         )
         await self._notify(self._on_up)
 
     async def _notify(self, listeners: list[Listener]) -> None:
-        for listener in listeners:
+        for listener in list(listeners):
             try:
                 result = listener()
                 if inspect.isawaitable(result):
@@ -321,11 +257,11 @@ class Connection:
         return self._loop.time() + seconds
 
     async def wait_up(self, deadline: float | None = None) -> None:
-        """Return once connected; :class:`LinkError` after ``deadline`` (a loop time)."""
+        """Return once connected; :class:`LinkDown` after ``deadline`` (a loop time)."""
         if self.up:
             return
         if self.closed or self.client is None:
-            raise LinkError(f"{self.role}: connection to {self.options.safe_url} is closed")
+            raise LinkDown(f"{self.role}: connection to {self.options.safe_url} is closed")
         timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
         try:
             async with asyncio.timeout(timeout):
@@ -337,9 +273,9 @@ class Connection:
                         async with asyncio.timeout(0.25):
                             await self._up.wait()
                     if self.closed:
-                        raise LinkError(f"{self.role}: connection closed")
+                        raise LinkDown(f"{self.role}: connection closed")
         except TimeoutError:
-            raise LinkError(
+            raise LinkDown(
                 self.describe("no connection to", self._last_error or "still reconnecting")
             ) from None
 
@@ -351,7 +287,7 @@ class Connection:
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
-                future.set_exception(LinkError(f"{self.role}: connection closed"))
+                future.set_exception(LinkDown(f"{self.role}: connection closed"))
         client, self.client = self.client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -374,31 +310,35 @@ class Connection:
         """
         client = client if client is not None else self.require()
         timeout = max(1, int(self.options.request_timeout))
-        flush_pending = getattr(client, "_flush_pending", None)
-        if flush_pending is not None and client.is_connected:
-            try:
-                async with asyncio.timeout(timeout):
-                    await flush_pending(force_flush=True)
-            except TypeError:  # another nats-py: its flush() is all there is
-                pass
+        await internals.flush_pending(client, timeout)
         await client.flush(timeout=timeout)
 
     def require(self) -> Any:
         client = self.client
         if client is None:
-            raise LinkError(f"{self.role}: not connected to {self.options.safe_url}")
+            raise LinkDown(f"{self.role}: not connected to {self.options.safe_url}")
         return client
 
+    def publish_now(self, subject: bytes, data: bytes) -> bool:
+        """Written without a coroutine when the connection is up (False: use :meth:`publish`)."""
+        client = self.client
+        publish_now = getattr(client, "publish_now", None)
+        return publish_now is not None and bool(publish_now(subject, data))
+
     async def publish(
-        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str] | None = None,
+        reply: str = "",
     ) -> None:
         """Fire and forget (buffered by nats-py while it reconnects)."""
         try:
-            await self.require().publish(subject, data, headers=headers)
+            await self.require().publish(subject, data, reply=reply, headers=headers)
         except TransportError:
             raise
         except Exception as exc:
-            raise LinkError(self.describe("cannot publish to", exc)) from None
+            raise LinkDown(self.describe("cannot publish to", exc)) from None
 
     def expect(self) -> tuple[str, asyncio.Future[Any]]:
         """A reply subject of ours and the future its answer resolves; :meth:`forget` it."""
@@ -417,54 +357,29 @@ class Connection:
         data: bytes,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> Any:
-        """Publish with a reply subject of ours; the answer message (a nats-py ``Msg``)."""
+    ) -> Message:
+        """Publish with a reply subject of ours; the answer message."""
         client = self.require()
         self._counter += 1
         token = str(self._counter)
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future: asyncio.Future[Message] = self._loop.create_future()
         self._waiting[token] = future
         try:
             try:
                 await client.publish(subject, data, reply=f"{self._inbox}.{token}", headers=headers)
             except Exception as exc:
-                raise LinkError(self.describe("cannot publish to", exc)) from None
+                raise LinkDown(self.describe("cannot publish to", exc)) from None
             try:
                 async with asyncio.timeout(
                     self.options.request_timeout if timeout is None else timeout
                 ):
                     return await future
             except TimeoutError:
-                raise LinkError(
+                raise LinkDown(
                     self.describe("no answer within the request timeout from", subject)
                 ) from None
         finally:
             self._waiting.pop(token, None)
-
-    async def request(
-        self,
-        subject: str,
-        data: bytes = b"",
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """A JetStream request: the decoded JSON answer, or :class:`ApiError`."""
-        msg = await self.request_raw(subject, data, headers, timeout)
-        status = msg.headers.get(STATUS) if msg.headers else None
-        if status == "503":
-            raise NoResponders(f"no responders on {subject!r} (no such stream?)")
-        try:
-            answer: dict[str, Any] = orjson.loads(msg.data)
-        except orjson.JSONDecodeError:
-            raise ApiError(f"unexpected answer on {subject!r}: {msg.data[:200]!r}") from None
-        error = answer.get("error")
-        if error is not None:
-            raise ApiError(
-                f"{subject}: {error.get('description', error)}",
-                int(error.get("code", 0) or 0),
-                int(error.get("err_code", 0) or 0),
-            )
-        return answer
 
     def _on_reply(
         self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None
@@ -475,23 +390,62 @@ class Connection:
 
     # -- subscriptions ---------------------------------------------------------------------
 
-    async def subscribe(self, subject: str, handler: Handler) -> Any:
+    async def subscribe(self, subject: str, handler: Handler, rescue: Rescue | None = None) -> Any:
         """Subscribe ``handler`` to ``subject``; returns nats-py's subscription. nats-py
-        subscribes again by itself after a reconnect."""
+        subscribes again by itself after a reconnect. When ``handler`` raises, the failure
+        is logged and the message goes to ``rescue`` (else it is dropped)."""
         client = self.require()
+        task_of = asyncio.current_task
 
         async def fallback(msg: Any) -> None:  # also whatever arrives before the fast path
-            result = handler(msg.subject.encode(), msg.reply.encode(), msg.data, msg.headers)
-            if result is not None:
-                await result
+            subject, reply = msg.subject.encode(), msg.reply.encode()
+            try:
+                result = handler(subject, reply, msg.data, msg.headers)
+                if result is not None:
+                    await result
+            except asyncio.CancelledError as exc:
+                if internals.ours(task_of()):
+                    raise
+                self._handle_failure(rescue, subject, reply, msg.data, exc)
+            except Exception as exc:
+                self._handle_failure(rescue, subject, reply, msg.data, exc)
 
         subscription = await client.subscribe(
             subject, cb=fallback, pending_msgs_limit=0, pending_bytes_limit=0
         )
         direct = getattr(client, "direct", None)
         if direct is not None:
-            direct[subscription._id] = handler
+            sid = internals.sid_of(subscription)
+            self._rescues[sid] = rescue
+            direct[sid] = handler
         return subscription
+
+    def _failed(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, exc: BaseException
+    ) -> None:
+        self._handle_failure(self._rescues.get(sid), subject, reply, data, exc)
+
+    def _handle_failure(
+        self, rescue: Rescue | None, subject: bytes, reply: bytes, data: bytes, exc: BaseException
+    ) -> None:
+        reason = self.options.scrub(f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc))
+        name = subject.decode(errors="replace")
+        fate = "handed on as bad input" if rescue is not None else "dropped"
+        log.error(
+            "%s: handling a message on %r failed (%d bytes): %s; %s",
+            self.role,
+            name,
+            len(data),
+            reason,
+            fate,
+            exc_info=exc,
+        )
+        if rescue is None:
+            return
+        try:
+            rescue(subject, reply, data, reason)
+        except Exception:
+            log.exception("%s: the message on %r could not be handed on", self.role, name)
 
     async def unsubscribe(self, subscription: Any, *, drain: bool = False) -> None:
         """Stop a subscription. With ``drain``, the server is told first and answers a
@@ -499,17 +453,36 @@ class Connection:
         client = self.client
         if client is None:
             return
-        if drain and self.up and hasattr(client, "_send_unsubscribe"):
+        if drain and self.up:
             try:
-                await client._send_unsubscribe(subscription._id)
-                await self.barrier(client)
+                if await internals.send_unsubscribe(client, subscription):
+                    await self.barrier(client)
             except Exception as exc:
                 log.debug("%s: unsubscribing: %s", self.role, exc)
         direct = getattr(client, "direct", None)
         if direct is not None:
-            direct.pop(subscription._id, None)
+            sid = internals.sid_of(subscription)
+            direct.pop(sid, None)
+            self._rescues.pop(sid, None)
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
+
+
+class _Failed(Exception):
+    """One connection attempt failed; another may succeed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Final(Exception):
+    """The server answered and refused (credentials, certificate): trying again cannot help."""
+
+    def __init__(self, what: str, reason: BaseException | str) -> None:
+        super().__init__(str(reason))
+        self.what = what
+        self.reason = reason
 
 
 async def _abandon(client: Any) -> None:
@@ -517,13 +490,6 @@ async def _abandon(client: Any) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2):
             await client.close()
-
-
-def _supports_reconnect_handler(client_class: Any) -> bool:
-    try:
-        return "reconnect_to_server_handler" in inspect.signature(client_class.connect).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _is_auth(text: str) -> bool:
