@@ -30,23 +30,14 @@ from ..links import RECONNECT
 from .link import Link
 from .settle import Settler
 from .wire import (
-    ATTEMPT,
-    DEAD_AT,
-    DELIVERIES,
     DESCRIPTION,
     DUE,
     GROUP,
     IN_PROGRESS,
-    MESSAGE_ID,
-    MSG_ID,
     NAK,
     PENDING_MESSAGES,
-    QUEUE,
-    REASON,
-    SEQUENCE,
     STATUS,
     ack_metadata,
-    header_text,
     ns,
 )
 
@@ -100,46 +91,16 @@ class NatsDelivery(Delivery):
             consumer.settler.ack(self.reply, self)
 
     async def retry(self, delay: float, reason: str) -> None:
-        if not self._settle():
-            return
-        assert self.envelope is not None, "an undecodable message cannot be retried"
-        consumer = self.consumer
-        consumer.settled(self)
-        settler = consumer.settler
-        options = settler.options
-        data = settler.codec.encode(self.envelope.next_attempt(**{"x-last-error": reason}))
-        headers = {GROUP: consumer.durable}
-        if delay > 0:
-            headers[DUE] = str(round((time.time() + delay) * 1000))
-        if options.dedup:
-            headers[MSG_ID] = f"{self.envelope.id}:{self.envelope.attempt + 1}"
-        subject = options.retry_subject(consumer.queue)
-        if await settler.store_instead(self, "retry", consumer.queue, subject, data, headers):
-            settler.ack(self.reply, self)
+        """A new message (``attempt`` + 1) on the retry subject, then this one is acked."""
+        if self._settle():
+            self.consumer.settled(self)
+            await self.consumer.settler.retry(self, self.consumer.queue, delay, reason)
 
     async def dead_letter(self, reason: str) -> None:
-        if not self._settle():
-            return
-        consumer = self.consumer
-        consumer.settled(self)
-        settler = consumer.settler
-        envelope = self.envelope
-        headers = {
-            REASON: header_text(reason) or "-",
-            ATTEMPT: str(envelope.attempt if envelope is not None else 1),
-            QUEUE: consumer.queue,
-            DEAD_AT: repr(time.time()),
-            SEQUENCE: str(self.sequence),
-            DELIVERIES: str(self.delivered),
-        }
-        if envelope is not None:
-            headers[MESSAGE_ID] = envelope.id
-        subject = settler.options.dead_subject(consumer.queue)
-        stored = await settler.store_instead(
-            self, "dead-letter", consumer.queue, subject, self.raw, headers, dead=True
-        )
-        if stored:
-            settler.ack(self.reply, self)
+        """Stored in the dead-letter stream, then acked."""
+        if self._settle():
+            self.consumer.settled(self)
+            await self.consumer.settler.bury(self, self.consumer.queue, reason)
 
     async def release(self) -> None:
         """``-NAK``: the server delivers it again at once, before newer messages."""

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 from ...envelope import new_id
 from ...errors import TransportError
 from ..links import RECONNECT, LinkDown
-from . import internals
+from . import dial, internals
 from .internals import Handler
 from .options import NatsOptions
 
@@ -62,7 +61,7 @@ class Link:
         self._down_since: float | None = None  # loop time of the last disconnect
         self._failures = 0
         self._slow = 0  # messages dropped because a subscription fell behind
-        self._last_error = ""
+        self.last_error = ""
         self._inbox = f"_INBOX.{new_id()}"
         self._inbox_len = len(self._inbox) + 1
         self._waiting: dict[str, asyncio.Future[Any]] = {}
@@ -111,9 +110,9 @@ class Link:
             try:
                 client = await self._attempt(remaining)
                 break
-            except _Final as final:
+            except dial.Final as final:
                 raise LinkDown(self.describe(final.what, final.reason)) from None
-            except _Failed as failed:
+            except dial.Failed as failed:
                 pause = RECONNECT.delay(attempts)
                 if self._loop.time() + pause >= deadline:
                     reason = f"{failed.reason} (tried for {budget:g} s)"
@@ -134,62 +133,21 @@ class Link:
 
     async def _attempt(self, remaining: float) -> Any:
         """One nats-py ``connect()`` (each server tried twice), bounded by ``remaining``."""
-        options = self.options
         client_class = internals.client_class()
         client = client_class()
         if hasattr(client, "failed"):
             client.failed = self._failed
-        share = max(0.5, options.connect_timeout / (2 * len(options.servers)))
-        kwargs: dict[str, Any] = {
-            "servers": list(options.servers),
-            "name": options.name or f"microhive {self.role}",
-            "connect_timeout": max(0.05, min(share, remaining)),
-            "reconnect_time_wait": 0.1,
-            "max_reconnect_attempts": 1,
-            "allow_reconnect": False,
-            "ping_interval": options.ping_interval,
-            "max_outstanding_pings": 3,
+        callbacks: dict[str, Any] = {
             "error_cb": self._error,
             "disconnected_cb": self._disconnected,
             "reconnected_cb": self._reconnected,
-            "pending_size": 8 * 1024 * 1024,
-            "dont_randomize": True,
         }
-        if options.tls:
-            try:
-                kwargs["tls"] = options.ssl_context()
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise _Final("cannot load the TLS files for", exc) from None
-            if options.tls_hostname:
-                kwargs["tls_hostname"] = options.tls_hostname
-        if options.user is not None:
-            kwargs["user"] = options.user
-            kwargs["password"] = options.password
-        if options.token is not None:
-            kwargs["token"] = options.token
-        if options.creds:
-            kwargs["user_credentials"] = options.creds
-        if options.nkey:
-            kwargs["nkeys_seed"] = options.nkey
         if internals.supports_reconnect_handler(client_class):
-            kwargs["reconnect_to_server_handler"] = self._next_server
-        self._last_error = ""
-        try:  # nats-py can hang after some TLS failures: a deadline of our own
-            async with asyncio.timeout(max(0.0, remaining)):
-                await client.connect(**kwargs)
-        except asyncio.CancelledError:
-            await _abandon(client)
-            raise
-        except Exception as exc:
-            await _abandon(client)
-            reason = self._last_error or str(exc) or type(exc).__name__
-            if isinstance(exc, TimeoutError) and not self._last_error:
-                reason = "no answer"
-            if _is_auth(reason):
-                raise _Final("cannot authenticate to", reason) from None
-            if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in reason:
-                raise _Final("cannot connect to", reason) from None
-            raise _Failed(reason) from None
+            callbacks["reconnect_to_server_handler"] = self._next_server
+        self.last_error = ""
+        await dial.attempt(
+            client, dial.settings(self.options, self.role, remaining, callbacks), remaining, self
+        )
         return client
 
     def _next_server(self, servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
@@ -200,9 +158,9 @@ class Link:
 
     async def _error(self, exc: Exception) -> None:
         text = self.options.scrub(str(exc) or type(exc).__name__)
-        if self.client is None and _is_auth(self._last_error) and not _is_auth(text):
-            text = self._last_error  # over TLS a refusal is followed by a reset: keep the cause
-        self._last_error = text
+        if self.client is None and dial.is_auth(self.last_error) and not dial.is_auth(text):
+            text = self.last_error  # over TLS a refusal is followed by a reset: keep the cause
+        self.last_error = text
         if type(exc).__name__ == "SlowConsumerError":
             self._slow += 1
             if self._slow in (1, 10, 100, 1000) or self._slow % 10_000 == 0:
@@ -276,7 +234,7 @@ class Link:
                         raise LinkDown(f"{self.role}: connection closed")
         except TimeoutError:
             raise LinkDown(
-                self.describe("no connection to", self._last_error or "still reconnecting")
+                self.describe("no connection to", self.last_error or "still reconnecting")
             ) from None
 
     async def close(self) -> None:
@@ -466,32 +424,3 @@ class Link:
             self._rescues.pop(sid, None)
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
-
-
-class _Failed(Exception):
-    """One connection attempt failed; another may succeed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Final(Exception):
-    """The server answered and refused (credentials, certificate): trying again cannot help."""
-
-    def __init__(self, what: str, reason: BaseException | str) -> None:
-        super().__init__(str(reason))
-        self.what = what
-        self.reason = reason
-
-
-async def _abandon(client: Any) -> None:
-    """Close a client that never connected (nats-py's close can hang after a TLS failure)."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(2):
-            await client.close()
-
-
-def _is_auth(text: str) -> bool:
-    lowered = text.lower()
-    return "authoriz" in lowered or "authentic" in lowered or "permission" in lowered

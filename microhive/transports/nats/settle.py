@@ -1,8 +1,8 @@
 """How deliveries settle: the small interface between a delivery and its broker.
 
-A delivery acks, naks or sends in-progress notes through :class:`Settler`, and stores its
-retry or dead letter with :meth:`Settler.store_instead` (the broker's own publish, handed in
-as a function). Acks of one event-loop iteration go out together and the last of them asks
+A delivery acks, naks or sends in-progress notes through :class:`Settler`, which also stores
+its retry or dead letter (with the broker's own publish, handed in as a function) before it
+acks the original. Acks of one event-loop iteration go out together and the last of them asks
 the server to confirm, so ``length()`` can wait until the server has counted them.
 """
 
@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from ...codecs import Codec
+from ...envelope import Envelope
 from ...errors import TransportError
 from .link import Link
-from .wire import ACK
+from .wire import (
+    ACK,
+    ATTEMPT,
+    DEAD_AT,
+    DELIVERIES,
+    DUE,
+    GROUP,
+    MESSAGE_ID,
+    MSG_ID,
+    QUEUE,
+    REASON,
+    SEQUENCE,
+    header_text,
+)
 
 log = logging.getLogger("microhive.nats")
 
@@ -26,10 +41,13 @@ Store = Callable[[str, str, bytes, "dict[str, str] | None"], Awaitable[None]]
 
 
 class Settled(Protocol):
-    """What the settler needs to know of a delivery: which message it is, for the log."""
+    """What the settler needs to know of a delivery."""
 
-    @property
-    def sequence(self) -> int: ...
+    raw: bytes
+    envelope: Envelope | None
+    reply: str
+    sequence: int
+    delivered: int
 
 
 class Settler:
@@ -143,9 +161,40 @@ class Settler:
                     self.options.scrub(str(exc) or type(exc).__name__),
                 )
 
-    # -- retries and dead letters ----------------------------------------------------------
+    # -- retries and dead letters: stored first, then the original is acked -------------
 
-    async def store_instead(
+    async def retry(self, delivery: Settled, queue: str, delay: float, reason: str) -> None:
+        """The next attempt as a new message on the retry subject, for this durable only."""
+        assert delivery.envelope is not None, "an undecodable message cannot be retried"
+        envelope, options = delivery.envelope, self.options
+        data = self.codec.encode(envelope.next_attempt(**{"x-last-error": reason}))
+        headers = {GROUP: options.durable}
+        if delay > 0:
+            headers[DUE] = str(round((time.time() + delay) * 1000))
+        if options.dedup:
+            headers[MSG_ID] = f"{envelope.id}:{envelope.attempt + 1}"
+        subject = options.retry_subject(queue)
+        if await self._instead(delivery, "retry", queue, subject, data, headers):
+            self.ack(delivery.reply, delivery)
+
+    async def bury(self, delivery: Settled, queue: str, reason: str) -> None:
+        """The original bytes to the queue's dead-letter stream, with the reason in headers."""
+        envelope = delivery.envelope
+        headers = {
+            REASON: header_text(reason) or "-",
+            ATTEMPT: str(envelope.attempt if envelope is not None else 1),
+            QUEUE: queue,
+            DEAD_AT: repr(time.time()),
+            SEQUENCE: str(delivery.sequence),
+            DELIVERIES: str(delivery.delivered),
+        }
+        if envelope is not None:
+            headers[MESSAGE_ID] = envelope.id
+        subject = self.options.dead_subject(queue)
+        if await self._instead(delivery, "dead-letter", queue, subject, delivery.raw, headers):
+            self.ack(delivery.reply, delivery)
+
+    async def _instead(
         self,
         delivery: Settled,
         what: str,
@@ -153,13 +202,11 @@ class Settler:
         subject: str,
         data: bytes,
         headers: dict[str, str],
-        *,
-        dead: bool = False,
     ) -> bool:
-        """Store the retry or dead letter that replaces ``delivery``; on failure the original
-        is delivered again (never lost, never raised into the worker)."""
+        """Store what replaces ``delivery``; on failure the original is delivered again
+        (never lost, never raised into the worker)."""
         try:
-            if dead:
+            if what == "dead-letter":
                 await self._declare_dead(queue)
             await self._store(queue, subject, data, headers)
             return True
