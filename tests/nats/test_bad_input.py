@@ -19,6 +19,7 @@ from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
 from microhive.codecs import Codec
 from microhive.envelope import Envelope
 from microhive.testing import eventually
+from microhive.transports.nats import internals
 
 from .. import engines
 from ..fault_agents import JOBS, PING
@@ -99,10 +100,18 @@ async def test_bad_bodies_from_a_plain_client_are_dead_lettered_and_the_link_sta
         assert letter.envelope is None
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "nats-py-callbacks"])
 async def test_a_bug_while_taking_a_message_in_dead_letters_it_and_the_link_stays_up(
-    nats_url: str, prefix: str, plain: Any, caplog: pytest.LogCaptureFixture
+    nats_url: str,
+    prefix: str,
+    plain: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    direct: bool,
 ) -> None:
     caplog.set_level(logging.ERROR, "microhive")
+    if not direct:  # the fallback when nats-py's internals are not the known ones
+        monkeypatch.setattr(internals, "client_class", lambda: nats.aio.client.Client)
     broker = QueueBroker.from_url(nats_url)
     broker.codec = Buggy(broker.codec, b"boom")  # past guarded(): a bug, not a DecodeError
     agent = Worker(broker=broker, settings={"jobs": []})

@@ -58,6 +58,7 @@ class Consumers:
         self.jetstream = jetstream
         self.running: set[NatsConsumer] = set()
         self.trimmers: dict[str, Trimmer] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
 
     def add(self, consumer: NatsConsumer) -> None:
         self.running.add(consumer)
@@ -77,7 +78,9 @@ class Consumers:
             trimmer.users -= 1
             if trimmer.users <= 0:
                 del self.trimmers[consumer.queue]
-                asyncio.get_running_loop().create_task(trimmer.stop())
+                task = asyncio.get_running_loop().create_task(trimmer.stop())
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
 
     def ended(self, consumer: NatsConsumer) -> None:
         self.running.discard(consumer)
