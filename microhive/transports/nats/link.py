@@ -67,6 +67,7 @@ class Link:
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._counter = 0
         self._rescues: dict[int, Rescue | None] = {}  # sid -> what takes a failed message
+        self._publish_now: Callable[[bytes, bytes], bool] | None = None
         self._on_down: list[Listener] = []
         self._on_up: list[Listener] = []
         self._up = asyncio.Event()
@@ -124,6 +125,7 @@ class Link:
         client.options["max_reconnect_attempts"] = -1
         client.options["reconnect_time_wait"] = options.reconnect_wait
         self.client = client
+        self._publish_now = getattr(client, "publish_now", None)
         self._up.set()
         try:
             await self.subscribe(f"{self._inbox}.*", self._on_reply)
@@ -279,9 +281,8 @@ class Link:
 
     def publish_now(self, subject: bytes, data: bytes) -> bool:
         """Written without a coroutine when the connection is up (False: use :meth:`publish`)."""
-        client = self.client
-        publish_now = getattr(client, "publish_now", None)
-        return publish_now is not None and bool(publish_now(subject, data))
+        fast = self._publish_now
+        return fast is not None and self.client is not None and bool(fast(subject, data))
 
     async def publish(
         self,
