@@ -104,14 +104,17 @@ class NatsBus(SignalBus):
             known = self._subjects[channel] = (name, name.encode())
         subject, encoded = known
         link = self._link
-        if link is not None and link.up:  # the fast paths
-            if link.publish_now(encoded, data):
+        if link is not None:  # the fast paths
+            fast = link.fast_publish
+            if fast is not None and fast(encoded, data):
                 return
-            try:
-                await link.client.publish(subject, data)
-                return
-            except Exception:  # the slow path below retries or explains what went wrong
-                pass
+            client = link.client
+            if client is not None and client.is_connected:
+                try:
+                    await client.publish(subject, data)
+                    return
+                except Exception:  # the slow path below retries or explains what went wrong
+                    pass
         await self._send(subject, data)
 
     async def _send_direct(self, address: str, data: bytes) -> None:

@@ -67,7 +67,9 @@ class Link:
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._counter = 0
         self._rescues: dict[int, Rescue | None] = {}  # sid -> what takes a failed message
-        self._publish_now: Callable[[bytes, bytes], bool] | None = None
+        self.fast_publish: Callable[[bytes, bytes], bool] | None = None
+        """``publish_now(subject, data)`` of the client where it has one: a ``PUB`` written
+        without a coroutine, False when :meth:`publish` must do it (:mod:`.internals`)."""
         self._on_down: list[Listener] = []
         self._on_up: list[Listener] = []
         self._up = asyncio.Event()
@@ -125,7 +127,7 @@ class Link:
         client.options["max_reconnect_attempts"] = -1
         client.options["reconnect_time_wait"] = options.reconnect_wait
         self.client = client
-        self._publish_now = getattr(client, "publish_now", None)
+        self.fast_publish = getattr(client, "publish_now", None)
         self._up.set()
         try:
             await self.subscribe(f"{self._inbox}.*", self._on_reply)
@@ -249,6 +251,7 @@ class Link:
             if not future.done():
                 future.set_exception(LinkDown(f"{self.role}: connection closed"))
         client, self.client = self.client, None
+        self.fast_publish = None
         if client is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.options.request_timeout):
@@ -278,11 +281,6 @@ class Link:
         if client is None:
             raise LinkDown(f"{self.role}: not connected to {self.options.safe_url}")
         return client
-
-    def publish_now(self, subject: bytes, data: bytes) -> bool:
-        """Written without a coroutine when the connection is up (False: use :meth:`publish`)."""
-        fast = self._publish_now
-        return fast is not None and self.client is not None and bool(fast(subject, data))
 
     async def publish(
         self,
