@@ -36,13 +36,24 @@ from ...errors import DecodeError, TransportError
 from ..links import RECONNECT, LinkDown
 from .consumer import NatsConsumer
 from .jetstream import CONSUMER_NOT_FOUND, NO_MESSAGE, STREAM_NOT_FOUND, ApiError, JetStream
-from .link import Link, Message
+from .link import Link
 from .options import NatsOptions, parse
 from .options import consumer_name as instance_name
 from .settle import Settler
 from .tail import Follower
 from .trim import Trimmer
-from .wire import ATTEMPT, DEAD_AT, DUE, MSG_ID, REASON, STATUS, parse_headers, to_float, to_int
+from .wire import (
+    ATTEMPT,
+    DEAD_AT,
+    DUE,
+    MSG_ID,
+    REASON,
+    STATUS,
+    Message,
+    parse_headers,
+    to_float,
+    to_int,
+)
 
 
 class Declare(Protocol):

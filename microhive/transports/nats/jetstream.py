@@ -11,9 +11,9 @@ import orjson
 
 from ...errors import ConfigurationError, TransportError
 from ..links import RECONNECT, LinkDown
-from .link import Link, Message
+from .link import Link
 from .options import NatsOptions
-from .wire import STATUS, ns
+from .wire import STATUS, Message, ns
 
 STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
 CONSUMER_NOT_FOUND = 10014

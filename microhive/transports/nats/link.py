@@ -30,23 +30,13 @@ from ..links import RECONNECT, LinkDown
 from . import dial, internals
 from .internals import Handler
 from .options import NatsOptions
+from .wire import Message
 
 log = logging.getLogger("microhive.nats")
 
 Listener = Callable[[], Awaitable[None] | None]
 Rescue = Callable[[bytes, bytes, bytes, str], None]
 """Takes ``(subject, reply, data, reason)`` of a message whose handler raised."""
-
-
-class Message:
-    """A received message, as microhive needs it (lighter than nats-py's ``Msg``)."""
-
-    __slots__ = ("data", "headers", "reply")
-
-    def __init__(self, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
-        self.reply = reply
-        self.data = data
-        self.headers = headers
 
 
 class Link:
@@ -264,13 +254,8 @@ class Link:
 
     async def barrier(self, client: Any | None = None) -> None:
         """Return once the server has processed everything sent so far (SUB and UNSUB
-        included): the pending commands are written first, then a PING waits for its PONG.
-
-        nats-py's ``flush()`` alone is not that: it writes its PING straight to the socket,
-        ahead of commands still waiting in its pending buffer, so a PONG could come back
-        before a SUB had even been sent (a subscription "confirmed" that then missed the
-        first messages published to it).
-        """
+        included): the pending commands are written first, then a PING waits for its PONG
+        (nats-py's ``flush()`` alone writes its PING ahead of them: docs/transports/nats.md)."""
         client = client if client is not None else self.require()
         timeout = max(1, int(self.options.request_timeout))
         await internals.flush_pending(client, timeout)

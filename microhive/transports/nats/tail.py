@@ -20,8 +20,7 @@ from ...envelope import new_id
 from ...errors import TransportError
 from ..links import RECONNECT
 from .jetstream import ApiError, JetStream
-from .link import Message
-from .wire import PENDING_MESSAGES, STATUS, ack_metadata, ns
+from .wire import PENDING_MESSAGES, STATUS, Message, ack_metadata, ns
 
 log = logging.getLogger("microhive.nats")
 

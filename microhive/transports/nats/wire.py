@@ -71,3 +71,14 @@ def to_float(value: str | None, default: float) -> float:
         return float(value) if value is not None else default
     except ValueError:
         return default
+
+
+class Message:
+    """A received message, as microhive needs it (lighter than nats-py's ``Msg``)."""
+
+    __slots__ = ("data", "headers", "reply")
+
+    def __init__(self, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+        self.reply = reply
+        self.data = data
+        self.headers = headers
