@@ -12,6 +12,7 @@ import nats
 import pytest
 
 from microhive import Backoff, MicroAgent, QueueBroker, consumer, current_message
+from microhive.errors import ConsumerClosed
 from microhive.testing import eventually
 from microhive.transports.nats import NatsBroker
 
@@ -95,25 +96,39 @@ async def test_unacknowledged_messages_are_never_trimmed(nats_url: str, prefix: 
         await reader.close()
 
 
-async def test_a_delay_outlives_the_consumer_that_saw_the_message_early(nats_url: str) -> None:
+async def test_a_delay_outlives_the_consumer_that_saw_the_message_early(
+    nats_url: str, prefix: str
+) -> None:
     broker = QueueBroker.from_url(nats_url, queues=[JOBS])
     async with broker:
         sent = time.time()
-        await broker.jobs.send({"n": 1}, delay=1.5)
+        await broker.jobs.send({"n": 1}, delay=3)
         early = await broker.consume("jobs", name="Worker.early")
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await early.get()  # seen by the transport, not handed out
+        getting = asyncio.ensure_future(early.get())
+        await eventually(lambda: _delivered(prefix))  # the server sent it to the early one
+        await broker.jobs.length()  # an answer on the same connection: the message came first
+        assert not getting.done(), "handed out before it was due"
         await early.close()
+        with pytest.raises(ConsumerClosed):
+            await getting
     assert await _length(nats_url) == 1
     later = QueueBroker.from_url(nats_url, queues=[JOBS])
     async with later:
         reader = await later.consume("jobs", name="Worker.later")
-        delivery = await asyncio.wait_for(reader.get(), 10)
-        assert time.time() - sent >= 1.45
+        delivery = await asyncio.wait_for(reader.get(), 30)
+        assert time.time() - sent >= 2.95
         await delivery.ack()
         await reader.close()
         await eventually(lambda: _length_is(later, 0))
+
+
+async def _delivered(prefix: str) -> bool:
+    client = await nats.connect(engines.NATS_URL)
+    try:
+        info = await client.jetstream().consumer_info(f"{prefix}_queue_jobs", "microhive")
+        return bool(info.delivered.stream_seq >= 1)
+    finally:
+        await client.close()
 
 
 async def _length(url: str) -> int:

@@ -164,4 +164,4 @@ async def test_a_subscription_is_live_once_subscribe_returns(nats_url: str) -> N
                 got: list[int] = []
                 await listener.subscribe([PING.name], lambda e, add=got.append: add(e.payload["n"]))
                 await sender.send(PING, "sender", n=round_)
-                await eventually(lambda got=got, n=round_: got == [n], timeout=2)
+                await eventually(lambda got=got, n=round_: got == [n], timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from microhive import ConfigurationError, QueueBroker, SignalBus
+from microhive.transports.links import CONNECT_TIMEOUT
 from microhive.transports.nats import NatsBroker, NatsBus, parse
 from microhive.transports.nats.options import safe
 
@@ -21,6 +22,13 @@ def test_defaults_and_names() -> None:
     assert options.dead_subject("jobs") == "microhive.dead.jobs"
     assert options.stream("bench.work") == "microhive_queue_bench_work"
     assert options.dead_stream("jobs") == "microhive_dead_jobs"
+
+
+def test_connect_timeout_is_the_shared_budget_of_connect() -> None:
+    assert parse("nats://localhost").connect_timeout == CONNECT_TIMEOUT == 10.0
+    assert parse("nats://localhost?connect_timeout=1.5").connect_timeout == 1.5
+    with pytest.raises(ConfigurationError, match="connect_timeout must be > 0"):
+        parse("nats://localhost?connect_timeout=0")
 
 
 def test_servers_credentials_and_options_from_the_url() -> None:

@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 
-from microhive import MicroAgent, QueueBroker, SignalBus, TransportError, consumer, receiver
+from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
+from microhive.transports.links import LinkDown
 
 from .. import engines
 from ..fault_agents import JOBS, PING
+
+SECRET = "s3cret-Pass-word"
 
 
 class Worker(MicroAgent):
@@ -89,13 +92,23 @@ async def test_server_that_lost_everything_gets_streams_and_consumers_again(
         await until(lambda: _length_is(broker, 0))
 
 
-async def test_missing_server_fails_fast_with_a_clear_error() -> None:
-    url = f"nats://127.0.0.1:{engines.free_port()}"
+async def test_connect_keeps_trying_for_connect_timeout_then_raises_link_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """connect_timeout is the whole budget of connect(), retries included (dead port)."""
+    caplog.set_level(logging.DEBUG, "microhive.nats")
+    port = engines.free_port()
+    url = f"nats://app:{SECRET}@127.0.0.1:{port}?connect_timeout=1"
     for transport in (SignalBus.from_url(url), QueueBroker.from_url(url)):
-        with pytest.raises(TransportError, match=r"cannot connect to nats://127.0.0.1:\d+"):
-            async with asyncio.timeout(10):
-                await transport.connect()
+        caplog.clear()
+        with pytest.raises(LinkDown) as caught:
+            await transport.connect()
+        message = str(caught.value)
+        assert f"cannot connect to nats://app:***@127.0.0.1:{port}" in message, message
+        assert "(tried for 1 s)" in message and SECRET not in message, message
         assert not transport.connected
+        assert "; trying again" in caplog.text, "it tried more than once"
+        assert SECRET not in caplog.text
 
 
 async def test_a_long_handler_keeps_its_message(nats_url: str) -> None:
@@ -123,13 +136,13 @@ async def test_works_on_nats_py_callbacks_when_its_internals_are_unknown(
     """The hand-over straight from nats-py's parser is an optimisation with a fallback."""
     from nats.aio.client import Client
 
-    from microhive.transports.nats import connection
+    from microhive.transports.nats import internals
 
-    monkeypatch.setattr(connection, "_client_class", lambda: Client)
+    monkeypatch.setattr(internals, "client_class", lambda: Client)
     bus, broker = SignalBus.from_url(nats_url), QueueBroker.from_url(nats_url)
     agent = Agent(bus, broker, settings={"jobs": [], "pings": []})
     async with bus, broker, agent:
-        assert not hasattr(broker._connection.client, "direct")  # type: ignore[attr-defined]
+        assert not hasattr(broker._link.client, "direct")  # type: ignore[attr-defined]
         await broker.send(JOBS, {"n": 1}, delay=0.2)
         assert await bus.signal(PING).call("test", n=3, timeout=5) == 3
         await until(lambda: agent.settings["jobs"] == [1])

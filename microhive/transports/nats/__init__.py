@@ -5,8 +5,9 @@ durable pull consumer shared by every consumer of a queue. docs/transports/nats.
 every concept to subjects, streams and consumers. Install with ``pip install microhive[nats]``.
 """
 
-from .broker import NatsBroker, NatsConsumer, NatsDelivery
+from .broker import NatsBroker
 from .bus import NatsBus
+from .consumer import NatsConsumer, NatsDelivery
 from .options import NatsOptions, parse
 
 __all__ = ["NatsBroker", "NatsBus", "NatsConsumer", "NatsDelivery", "NatsOptions", "parse"]

@@ -1,9 +1,10 @@
 """Signals and call replies on core NATS subjects.
 
-One connection per bus. Each signal the bus listens to is one subscription on
-``<prefix>.signal.<name>`` (subscriptions are cheap on NATS, and the server then sends only
-what someone listens to); the bus's inbox ``<prefix>.reply.<id>`` is one more. A call is a
-signal whose envelope names that inbox as ``reply_to``; responders publish their answer there.
+One connection (:class:`~.link.Link`) per bus. Each signal the bus listens to is one
+subscription on ``<prefix>.signal.<name>`` (subscriptions are cheap on NATS, and the server
+then sends only what someone listens to); the bus's inbox ``<prefix>.reply.<id>`` is one
+more. A call is a signal whose envelope names that inbox as ``reply_to``; responders publish
+their answer there.
 
 Signals are at most once: a bus that is disconnected misses what is published meanwhile.
 nats-py reconnects and subscribes again by itself; the bus logs the window in which signals
@@ -19,7 +20,9 @@ from typing import Any
 from ...bus import SignalBus
 from ...capabilities import Capabilities
 from ...errors import TransportError
-from .connection import Connection, Handler, LinkError
+from ..links import LinkDown
+from .internals import Handler
+from .link import Link
 from .options import NatsOptions, parse
 
 log = logging.getLogger("microhive.nats")
@@ -35,7 +38,7 @@ class NatsBus(SignalBus):
         base = self.options.prefix if prefix is None else prefix.rstrip(".")
         super().__init__(url, prefix=f"{base}.", **options)
         self._subject_prefix = f"{base}.signal."
-        self._connection: Connection | None = None
+        self._link: Link | None = None
         self._subscriptions: dict[str, Any] = {}  # signal name -> nats-py subscription
         self._subjects: dict[str, tuple[str, bytes]] = {}  # signal name -> subject, encoded
 
@@ -49,29 +52,29 @@ class NatsBus(SignalBus):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        connection = Connection(self.options, "signal bus")
-        await connection.open()
+        link = Link(self.options, "signal bus")
+        await link.open()
         try:
-            await connection.subscribe(self.inbox, self._on_reply)
-            await self._confirm(connection)
+            await link.subscribe(self.inbox, self._on_reply)
+            await self._confirm(link)
         except BaseException:
-            await connection.close()
+            await link.close()
             raise
-        connection.watch(down=self._lost, up=self._back)
-        self._connection = connection
+        link.watch(down=self._lost, up=self._back)
+        self._link = link
 
     async def _close(self) -> None:
-        connection, self._connection = self._connection, None
+        link, self._link = self._link, None
         self._subscriptions.clear()
-        if connection is not None:
-            await connection.close()  # flushes: the signals sent so far reach the server
+        if link is not None:
+            await link.close()  # flushes: the signals sent so far reach the server
 
-    async def _confirm(self, connection: Connection) -> None:
+    async def _confirm(self, link: Link) -> None:
         """Return once the server has processed what was sent (SUB included): PING/PONG."""
         try:
-            await connection.barrier()
+            await link.barrier()
         except Exception as exc:
-            raise TransportError(connection.describe("no answer from", exc)) from None
+            raise LinkDown(link.describe("no answer from", exc)) from None
 
     def _lost(self) -> None:
         log.warning(
@@ -80,8 +83,8 @@ class NatsBus(SignalBus):
         )
 
     def _back(self) -> None:
-        connection = self._connection
-        lost_at = connection.lost_at if connection is not None else None
+        link = self._link
+        lost_at = link.lost_at if link is not None else None
         now = time.time()
         log.warning(
             "signal bus %s: subscribed again after %.2f s; signals published between %s and "
@@ -100,58 +103,59 @@ class NatsBus(SignalBus):
             name = self._subject_prefix + channel
             known = self._subjects[channel] = (name, name.encode())
         subject, encoded = known
-        connection = self._connection
-        client = connection.client if connection is not None else None
-        if client is not None and client.is_connected:  # the fast paths
-            publish_now = getattr(client, "publish_now", None)
-            if publish_now is not None and publish_now(encoded, data):
+        link = self._link
+        if link is not None:  # the fast paths
+            fast = link.fast_publish
+            if fast is not None and fast(encoded, data):
                 return
-            try:
-                await client.publish(subject, data)
-                return
-            except Exception:  # the slow path below retries or explains what went wrong
-                pass
+            client = link.client
+            if client is not None and client.is_connected:
+                try:
+                    await client.publish(subject, data)
+                    return
+                except Exception:  # the slow path below retries or explains what went wrong
+                    pass
         await self._send(subject, data)
 
     async def _send_direct(self, address: str, data: bytes) -> None:
         await self._send(address, data)
 
     async def _send(self, subject: str, data: bytes) -> None:
-        connection = self._connection
-        if connection is None:
+        link = self._link
+        if link is None:
             raise TransportError(f"{self!r} is not connected")
         try:
-            await connection.require().publish(subject, data)
+            await link.require().publish(subject, data)
         except TransportError:
             raise
         except Exception as exc:
-            if connection.closed or connection.up:
-                raise LinkError(connection.describe("cannot publish to", exc)) from None
+            if link.closed or link.up:
+                raise LinkDown(link.describe("cannot publish to", exc)) from None
             # reconnecting with a full reconnect buffer: wait for the server, then send
-            await connection.wait_up(connection.deadline(self.options.retry_timeout))
-            await connection.publish(subject, data)
+            await link.wait_up(link.deadline(self.options.retry_timeout))
+            await link.publish(subject, data)
 
     # -- subscribing ---------------------------------------------------------------------
 
     async def _subscribe(self, channels: list[str]) -> None:
-        connection = self._connection
-        if connection is None:
+        link = self._link
+        if link is None:
             raise TransportError(f"{self!r} is not connected")
         for name in channels:
             if name in self._subscriptions:
                 continue
-            self._subscriptions[name] = await connection.subscribe(
+            self._subscriptions[name] = await link.subscribe(
                 self.subject(name), self._receiver(name)
             )
-        if connection.up:
-            await self._confirm(connection)
+        if link.up:
+            await self._confirm(link)
 
     async def _unsubscribe(self, channels: list[str]) -> None:
-        connection = self._connection
+        link = self._link
         for name in channels:
             subscription = self._subscriptions.pop(name, None)
-            if subscription is not None and connection is not None:
-                await connection.unsubscribe(subscription)
+            if subscription is not None and link is not None:
+                await link.unsubscribe(subscription)
 
     def _receiver(self, name: str) -> Handler:
         deliver = self._deliver

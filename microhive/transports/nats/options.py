@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote
 
 from ...errors import ConfigurationError
 from ...urls import number_option, redact
+from ..links import CONNECT_TIMEOUT
 
 DEFAULT_PREFIX = "microhive"
 DEFAULT_DURABLE = "microhive"
@@ -38,7 +39,7 @@ DEFAULTS: dict[str, float | str | bool] = {
     "duplicate_window": 120.0,  # the streams' de-duplication window (with dedup)
     "retry_timeout": 30.0,  # how long sends and settlements retry through an outage
     "request_timeout": 5.0,  # how long to wait for one acknowledgement or API answer
-    "connect_timeout": 5.0,  # one connection attempt
+    "connect_timeout": CONNECT_TIMEOUT,  # how long connect() keeps trying, retries included
     "reconnect_wait": 2.0,  # the longest pause between reconnection attempts
     "ping_interval": 10.0,  # a dead server is noticed after about 3 of these
     "name": "",  # the connection name shown by the server's monitoring
@@ -97,7 +98,7 @@ class NatsOptions:
     duplicate_window: float = 120.0
     retry_timeout: float = 30.0
     request_timeout: float = 5.0
-    connect_timeout: float = 5.0
+    connect_timeout: float = CONNECT_TIMEOUT
     reconnect_wait: float = 2.0
     ping_interval: float = 10.0
     name: str = ""
