@@ -158,6 +158,9 @@ class NatsConsumer(Consumer):
             raise ConsumerClosed(self.queue)
         return await self.handover.take()
 
+    def ready(self, limit: int) -> list[Delivery]:
+        return list(self.handover.take_now(limit))
+
     def settled(self, delivery: NatsDelivery) -> None:
         """``delivery`` is settled (or being settled): its slot is free."""
         if self.held.pop(delivery.sequence, None) is not None and not self._room.is_set():
