@@ -15,13 +15,14 @@ marshalling frame objects.
 
 from __future__ import annotations
 
+import datetime
 import struct
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from pamqp import commands as spec
-from pamqp import encode
+from pamqp import decode, encode
 from pamqp import frame as pamqp_frame
 
 from ...codecs import Codec, JsonCodec, envelope_from_dict
@@ -208,3 +209,22 @@ def foreign(payload: Any, props: spec.Basic.Properties, queue: str) -> Envelope:
         stamp.timestamp() if stamp is not None else time.time(),
         1,
     )
+
+
+def _timestamp_in_range(value: bytes) -> tuple[int, datetime.datetime]:
+    """pamqp's timestamp decoder, with a value beyond year 9999 read as that year's end.
+
+    pamqp raises on such a value (any producer may send one, as a property or in the
+    headers table); aiormq then drops the whole connection, RabbitMQ redelivers the
+    message, and the next connection fails on it again, forever.
+    """
+    try:
+        return _pamqp_timestamp(value)
+    except (ValueError, OverflowError, OSError):
+        if len(value) < 8:  # truncated: a broken frame, as pamqp says
+            raise
+        return 8, datetime.datetime.max.replace(tzinfo=datetime.UTC)
+
+
+_pamqp_timestamp = decode.timestamp
+decode.METHODS["timestamp"] = decode.TABLE_MAPPING[b"T"] = _timestamp_in_range

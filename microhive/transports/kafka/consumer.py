@@ -27,7 +27,7 @@ from ...envelope import Envelope
 from ...errors import ConsumerClosed, DecodeError
 from ..handover import Handover
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
-from .wire import ATTEMPT, GROUP, header
+from .wire import ATTEMPT, GROUP, header, whole_number
 
 if TYPE_CHECKING:
     from .broker import KafkaBroker
@@ -211,9 +211,9 @@ class KafkaConsumer(Consumer):
             except DecodeError as exc:
                 envelope, error = None, str(exc)
             if envelope is not None and record.headers:
-                attempt = header(record.headers, ATTEMPT)
-                if attempt is not None and attempt.isdigit() and int(attempt) > envelope.attempt:
-                    envelope.attempt = int(attempt)
+                attempt = whole_number(header(record.headers, ATTEMPT))
+                if attempt is not None and attempt > envelope.attempt:
+                    envelope.attempt = attempt
             taken.append(KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error))
         if taken:
             self.unsettled += len(taken)

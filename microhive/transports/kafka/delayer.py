@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer
 
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
-from .wire import DUE, header
+from .wire import DUE, header, whole_number
 
 if TYPE_CHECKING:
     from .broker import KafkaBroker
@@ -118,7 +118,7 @@ class Mover:
             due = header(headers, DUE)
             rest = [(key, value) for key, value in headers if key != DUE]
             self.counter += 1
-            when = int(due) if due is not None and due.isdigit() else 0
+            when = whole_number(due) or 0
             entry = (when, self.counter, offsets, record.offset, record.key, record.value, rest)
             heapq.heappush(self.heap, entry)
 
