@@ -72,6 +72,8 @@ OUTCOMES: dict[str, tuple[str, str, str, str, str]] = {
     "attempt of a wrong type":    (UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE),
     "attempt zero":               (UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE),
     "sent_at of a wrong type":    (UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE),
+    "sent_at beyond a float":     (UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE),
+    "attempt beyond 64 bits":     (UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE),
     "id of a wrong type":         (UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE),
     "wire version 2":             (UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE, UNDECODABLE),
     "duplicated fields":          (HANDLED,     HANDLED,     HANDLED,     HANDLED,     HANDLED),
@@ -212,6 +214,10 @@ def bad_messages() -> dict[str, Callable[[int], Bad]]:
         "attempt of a wrong type": lambda n: plain(document(n, attempt='"1"')),
         "attempt zero": lambda n: plain(document(n, attempt="0")),
         "sent_at of a wrong type": lambda n: plain(document(n, sent_at='"now"')),
+        "sent_at beyond a float": lambda n: plain(document(n, sent_at="1" + "0" * 400)),
+        "attempt beyond 64 bits": lambda n: plain(
+            document(n, attempt=str(2**70), payload=f'{{"m": {n}}}')
+        ),
         "id of a wrong type": lambda n: plain(document(n, id="7")),
         "wire version 2": lambda n: plain(document(n, v="2")),
         "duplicated fields": lambda n: plain(
