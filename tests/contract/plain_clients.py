@@ -27,6 +27,8 @@ class Raw:
     """Redis: the stream entry's fields instead of ``data`` = body."""
     timestamp: datetime | None = None
     """AMQP: the ``timestamp`` property (see :class:`Moment` for any 64-bit value)."""
+    message_id: str | None = None
+    """AMQP: the ``message_id`` property (see :class:`NotUtf8` for any bytes)."""
 
 
 class Moment(datetime):
@@ -42,6 +44,21 @@ class Moment(datetime):
 
     def timestamp(self) -> float:
         return self.seconds  # type: ignore[return-value]
+
+
+class NotUtf8(str):
+    """A short string that pamqp writes as the given bytes, UTF-8 or not."""
+
+    raw = b""
+
+    @classmethod
+    def of(cls, raw: bytes) -> NotUtf8:
+        text = cls(raw.decode("latin-1"))
+        text.raw = raw
+        return text
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
 
 
 def _query(url: str) -> dict[str, str]:
@@ -98,6 +115,7 @@ async def _amqp(url: str, queue: str, messages: list[Raw]) -> None:
                 delivery_mode=2,
                 headers=dict(message.headers) or None,
                 timestamp=message.timestamp,
+                message_id=message.message_id,
             )
             confirms.append(
                 channel.basic_publish(message.body, routing_key=name, properties=properties)

@@ -28,7 +28,7 @@ from microhive.envelope import Envelope, Kind
 
 from .conftest import Factory, Transport
 from .helpers import eventually
-from .plain_clients import TOMBSTONE, Moment, Raw, publish
+from .plain_clients import TOMBSTONE, Moment, NotUtf8, Raw, publish
 
 MAX_SIZE = 64 * 1024
 """The codec's limit in this test: small, so 'just over' and 'just under' are cheap."""
@@ -95,6 +95,8 @@ FRAMING: dict[str, dict[str, str]] = {
         "headers of every AMQP type":  HANDLED,
         "timestamp beyond year 9999":  ADOPTED,
         "header timestamp beyond 9999": HANDLED,
+        "message_id not UTF-8":        ADOPTED,
+        "header name not UTF-8":       HANDLED,
     },
     "nats": {
         "due header beyond a float":   HANDLED,
@@ -257,6 +259,12 @@ def bad_messages() -> dict[str, Callable[[int], Bad]]:
             "jobs",
             Raw(envelope({"n": n}), headers={"at": Moment.at(2**63)}),
             n,
+        ),
+        "message_id not UTF-8": lambda n: Bad(
+            "jobs", Raw(b'{"n": %d}' % n, message_id=NotUtf8.of(b"id-\xff\xfe")), n
+        ),
+        "header name not UTF-8": lambda n: Bad(
+            "jobs", Raw(envelope({"n": n}), headers={NotUtf8.of(b"x-\xc3"): "value"}), n
         ),
         "due header beyond a float": lambda n: framed(n, **{"Microhive-Due": "9" * 400}),
         "due header not a number": lambda n: framed(n, **{"Microhive-Due": "soon"}),

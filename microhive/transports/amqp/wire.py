@@ -211,13 +211,15 @@ def foreign(payload: Any, props: spec.Basic.Properties, queue: str) -> Envelope:
     )
 
 
-def _timestamp_in_range(value: bytes) -> tuple[int, datetime.datetime]:
-    """pamqp's timestamp decoder, with a value beyond year 9999 read as that year's end.
+# pamqp raises on two kinds of values any producer may send and RabbitMQ passes on, as
+# properties or in the headers table: a timestamp beyond year 9999 and a short string
+# (message_id, app_id, a header's name...) that is not UTF-8. aiormq then drops the whole
+# connection, RabbitMQ redelivers the message, and the next connection fails on it again,
+# forever. These two decoders take such values instead.
 
-    pamqp raises on such a value (any producer may send one, as a property or in the
-    headers table); aiormq then drops the whole connection, RabbitMQ redelivers the
-    message, and the next connection fails on it again, forever.
-    """
+
+def _timestamp_in_range(value: bytes) -> tuple[int, datetime.datetime]:
+    """pamqp's timestamp decoder, with a value beyond year 9999 read as that year's end."""
     try:
         return _pamqp_timestamp(value)
     except (ValueError, OverflowError, OSError):
@@ -226,5 +228,38 @@ def _timestamp_in_range(value: bytes) -> tuple[int, datetime.datetime]:
         return 8, datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
 
+def _short_text(value: bytes) -> tuple[int, str]:
+    """pamqp's short string decoder, with bytes that are not UTF-8 replaced by U+FFFD."""
+    try:
+        return _pamqp_short_str(value)
+    except UnicodeDecodeError:
+        length = value[0]
+        return length + 1, value[1 : length + 1].decode("utf-8", "replace")
+
+
+def _table(value: bytes) -> tuple[int, dict[str, Any]]:
+    """pamqp's field table decoder, with names that are not UTF-8 decoded with U+FFFD."""
+    try:
+        return _pamqp_field_table(value)
+    except UnicodeDecodeError:
+        pass
+    end = 4 + int.from_bytes(value[:4], "big")
+    if end > len(value):
+        raise ValueError("Field table length exceeds available data")
+    data: dict[str, Any] = {}
+    offset = 4
+    while offset < end:
+        size = value[offset]
+        name = value[offset + 1 : offset + 1 + size].decode("utf-8", "replace")
+        offset += 1 + size
+        consumed, data[name] = decode.embedded_value(value[offset:])
+        offset += consumed
+    return end, data
+
+
 _pamqp_timestamp = decode.timestamp
+_pamqp_short_str = decode.short_str
+_pamqp_field_table = decode.field_table
 decode.METHODS["timestamp"] = decode.TABLE_MAPPING[b"T"] = _timestamp_in_range
+decode.METHODS["shortstr"] = decode.short_str = _short_text
+decode.METHODS["table"] = decode.TABLE_MAPPING[b"F"] = decode.field_table = _table
