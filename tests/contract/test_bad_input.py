@@ -17,6 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -125,6 +126,28 @@ def outcomes(engine: str) -> dict[str, str]:
     """The table's column for ``engine``, with its framing rows."""
     column = ENGINES.index(engine)
     return {kind: row[column] for kind, row in OUTCOMES.items()} | FRAMING.get(engine, {})
+
+
+DOCS = Path(__file__).parents[2] / "docs" / "guarantees.md"
+WORDS = {
+    "handled": HANDLED,
+    "adopted": ADOPTED,
+    "dead: undecodable": UNDECODABLE,
+    "dead: invalid payload": INVALID,
+}
+
+
+def documented(engine: str) -> dict[str, str]:
+    """The column of ``engine`` in the table of docs/guarantees.md (the same as ours)."""
+    text = DOCS.read_text().split("<!-- bad-input-table -->")[1].split("<!-- /bad-input-table")[0]
+    found = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 + len(ENGINES) and cells[2] in WORDS:  # kind, sent, engines...
+            found[cells[0]] = WORDS[cells[2 + ENGINES.index(engine)]]
+        elif len(cells) == 4 and cells[0] == engine:  # engine, kind, sent, outcome
+            found[cells[1]] = WORDS[cells[3]]
+    return found
 
 
 class Order(BaseModel):
@@ -304,6 +327,7 @@ async def test_bad_input_from_outside_never_stalls_a_consumer(
     caplog.set_level(logging.ERROR)
     engine = transport.name
     table = outcomes(engine)
+    assert documented(engine) == table, "docs/guarantees.md says the same as OUTCOMES"
     makers = bad_messages()
     bad = {kind: makers[kind](TAG + row) for row, kind in enumerate(table)}
     goods = [good(n) for n in range(GOOD)]
