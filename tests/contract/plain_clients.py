@@ -29,6 +29,8 @@ class Raw:
     """AMQP: the ``timestamp`` property (see :class:`Moment` for any 64-bit value)."""
     message_id: str | None = None
     """AMQP: the ``message_id`` property (see :class:`NotUtf8` for any bytes)."""
+    header_block: bytes | None = None
+    """NATS: the header block exactly as given (``NATS/1.0...``), sent as a raw ``HPUB``."""
 
 
 class Moment(datetime):
@@ -136,9 +138,31 @@ async def _nats(url: str, queue: str, messages: list[Raw]) -> None:
         js = client.jetstream()
         subject = options.queue_subject(queue)
         for message in messages:
-            await js.publish(subject, message.body, headers=dict(message.headers) or None)
+            if message.header_block is not None:
+                await _hpub(options.servers[0], subject, message.header_block, message.body)
+            else:
+                await js.publish(subject, message.body, headers=dict(message.headers) or None)
     finally:
         await client.close()
+
+
+async def _hpub(server: str, subject: str, block: bytes, body: bytes) -> None:
+    """Publish with a header block nats-py would not write, over a plain socket; returns
+    once the server answered the PING after it (so it has the message)."""
+    host, port = urlsplit(server).hostname, urlsplit(server).port
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        await reader.readline()  # INFO
+        size = len(block)
+        writer.write(
+            b'CONNECT {"headers": true, "verbose": false}\r\n'
+            + b"HPUB %s %d %d\r\n%s%s\r\nPING\r\n"
+            % (subject.encode(), size, size + len(body), block, body)
+        )
+        while not (await reader.readline()).startswith(b"PONG"):
+            pass
+    finally:
+        writer.close()
 
 
 async def _kafka(url: str, queue: str, messages: list[Raw]) -> None:

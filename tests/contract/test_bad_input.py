@@ -102,6 +102,7 @@ FRAMING: dict[str, dict[str, str]] = {
     "nats": {
         "due header beyond a float":   HANDLED,
         "due header not a number":     HANDLED,
+        "status line not UTF-8":       HANDLED,
     },
     "kafka": {
         "null record value":           UNDECODABLE,
@@ -291,6 +292,9 @@ def bad_messages() -> dict[str, Callable[[int], Bad]]:
         ),
         "due header beyond a float": lambda n: framed(n, **{"Microhive-Due": "9" * 400}),
         "due header not a number": lambda n: framed(n, **{"Microhive-Due": "soon"}),
+        "status line not UTF-8": lambda n: Bad(
+            "jobs", Raw(envelope({"n": n}), header_block=b"NATS/1.0 503 \xff\xfe\r\n\r\n"), n
+        ),
         "null record value": lambda n: Bad("jobs", Raw(b"", headers={TOMBSTONE: "1"})),
         "attempt header not ASCII": lambda n: framed(n, **{"microhive-attempt": "²"}),
         "attempt header of 5000 digits": lambda n: framed(n, **{"microhive-attempt": "9" * 5000}),

@@ -128,12 +128,25 @@ def _client_class() -> Any:
             if handler is None:
                 await super()._process_msg(sid, subject, reply, data, headers)
                 return
-            parsed = await self._process_headers(headers) if headers else None
+            try:
+                parsed = await self._process_headers(headers) if headers else None
+            except Exception:  # a producer's block nats-py cannot read (not UTF-8): an
+                parsed = _lenient_headers(headers)  # exception here would end its read loop
             result = handler(subject, reply, data, parsed)
             if result is not None:
                 await result
 
     return DirectClient
+
+
+def _lenient_headers(block: bytes) -> dict[str, str]:
+    """The ``Name: value`` lines of a header block, bytes that are not UTF-8 replaced."""
+    headers: dict[str, str] = {}
+    for line in block.decode(errors="replace").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            headers.setdefault(name.strip(), value.strip())
+    return headers
 
 
 class Connection:
