@@ -15,6 +15,8 @@ from .errors import DecodeError, PayloadError, PayloadTooLarge
 
 DEFAULT_MAX_SIZE = 4 * 1024 * 1024
 WIRE_VERSION = 1
+MAX_ATTEMPT = 2**63 - 1
+"""An attempt beyond a signed 64-bit integer is refused: AMQP headers cannot carry it."""
 _KINDS = {kind.value: kind for kind in Kind}
 
 
@@ -170,7 +172,7 @@ class _Wire(msgspec.Struct, gc=False):
     correlation_id: str | None = None
     reply_to: str | None = None
     sent_at: float = 0.0
-    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    attempt: Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPT)] = 1
 
 
 _WIRE = msgspec.json.Decoder(_Wire)
@@ -249,13 +251,16 @@ def envelope_from_dict(document: dict[str, Any]) -> Envelope:
     ):
         raise DecodeError("envelope field 'headers' must map strings to strings")
     attempt = get("attempt", 1)
-    if type(attempt) is not int or attempt < 1:
-        raise _fail("attempt", "a positive integer", attempt)
+    if type(attempt) is not int or not 1 <= attempt <= MAX_ATTEMPT:
+        raise _fail("attempt", "a positive 64-bit integer", attempt)
     sent_at = get("sent_at", 0.0)
     if type(sent_at) is not float:
         if type(sent_at) is not int:
             raise _fail("sent_at", "a number (Unix seconds)", sent_at)
-        sent_at = float(sent_at)
+        try:
+            sent_at = float(sent_at)
+        except OverflowError:  # JSON integers have no limit; a float has
+            raise DecodeError("envelope field 'sent_at' is out of range") from None
     message_id = get("id")
     if type(message_id) is not str:
         if message_id is not None:

@@ -192,3 +192,25 @@ async def test_deliveries_reach_our_reader_without_a_task(channel: Any) -> None:
         7,
         channel,
     ), why("Channel._read_content's DeliveredMessage")
+
+
+def test_pamqp_decoders_that_lenient_replaces_are_where_it_expects_them() -> None:
+    """microhive/transports/amqp/lenient.py swaps three of pamqp's decoders for tolerant ones
+    (a timestamp past year 9999, short strings that are not UTF-8). If this fails after a
+    pamqp upgrade, read pamqp/decode.py: the names or tables moved, and without the swap one
+    foreign message can drop every AMQP connection again."""
+    import pamqp
+    from pamqp import decode
+
+    from microhive.transports.amqp import lenient
+
+    for name in ("timestamp", "short_str", "field_table", "embedded_value"):
+        assert callable(getattr(decode, name, None)), f"pamqp {pamqp.__version__}: decode.{name}"
+    assert decode.METHODS["timestamp"] is lenient._timestamp_in_range, "METHODS['timestamp']"
+    assert decode.METHODS["shortstr"] is lenient._short_text, "METHODS['shortstr']"
+    assert decode.METHODS["table"] is lenient._table, "METHODS['table']"
+    assert decode.TABLE_MAPPING[b"T"] is lenient._timestamp_in_range, "TABLE_MAPPING[b'T']"
+    assert decode.TABLE_MAPPING[b"F"] is lenient._table, "TABLE_MAPPING[b'F']"
+    # and they still read what pamqp reads
+    assert decode.short_str(b"\x02hi") == (3, "hi")
+    assert decode.short_str(b"\x02\xff\xfe") == (3, "\ufffd\ufffd")

@@ -30,6 +30,7 @@ from ...broker import DeadLetter
 from ...codecs import Codec, JsonCodec, envelope_from_dict
 from ...envelope import Envelope, Kind, new_id
 from ...errors import DecodeError
+from . import lenient  # noqa: F401 - makes pamqp's decoders take any producer's values
 
 FRAME_END = b"\xce"
 _FRAME = struct.Struct(">BHI")

@@ -33,7 +33,7 @@ from ..handover import Handover
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
 from .options import KafkaOptions
 from .producer import Outlet
-from .wire import ATTEMPT, GROUP, header
+from .wire import ATTEMPT, GROUP, header, whole_number
 
 log = logging.getLogger("microhive.kafka")
 
@@ -247,9 +247,9 @@ class KafkaConsumer(Consumer):
             except DecodeError as exc:
                 envelope, error = None, str(exc)
             if envelope is not None and record.headers:
-                attempt = header(record.headers, ATTEMPT)
-                if attempt is not None and attempt.isdigit() and int(attempt) > envelope.attempt:
-                    envelope.attempt = int(attempt)
+                attempt = whole_number(header(record.headers, ATTEMPT))
+                if attempt is not None and attempt > envelope.attempt:
+                    envelope.attempt = attempt
             taken.append(KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error))
         if taken:
             self.unsettled += len(taken)

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
 from .options import KafkaOptions
 from .producer import Produce
-from .wire import DUE, header
+from .wire import DUE, header, whole_number
 
 log = logging.getLogger("microhive.kafka")
 
@@ -117,7 +117,7 @@ class Mover:
             due = header(headers, DUE)
             rest = [(key, value) for key, value in headers if key != DUE]
             self.counter += 1
-            when = int(due) if due is not None and due.isdigit() else 0
+            when = whole_number(due) or 0
             entry = (when, self.counter, offsets, record.offset, record.key, record.value, rest)
             heapq.heappush(self.heap, entry)
 

@@ -31,6 +31,20 @@ def header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
     return None
 
 
+def whole_number(text: str | None) -> int | None:
+    """A header's value as an integer written in ASCII digits, else None.
+
+    Any producer can set these headers: ``str.isdigit`` alone lets "²" through, and
+    ``int()`` refuses more than 4300 digits, and an exception here would end the reading.
+    """
+    if text is None or not text.isascii() or not text.isdigit():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def encoded(**values: str) -> list[tuple[str, bytes]]:
     """Record headers from keyword arguments (``_`` in a name becomes ``-``)."""
     return [(f"microhive-{key.replace('_', '-')}", value.encode()) for key, value in values.items()]

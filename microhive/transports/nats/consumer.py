@@ -248,7 +248,7 @@ class NatsConsumer(Consumer):
             return False
         try:
             wait = int(due) / 1000 - time.time()
-        except ValueError:
+        except (ValueError, OverflowError):  # a foreign producer's header: not a delay
             wait = 0.0
         if wait <= 0.001:
             return False

@@ -26,6 +26,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .wire import parse_headers
+
 Handler = Callable[[bytes, bytes, bytes, "dict[str, str] | None"], Awaitable[None] | None]
 """Receives ``(subject, reply, data, headers)`` of each message of a subscription."""
 Failed = Callable[[int, bytes, bytes, bytes, BaseException], None]
@@ -99,7 +101,10 @@ def client_class() -> Any:
                 if handler is None:
                     await super()._process_msg(sid, subject, reply, data, headers)
                     return
-                parsed = await self._process_headers(headers) if headers else None
+                try:
+                    parsed = await self._process_headers(headers) if headers else None
+                except Exception:  # a producer's block nats-py cannot read (not UTF-8)
+                    parsed = parse_headers(headers)
                 result = handler(subject, reply, data, parsed)
                 if result is not None:
                     await result
