@@ -180,6 +180,12 @@ class QueueBroker(Connection):
         program did not declare (an existing engine queue: schemaless)."""
         return QueueHandle(self, self._resolve(queue, undeclared=True))
 
+    def declaration(self, name: str) -> Queue:
+        """The declaration a transport goes by for queue ``name`` (its payload kind, its
+        engine address): the broker's own, the program's, or a plain undeclared queue."""
+        found = self.queues.get(name) or self.registry.get("queue", name)
+        return found if found is not None else undeclared_queue(name)
+
     def _resolve(self, queue: Queue | str, *, undeclared: bool = False) -> Queue:
         if isinstance(queue, Queue):
             return queue

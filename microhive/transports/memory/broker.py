@@ -97,7 +97,7 @@ class MemoryBroker(QueueBroker):
         return list(self.hive.queue(queue).dead[:limit])
 
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer:
-        return MemoryConsumer(self.codec, self.hive.queue(queue))
+        return MemoryConsumer(self.codec, self.hive.queue(queue), self.declaration(queue))
 
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         return self._tails.follow(self.hive.queue(queue).history, last)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
+from ...adoption import incoming
 from ...broker import Consumer, Delivery
 from ...codecs import Codec
+from ...declarations import Queue
 from ...envelope import Envelope
-from ...errors import ConsumerClosed, DecodeError
+from ...errors import ConsumerClosed
 from .queues import MemoryQueue, compact
 
 
@@ -51,9 +53,10 @@ class MemoryDelivery(Delivery):
 
 
 class MemoryConsumer(Consumer):
-    def __init__(self, codec: Codec, queue: MemoryQueue) -> None:
+    def __init__(self, codec: Codec, queue: MemoryQueue, declaration: Queue) -> None:
         self.codec = codec
         self.queue = queue
+        self.declaration = declaration
         self.closed = False
         self._waiting: set[asyncio.Future[bytes]] = set()
 
@@ -68,11 +71,8 @@ class MemoryConsumer(Consumer):
         return [self._delivery(raw) for raw in self.queue.take_now(limit)]
 
     def _delivery(self, raw: bytes) -> MemoryDelivery:
-        try:
-            envelope: Envelope | None = self.codec.decode(raw)
-            error = None
-        except DecodeError as exc:
-            envelope, error = None, str(exc)
+        """A body a plain producer put in the hive is adopted as on every engine."""
+        envelope, error = incoming(self.codec, raw, self.declaration)
         return MemoryDelivery(self.codec, self.queue, raw, envelope, error)
 
     async def close(self) -> None:
