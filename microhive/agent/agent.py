@@ -190,7 +190,7 @@ class MicroAgent:
             spec = handler.spec
             assert isinstance(spec, ConsumerSpec) and self._broker is not None
             consumer = await self._broker.consume(
-                spec.queue, prefetch=spec.concurrency * max(spec.batch, 1), name=self.instance_id
+                spec.queue, prefetch=_prefetch(spec), name=self.instance_id
             )
             self._consumers.append(consumer)
             consumer_workers(
@@ -355,3 +355,9 @@ class MicroAgent:
                 if cancelled_from_outside(hook_exc):
                     raise
                 self.log.error("hook %s failed: %s", event, describe(hook_exc), exc_info=True)
+
+
+def _prefetch(spec: ConsumerSpec) -> int:
+    """How many deliveries a consumer may hold: one per handler slot, or for batch handlers
+    four batches per slot, so the next batches are read while one is handled (Kafka fetches in large rounds)."""
+    return spec.concurrency * 4 * spec.batch if spec.batch else spec.concurrency
