@@ -208,8 +208,8 @@ class Amqp(_Remote):
         return Channel(None, {"amqp": binding}, extra)
 
     def send_bindings(self, what: str) -> dict[str, Any]:
-        if what == "signal":
-            binding = {"deliveryMode": 1, "mandatory": False, "timestamp": True}
+        if what == "signal":  # signals and calls carry only content_type and delivery_mode
+            binding = {"deliveryMode": 1, "mandatory": False, "timestamp": False}
         else:
             binding = {"deliveryMode": 2, "mandatory": True, "timestamp": True}
         return {"amqp": {**binding, "bindingVersion": AMQP}}
@@ -218,6 +218,8 @@ class Amqp(_Remote):
         return {"amqp": {"ack": not autoack, "bindingVersion": AMQP}}
 
     def message_bindings(self, kind: str) -> dict[str, Any]:
+        if kind != "message":  # the bus's messages have no type property
+            return {}
         return {"amqp": {"messageType": kind, "bindingVersion": AMQP}}
 
 

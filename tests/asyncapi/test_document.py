@@ -113,7 +113,8 @@ def test_amqp_exchanges_queues_and_routing_keys() -> None:
     assert found["operations"]["Shop.take"]["bindings"]["amqp"]["ack"] is True
     assert found["operations"]["Notifier.text"]["bindings"]["amqp"]["ack"] is False  # autoack
     messages = found["components"]["messages"]
-    assert messages["call.check_user"]["bindings"]["amqp"]["messageType"] == "call"
+    assert messages["queue.orders"]["bindings"]["amqp"]["messageType"] == "message"
+    assert "bindings" not in messages["call.check_user"]  # the bus sets no type property
 
 
 def test_nats_subjects_and_streams() -> None:
