@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import redis.asyncio as aioredis
-from datetime import UTC, datetime
 
 from microhive import Namespace, QueueBroker, SignalBus
 from microhive.asyncapi import describe
