@@ -5,16 +5,20 @@ an agent and gets a reply that fits too."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import nats
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from microhive import Namespace, QueueBroker, SignalBus
 from microhive.asyncapi import describe
 from microhive.envelope import new_id
+from microhive.transports.kafka.options import parse as kafka_parse
 
 from .. import engines
 from ..amqp import server as amqp_server
@@ -144,3 +148,86 @@ async def test_amqp() -> None:
         await bus.close()
         await broker.close()
         await connection.close()
+
+
+async def test_nats() -> None:
+    prefix = f"t{new_id()[:10]}"
+    url = engines.with_query(engines.require_nats(), prefix=prefix)
+    document = describe(agents.AGENTS, agents.CATALOG, bus=url, broker=url)
+    check(document)
+    channels = document["channels"]
+    plain = await nats.connect(engines.NATS_URL)
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    bus = SignalBus.from_url(url, signals=SIGNALS)
+    broker = QueueBroker.from_url(url, queues=QUEUES)
+    shop = agents.Shop(bus, broker)
+    try:
+        for subject in (channels["signal.user_enter"]["address"], f"{prefix}.my-replies"):
+            await plain.subscribe(subject, cb=inbox.put)
+        await plain.flush()
+        await bus.connect()
+        await broker.connect()
+        await bus.user_enter.send("door", name="ann")
+        async with asyncio.timeout(10):
+            fits(document, "signal.user_enter", json.loads((await inbox.get()).data))
+
+        queue = channels["queue.orders"]
+        await broker.orders.send(ORDER, sender="till")
+        stored = await plain.jetstream().get_msg(
+            queue["x-microhive"]["stream"], subject=queue["address"]
+        )
+        fits(document, "queue.orders", json.loads(stored.data))
+
+        await shop.start()
+        call = {
+            "kind": "call",
+            "name": "check_user",
+            "id": "c0ffee",
+            "payload": {"user": "bob"},
+            "correlation_id": "c0ffee",
+            "reply_to": f"{prefix}.my-replies",
+        }
+        fits(document, "call.check_user", call)
+        await plain.publish(channels["signal.check_user"]["address"], json.dumps(call).encode())
+        async with asyncio.timeout(10):
+            reply = json.loads((await inbox.get()).data)
+        fits(document, "reply.check_user", reply)
+        assert reply["correlation_id"] == "c0ffee" and reply["payload"]["ok"] is True
+    finally:
+        await shop.stop()
+        await bus.close()
+        await broker.close()
+        for stream in (f"{prefix}_queue_orders", f"{prefix}_queue_sms"):
+            with contextlib.suppress(Exception):
+                await plain.jetstream().delete_stream(stream)
+        await plain.close()
+
+
+async def test_kafka() -> None:
+    prefix = f"t{new_id()[:10]}"
+    url = engines.with_query(engines.require_kafka(), prefix=prefix, partitions=2)
+    document = describe([agents.Shop], bus=engines.NATS_URL, broker=url)
+    check(document)
+    binding = document["channels"]["queue.orders"]["bindings"]["kafka"]
+    broker = QueueBroker.from_url(url, queues=QUEUES)
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka_parse(url).bootstrap)
+    try:
+        await broker.connect()
+        await broker.orders.send(ORDER, sender="till")
+        await reader.start()
+        assert binding["topic"] in await reader.topics()  # also fetches its metadata
+        partitions = reader.partitions_for_topic(binding["topic"]) or set()
+        assert len(partitions) == binding["partitions"]
+        assigned = [TopicPartition(binding["topic"], p) for p in sorted(partitions)]
+        reader.assign(assigned)
+        await reader.seek_to_beginning(*assigned)
+        records: list[Any] = []
+        async with asyncio.timeout(10):
+            while not records:
+                fetched = await reader.getmany(*assigned, timeout_ms=1000)
+                records = [record for batch in fetched.values() for record in batch]
+        assert len(records) == 1
+        fits(document, "queue.orders", json.loads(records[0].value))
+    finally:
+        await reader.stop()
+        await broker.close()
