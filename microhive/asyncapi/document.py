@@ -9,11 +9,11 @@ from typing import Any
 from ..agent.agent import MicroAgent
 from ..agent.specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
 from ..catalog import Catalog
-from ..declarations import Exchange, Queue, Signal, queues_of, signals_of
+from ..declarations import Exchange, Queue, Signal
 from ..errors import ConfigurationError
 from ..urls import redact
 from . import schemas
-from .engines import Channel, Engine, engine
+from .engines import Channel, engine
 
 REPLIES = "replies"
 
@@ -54,8 +54,8 @@ def declarations(
                     f"{exchange!r}"
                 )
     return (
-        list(signals_of(signals).values()),
-        list(queues_of(queues).values()),
+        list(signals.values()),
+        list(queues.values()),
         [exchanges[name] for name in sorted(exchanges)],
     )
 
@@ -354,4 +354,4 @@ def _schedule(handler: str, spec: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["Engine", "declarations", "describe"]
+__all__ = ["declarations", "describe"]

@@ -181,9 +181,7 @@ def signal_message(signal: Signal, schemas: Schemas) -> dict[str, Any]:
 
 def call_message(signal: Signal, schemas: Schemas) -> dict[str, Any]:
     payload = schemas.signal_payload(signal)
-    call = wrapped(
-        "call", signal.name, payload, required=["payload", "correlation_id", "reply_to"]
-    )
+    call = wrapped("call", signal.name, payload, required=["payload", "correlation_id", "reply_to"])
     call["allOf"][1]["properties"].update(
         {"correlation_id": {"type": "string"}, "reply_to": {"type": "string"}}
     )

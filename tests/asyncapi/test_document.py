@@ -253,3 +253,22 @@ def test_microhive_envelopes_fit_their_messages_and_wrong_ones_do_not() -> None:
     assert errors("exchange.notify", wire(Envelope(Kind.MESSAGE, "notify", {})))
     assert errors("queue.reports", {"kind": "message", "name": "reports"}) == []  # the smallest
     assert errors("queue.reports", {"kind": "message", "name": "reports", "v": 2})
+
+
+def test_conflicting_declarations_are_refused() -> None:
+    from microhive import Exchange, Queue, Signal, private_catalog
+
+    with private_catalog():
+        other = Signal("user_enter", ["name", "at"])
+    catalog = agents.Catalog(
+        agents.Namespace([other], kind="signal"), agents.Namespace(kind="queue")
+    )
+    with pytest.raises(ConfigurationError, match="conflicting declarations of signal 'user_enter'"):
+        describe(agents.AGENTS, catalog)
+    with private_catalog():
+        fanout = Queue("fanned", bindings=[Exchange("notify", "fanout")])
+    catalog = agents.Catalog(
+        agents.Namespace(kind="signal"), agents.Namespace([fanout], kind="queue")
+    )
+    with pytest.raises(ConfigurationError, match="conflicting declarations of exchange 'notify'"):
+        describe(agents.AGENTS, catalog)
