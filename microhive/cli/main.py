@@ -17,6 +17,7 @@ from ..errors import ConfigurationError, MicroHiveError
 from ..runner import load_targets, run_agents
 from ..settings import RunSettings, load_settings
 from ..urls import redact, resolve
+from .asyncapi import asyncapi
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -110,6 +111,8 @@ def _supervise(
     logging.getLogger("microhive.supervisor").info("supervising %d process(es)", len(commands))
     return asyncio.run(supervisor.run())
 
+
+main.add_command(asyncapi)
 
 if __name__ == "__main__":
     main()
