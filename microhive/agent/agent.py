@@ -359,5 +359,5 @@ class MicroAgent:
 
 def _prefetch(spec: ConsumerSpec) -> int:
     """How many deliveries a consumer may hold: one per handler slot, or for batch handlers
-    four batches per slot, so the next batches are read while one is handled (Kafka fetches in large rounds)."""
+    four batches per slot, so the next batches are read while one is handled."""
     return spec.concurrency * 4 * spec.batch if spec.batch else spec.concurrency

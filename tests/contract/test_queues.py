@@ -142,7 +142,7 @@ async def test_undecodable_message_is_dead_lettered_and_consumer_goes_on(factory
     agent = worker(broker)
     async with agent:
         await broker.publish_raw("jobs", b"\xff\xfe not json")
-        await broker.publish_raw("jobs", b'{"v": 1, "kind": "message"}')  # an envelope without a name
+        await broker.publish_raw("jobs", b'{"v": 1, "kind": "message"}')  # no name: not valid
         await broker.jobs.send({"n": 2})
         await eventually(lambda: agent.settings["done"] == [2])
         letters = await eventually(lambda: _at_least(broker.jobs.dead_letters(), 2))
