@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from .capabilities import Capabilities
+from .catalog import Catalog
 from .codecs import Codec, guarded
 from .connection import Connection
+from .deadletters import DeadLetterHandle, Selection
 from .declarations import (
     Exchange,
     Namespace,
@@ -223,6 +225,8 @@ class QueueBroker(Connection):
                 f"queue {target.name!r}: sender must be a string, got {type(sender).__name__}"
             )
         checked = _headers(target.name, headers)
+        if key is not None:
+            checked["x-key"] = key  # so tail(key=...) and handlers see it on every engine
         envelope = Envelope(
             Kind.MESSAGE, target.name, target.make_payload(payload), sender, headers=checked
         )
@@ -244,29 +248,94 @@ class QueueBroker(Connection):
         await self.connect()
         return await self._dead_letters(self._resolve(queue).name, limit)
 
-    def tail(self, queue: Queue | str, *, last: int = 0) -> AsyncIterator[Envelope]:
+    async def requeue(
+        self,
+        queue: Queue | str,
+        *,
+        to: Queue | str | None = None,
+        reason: str | None = None,
+        older_than: float | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Send the queue's chosen dead letters back — to ``to`` (default the queue itself) —
+        as first attempts, with the header ``x-requeued`` saying why they died; returns how
+        many. Each is published before it leaves the dead letters: a crash in between
+        duplicates it, never loses it. Filters: ``reason`` (a part of the reason),
+        ``older_than`` (seconds since it died), ``limit``; oldest first."""
+        source = self._resolve(queue, undeclared=True)
+        target = source if to is None else self._resolve(to, undeclared=True)
+        selection = Selection(reason, older_than, limit)
+        await self.connect()
+        return await self._requeue(source.name, target.name, selection)
+
+    async def purge(
+        self,
+        queue: Queue | str,
+        *,
+        reason: str | None = None,
+        older_than: float | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete the queue's chosen dead letters for good (filters as :meth:`requeue`);
+        returns how many."""
+        source = self._resolve(queue, undeclared=True)
+        selection = Selection(reason, older_than, limit)
+        await self.connect()
+        return await self._purge(source.name, selection)
+
+    async def declare(self, items: Iterable[Queue | str] | Catalog | None = None) -> list[str]:
+        """Create every queue of ``items`` (default: the broker's own queues) on the engine
+        up front — with its dead letters, delays, exchanges and bindings — idempotently, so
+        plain publishers can start before any consumer. Returns the queues' names."""
+        if items is None:
+            queues = list(self.queues.values())
+        elif isinstance(items, Catalog):
+            queues = list(items.queues.values())
+        else:
+            queues = [self._resolve(item, undeclared=True) for item in items]
+        await self.connect()
+        for queue in queues:
+            if queue.bindings and not self.capabilities.routing:
+                raise CapabilityError(
+                    f"{self!r} cannot bind queue {queue.name!r} to exchanges (no 'routing')"
+                )
+            await self._declare_queue(queue)
+        return [queue.name for queue in queues]
+
+    def tail(
+        self, queue: Queue | str, *, last: int = 0, key: str | None = None
+    ) -> AsyncIterator[Envelope]:
         """The last ``last`` messages of the queue, oldest first, then every new one as it is
         sent — without consuming them: the queue's consumers still get every message.
 
         For dashboards and replays (the seed's telemetry view starts from the last 180
-        readings). Nothing is acknowledged; a reader that falls behind the engine's retention
-        misses what was trimmed. :class:`CapabilityError` on a transport without ``replay``.
-        Where the queue has a schema, each envelope's payload is the validated model (as a
-        consumer's handler gets it); a message that fails it is skipped with a warning.
+        readings). With ``key``, only the messages sent with that key (``send(..., key=)``,
+        header ``x-key``): "the last 180 readings of this satellite". Nothing is
+        acknowledged; a reader that falls behind the engine's retention misses what was
+        trimmed. :class:`CapabilityError` on a transport without ``replay``. Where the queue
+        has a schema, each envelope's payload is the validated model (as a consumer's handler
+        gets it); a message that fails it is skipped with a warning.
         """
         target = self._resolve(queue)
         if not self.capabilities.replay:
             raise CapabilityError(f"{self!r} cannot replay a queue's history (no 'replay')")
         if not isinstance(last, int) or isinstance(last, bool) or last < 0:
             raise ConfigurationError("tail(last=...) must be an integer >= 0")
-        return self._follow(target, last)
+        if key is not None and not isinstance(key, str):
+            raise ConfigurationError("tail(key=...) must be a string")
+        return self._follow(target, last, key)
 
-    async def _follow(self, queue: Queue, last: int) -> AsyncIterator[Envelope]:
+    async def _follow(self, queue: Queue, last: int, key: str | None) -> AsyncIterator[Envelope]:
         await self.connect()
         schema = queue.schema
-        async for data in self._tail(queue.name, last):
+        source = (
+            self._tail(queue.name, last) if key is None else self._tail_keyed(queue.name, last, key)
+        )
+        async for data in source:
             try:
                 envelope = self.codec.decode(data)
+                if key is not None and envelope.headers.get("x-key") != key:
+                    continue
                 if schema is not None:
                     envelope.payload = schema.model_validate(envelope.payload)
             except (DecodeError, ValidationError) as exc:
@@ -371,6 +440,23 @@ class QueueBroker(Connection):
         ``routing_key``; return once the engine has it (transports with ``routing``)."""
         raise CapabilityError(f"{self!r} cannot publish to exchanges (no 'routing')")
 
+    def _tail_keyed(self, queue: str, last: int, key: str) -> AsyncIterator[bytes]:
+        """As :meth:`_tail`, the history part holding the last ``last`` messages sent with
+        ``key`` (messages of other keys may come too: they are filtered out)."""
+        raise CapabilityError(f"{self!r} cannot replay one key's messages yet")
+
+    async def _requeue(self, queue: str, to: str, selection: Selection) -> int:
+        """Move chosen dead letters of ``queue`` to ``to`` (publish first, then remove)."""
+        raise CapabilityError(f"{self!r} cannot requeue dead letters yet")
+
+    async def _purge(self, queue: str, selection: Selection) -> int:
+        raise CapabilityError(f"{self!r} cannot purge dead letters yet")
+
+    async def _declare_queue(self, queue: Queue) -> None:
+        """Create ``queue`` (and its bindings) on the engine; the default: on first use."""
+        if queue.bindings:
+            await self._bind(queue)
+
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         """The encoded messages :meth:`tail` yields; transports with ``replay`` override it."""
         raise CapabilityError(f"{self!r} cannot replay a queue's history")
@@ -419,9 +505,15 @@ class QueueHandle:
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.broker.dead_letters(self.queue, limit)
 
-    def tail(self, *, last: int = 0) -> AsyncIterator[Envelope]:
-        """``async for message in self.broker.telemetry.tail(last=180)``: see QueueBroker.tail."""
-        return self.broker.tail(self.queue, last=last)
+    @property
+    def dead(self) -> DeadLetterHandle:
+        """This queue's dead letters: ``list()``, ``requeue(...)``, ``purge(...)``."""
+        return DeadLetterHandle(self.broker, self.queue)
+
+    def tail(self, *, last: int = 0, key: str | None = None) -> AsyncIterator[Envelope]:
+        """``async for message in self.broker.telemetry.tail(last=180, key="terra")``: see
+        QueueBroker.tail."""
+        return self.broker.tail(self.queue, last=last, key=key)
 
     def __repr__(self) -> str:
         return f"<QueueHandle {self.queue.name!r} on {self.broker!r}>"

@@ -106,7 +106,7 @@ class AmqpBroker(QueueBroker):
 
     # -- what consumers and deliveries use (consumer.Outlet) ---------------------------------
 
-    async def declare(self, queue: str, *, again: bool = False) -> None:
+    async def declare_queue(self, queue: str, *, again: bool = False) -> None:
         if again:
             self.topology.forget()
         await self.topology.queue(queue)

@@ -43,7 +43,7 @@ class Outlet(Protocol):
     @property
     def link(self) -> Link: ...
 
-    async def declare(self, queue: str, *, again: bool = False) -> None:
+    async def declare_queue(self, queue: str, *, again: bool = False) -> None:
         """Declare ``queue`` (``again``: even if it was declared on this connection)."""
 
     async def retry_later(self, queue: str, envelope: Envelope, delay: float) -> None:
@@ -188,7 +188,7 @@ class AmqpConsumer(Consumer):
 
     async def resume(self, generation: int) -> None:
         if not self.closed:
-            await self.outlet.declare(self.queue)
+            await self.outlet.declare_queue(self.queue)
             await self.start()
 
     def _watch(self, channel: AbstractChannel) -> None:
@@ -231,7 +231,7 @@ class AmqpConsumer(Consumer):
                 await asyncio.wait_for(channel.close(), 5)
             try:
                 if not self.closed:  # the queue may be gone: declare it again
-                    await self.outlet.declare(self.queue, again=True)
+                    await self.outlet.declare_queue(self.queue, again=True)
                     await self.start()
                 return
             except Exception as exc:

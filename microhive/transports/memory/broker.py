@@ -12,9 +12,11 @@ from typing import Any
 
 from ...broker import Consumer, DeadLetter, QueueBroker
 from ...capabilities import Capabilities
+from ...codecs import Codec
+from ...deadletters import Selection, requeued
 from ...declarations import Exchange, Queue
 from ...envelope import Envelope
-from ...errors import UnroutableError
+from ...errors import DecodeError, UnroutableError
 from . import routing
 from .consumer import MemoryConsumer
 from .hive import Hive, hive_for
@@ -101,3 +103,37 @@ class MemoryBroker(QueueBroker):
 
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         return self._tails.follow(self.hive.queue(queue).history, last)
+
+    def _tail_keyed(self, queue: str, last: int, key: str) -> AsyncIterator[bytes]:
+        history = self.hive.queue(queue).history
+        return self._tails.follow(history, last, lambda data: _key_of(self.codec, data) == key)
+
+    async def _requeue(self, queue: str, to: str, selection: Selection) -> int:
+        source, target = self.hive.queue(queue), self.hive.queue(to)
+        moved = 0
+        for letter in selection.choose(list(source.dead)):
+            data = compact(requeued(self.codec, letter, to))
+            target.history.record(data)
+            target.put(data)  # published first, then taken out of the dead letters
+            source.dead.remove(letter)
+            moved += 1
+        return moved
+
+    async def _purge(self, queue: str, selection: Selection) -> int:
+        source = self.hive.queue(queue)
+        chosen = selection.choose(list(source.dead))
+        for letter in chosen:
+            source.dead.remove(letter)
+        return len(chosen)
+
+    async def _declare_queue(self, queue: Queue) -> None:
+        self.hive.queue(queue.name)
+        if queue.bindings:
+            await self._bind(queue)
+
+
+def _key_of(codec: Codec, data: bytes) -> str | None:
+    try:
+        return codec.decode(data).headers.get("x-key")
+    except DecodeError:
+        return None

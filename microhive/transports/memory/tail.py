@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 HISTORY = 10_000
 """Messages a queue keeps for replay (the newest ones)."""
@@ -36,10 +36,20 @@ class Tails:
     def __init__(self) -> None:
         self.open: set[asyncio.Queue[bytes | None]] = set()
 
-    async def follow(self, history: History, last: int) -> AsyncIterator[bytes]:
-        """The last ``last`` messages of ``history``, then every new one until closed."""
+    async def follow(
+        self, history: History, last: int, wanted: Callable[[bytes], bool] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The last ``last`` messages of ``history`` (of those ``wanted``, if given), then
+        every new one until closed."""
         follower: asyncio.Queue[bytes | None] = asyncio.Queue()
-        recent = list(history.recent)[-last:] if last else []
+        recent: list[bytes] = []
+        if last:
+            for data in reversed(history.recent):
+                if wanted is None or wanted(data):
+                    recent.append(data)
+                    if len(recent) == last:
+                        break
+            recent.reverse()
         history.followers.add(follower)
         self.open.add(follower)
         try:
