@@ -53,6 +53,8 @@ SIZES = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 """Histogram buckets of batch sizes."""
 
 OTHER = "_other"
+FINE = frozenset({"ok", "acked", "released"})
+"""Outcomes that are no failure (released: given back at shutdown, unhandled)."""
 KNOWN_ERRORS = frozenset(
     {"CallTimeout", "RemoteError", "TransportError", "CapabilityError", "ConfigurationError"}
 )
@@ -166,7 +168,7 @@ class Metrics(Middleware):
             outcomes[outcome] += event.size
         except KeyError:
             outcomes[outcome] = event.size
-        if event.error is not None:
+        if outcome not in FINE:
             series.failed += event.size
 
     def called(self, signal: str, duration: float, error: BaseException | None) -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..broker import QueueBroker
     from ..bus import SignalBus
     from .metrics import Metrics
+    from .server import ObservabilityServer
     from .tracing import Tracing
 
 log = logging.getLogger("microhive.observability")
@@ -80,7 +81,7 @@ async def serving(
     started: Sequence[MicroAgent],
     bus: SignalBus,
     broker: QueueBroker,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[ObservabilityServer | None]:
     """The HTTP endpoint and queue sampling while the block runs (nothing without an address).
 
     Ready once every agent in ``agents`` is in ``started`` (its ``start()`` returned, so its
@@ -88,7 +89,7 @@ async def serving(
     broker are connected.
     """
     if address is None or metrics is None:
-        yield
+        yield None
         return
     from .server import ObservabilityServer, parse_address
 
@@ -111,7 +112,7 @@ async def serving(
     metrics.watch_agents(agents)
     metrics.start_sampling()
     try:
-        yield
+        yield server
     finally:
         await metrics.stop_sampling()
         await server.close()

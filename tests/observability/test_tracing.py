@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,6 @@ from microhive.middleware import Middleware
 from microhive.observability.tracing import Tracing, system_of
 from microhive.testing import eventually
 
-from .. import engines
 from ..cli.helpers import Process
 from ..processes import ready, stop
 from .agents import ASK, DONE, POST, WORK, Back, Front
@@ -38,14 +37,6 @@ def tracing(exporter: InMemorySpanExporter, system: str = "memory", **options: o
     provider = TracerProvider(**options)  # type: ignore[arg-type]
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return Tracing(system, tracer_provider=provider)
-
-
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    engines.require_redis()
-    prefix = f"mhtest-obs-{secrets.token_hex(5)}:"
-    yield engines.with_query(engines.REDIS_URL, prefix=prefix)
-    await engines.delete_prefix(engines.REDIS_URL, prefix)
 
 
 def run_agent(name: str, url: str, spans: Path) -> Process:
