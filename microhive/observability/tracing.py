@@ -8,7 +8,12 @@ handler runs, so what the handler sends is its child. One trace thus follows a p
 signal to queue to call to queue, across processes and engines.
 
 Cheap when sampled out: attributes are set only on spans that record
-(``span.is_recording()``); names are built once per destination.
+(``span.is_recording()``); names are built once per destination. A message whose trace was
+sampled out upstream (``traceparent`` flags without the sampled bit) skips the SDK altogether
+when the sampler is ``ParentBased`` with its default of never sampling the children of an
+unsampled parent (the SDK would decide the same): its headers are read by slicing, the
+handler runs under a non-recording span of that context, and what it sends carries the same
+``traceparent`` on.
 """
 
 from __future__ import annotations
@@ -18,9 +23,19 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagate import get_global_textmap
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TracerProvider,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..envelope import Envelope, Kind
 from ..middleware import Handling, Middleware
@@ -40,6 +55,66 @@ TEMPORARY = "(temporary)"  # the semantic conventions' name for a reply inbox
 STATE = "microhive.tracing"  # this middleware's key in Handling.state
 
 _call: ContextVar[Span | None] = ContextVar("microhive_tracing_call", default=None)
+_EMPTY = otel_context.Context()
+_UNSAMPLED_FLAGS = frozenset("02468ace")  # the last hex digit of flags without bit 0
+
+
+class _Unsampled(NonRecordingSpan):
+    """The current span of a handler whose trace was sampled out upstream: what it sends
+    carries the same ``traceparent`` and ``tracestate`` on. Its span context is parsed only
+    if someone asks (code in the handler starting spans of its own)."""
+
+    __slots__ = ("_parsed", "traceparent", "tracestate")
+
+    def __init__(self, traceparent: str, tracestate: str | None) -> None:
+        super().__init__(INVALID_SPAN_CONTEXT)
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+        self._parsed: SpanContext | None = None
+
+    def get_span_context(self) -> SpanContext:
+        if self._parsed is None:
+            self._parsed = _parse(self.traceparent)
+        return self._parsed
+
+
+def _parse(parent: str) -> SpanContext:
+    try:
+        trace_id, span_id = int(parent[3:35], 16), int(parent[36:52], 16)
+        flags = int(parent[53:], 16)
+    except ValueError:
+        return INVALID_SPAN_CONTEXT
+    if not trace_id or not span_id:
+        return INVALID_SPAN_CONTEXT
+    return SpanContext(trace_id, span_id, True, TraceFlags(flags))
+
+
+def _unsampled(headers: Any) -> _Unsampled | None:
+    """The sampled-out parent in W3C ``headers``, recognised by its shape; None for anything
+    else (sampled, absent, malformed: the propagator then has its say)."""
+    parent = headers.get("traceparent")
+    if (
+        parent is None
+        or len(parent) != 55
+        or parent[54] not in _UNSAMPLED_FLAGS
+        or parent[:3] != "00-"
+        or parent[35] != "-"
+        or parent[52] != "-"
+    ):
+        return None
+    return _Unsampled(parent, headers.get("tracestate"))
+
+
+def _trusts_unsampled_parents(provider: Any) -> bool:
+    """True when ``provider``'s sampler never samples the child of an unsampled parent."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    sampler = getattr(provider, "sampler", None)
+    return (
+        isinstance(sampler, ParentBased)
+        and getattr(sampler, "_remote_parent_not_sampled", None) is ALWAYS_OFF
+        and getattr(sampler, "_local_parent_not_sampled", None) is ALWAYS_OFF
+    )
 
 
 def system_of(url: str) -> str:
@@ -54,7 +129,8 @@ class Tracing(Middleware):
     ``system`` names the signal bus's engine (``messaging.system``), ``queue_system`` the
     broker's when it differs (``system_of(url)`` turns a URL into one). The tracer comes from
     ``tracer_provider`` (the global one by default: configure the OTel SDK as usual) and the
-    headers from ``propagator`` (the global one: W3C trace context and baggage).
+    headers from ``propagator`` (W3C trace context by default; pass
+    ``opentelemetry.propagate.get_global_textmap()`` for baggage or other formats).
 
     A call's publish span stays open until its answer came (or it failed), so its duration
     is the call's latency; the callee's reply publish is a child of the callee's process
@@ -74,13 +150,25 @@ class Tracing(Middleware):
         self.queue_system = queue_system or system
         self.provider = tracer_provider
         self.tracer = trace.get_tracer("microhive", tracer_provider=tracer_provider)
-        self.propagator = propagator
+        self.propagator: TextMapPropagator = propagator or TraceContextTextMapPropagator()
+        self._w3c = propagator is None
+        provider = tracer_provider or trace.get_tracer_provider()
+        self._fast = self._w3c and _trusts_unsampled_parents(provider)
         self._publish_names: dict[str, str] = {}
         self._process_names: dict[str, str] = {}
 
     # -- producers -----------------------------------------------------------------------
 
     def publishing(self, envelope: Envelope, destination: str) -> None:
+        current = trace.get_current_span()
+        if type(current) is _Unsampled:  # inside a handler of a sampled-out trace
+            headers = envelope.headers
+            if type(headers) is not dict:
+                headers = envelope.headers = dict(headers)
+            headers["traceparent"] = current.traceparent
+            if current.tracestate is not None:
+                headers["tracestate"] = current.tracestate
+            return
         kind = envelope.kind
         reply = kind is Kind.REPLY
         label = TEMPORARY if reply else destination
@@ -107,8 +195,16 @@ class Tracing(Middleware):
         headers = envelope.headers
         if type(headers) is not dict:
             headers = envelope.headers = dict(headers)
-        propagator = self.propagator or get_global_textmap()
-        propagator.inject(headers, context=trace.set_span_in_context(span))
+        if self._w3c and not span.is_recording():  # what the propagator writes, sooner
+            context = span.get_span_context()
+            if context.is_valid:
+                headers["traceparent"] = (
+                    f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+                )
+                if context.trace_state:
+                    headers["tracestate"] = context.trace_state.to_header()
+        else:
+            self.propagator.inject(headers, context=trace.set_span_in_context(span))
         if kind is Kind.CALL:
             previous = _call.get()
             if previous is not None:  # a gather before it, told of no end: ends now
@@ -132,10 +228,15 @@ class Tracing(Middleware):
     def handling(self, event: Handling) -> None:
         envelope = event.envelope
         if envelope is not None and envelope.headers:
-            propagator = self.propagator or get_global_textmap()
-            parent = propagator.extract(envelope.headers, context=otel_context.Context())
+            if self._fast:
+                unsampled = _unsampled(envelope.headers)
+                if unsampled is not None:
+                    token = otel_context.attach(trace.set_span_in_context(unsampled, _EMPTY))
+                    event.state[STATE] = (unsampled, token)
+                    return
+            parent = self.propagator.extract(envelope.headers, context=_EMPTY)
         else:
-            parent = otel_context.Context()  # a job, a batch or an undecodable message
+            parent = _EMPTY  # a job, a batch or an undecodable message
         kind = event.kind
         label = event.name
         try:
