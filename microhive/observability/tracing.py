@@ -13,18 +13,21 @@ sampled out upstream (``traceparent`` flags without the sampled bit) skips the S
 when the sampler is ``ParentBased`` with its default of never sampling the children of an
 unsampled parent (the SDK would decide the same): its headers are read by slicing, the
 handler runs under a non-recording span of that context, and what it sends carries the same
-``traceparent`` on.
+``traceparent`` on. When the root sampler never samples either (ratio 0, ALWAYS_OFF: only
+traces that arrive sampled are recorded), a trace's first publish writes random ids itself.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from random import getrandbits
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import (
+    INVALID_SPAN,
     INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     Span,
@@ -105,6 +108,16 @@ def _unsampled(headers: Any) -> _Unsampled | None:
     return _Unsampled(parent, headers.get("tracestate"))
 
 
+def _drops_every_root(provider: Any) -> bool:
+    """True when ``provider``'s sampler never samples a trace's first span (only traces
+    that arrive sampled are recorded)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+    sampler = getattr(provider, "sampler", None)
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
+    return root is ALWAYS_OFF or (isinstance(root, TraceIdRatioBased) and root.bound == 0)
+
+
 def _trusts_unsampled_parents(provider: Any) -> bool:
     """True when ``provider``'s sampler never samples the child of an unsampled parent."""
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
@@ -154,6 +167,7 @@ class Tracing(Middleware):
         self._w3c = propagator is None
         provider = tracer_provider or trace.get_tracer_provider()
         self._fast = self._w3c and _trusts_unsampled_parents(provider)
+        self._no_roots = self._fast and _drops_every_root(provider)
         self._publish_names: dict[str, str] = {}
         self._process_names: dict[str, str] = {}
 
@@ -168,6 +182,15 @@ class Tracing(Middleware):
             headers["traceparent"] = current.traceparent
             if current.tracestate is not None:
                 headers["tracestate"] = current.tracestate
+            return
+        if current is INVALID_SPAN and self._no_roots:  # a trace starts, sampled out: no SDK
+            headers = envelope.headers
+            if type(headers) is not dict:
+                headers = envelope.headers = dict(headers)
+            # random ids, as the SDK's generator makes them; flags: random, not sampled
+            headers["traceparent"] = (
+                f"00-{getrandbits(128) or 1:032x}-{getrandbits(64) or 1:016x}-02"
+            )
             return
         kind = envelope.kind
         reply = kind is Kind.REPLY

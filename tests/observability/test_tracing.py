@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -104,11 +105,14 @@ async def test_two_processes_share_one_trace(redis_url: str, tmp_path: Path) -> 
         assert span["attributes"].get("messaging.system", "redis") == "redis"
 
 
-async def test_sampled_out_traces_still_propagate(exporter: InMemorySpanExporter) -> None:
+@pytest.mark.parametrize("ratio", [0, 1e-12], ids=["roots-never-sampled", "sdk-decides-roots"])
+async def test_sampled_out_traces_still_propagate(
+    exporter: InMemorySpanExporter, ratio: float
+) -> None:
     """Nothing is recorded, but the trace id travels (not sampled), so every hop downstream
-    with the same sampler agrees."""
+    with the same sampler agrees; code in a handler sees that trace as current."""
     headers = Headers()
-    middleware = [tracing(exporter, sampler=ParentBased(TraceIdRatioBased(0))), headers]
+    middleware = [tracing(exporter, sampler=ParentBased(TraceIdRatioBased(ratio))), headers]
     url = f"memory://obs-{secrets.token_hex(4)}"
     bus = SignalBus.from_url(url, signals=[POST, ASK], middleware=middleware)
     broker = QueueBroker.from_url(url, queues=[WORK, DONE], middleware=middleware)
@@ -123,6 +127,23 @@ async def test_sampled_out_traces_still_propagate(exporter: InMemorySpanExporter
     parts = [traceparent.split("-") for _, traceparent in headers.seen]
     assert len({trace_id for _, trace_id, _, _ in parts}) == 1, "one trace id throughout"
     assert all(int(flags, 16) & 1 == 0 for *_, flags in parts), "none sampled"
+
+    class Inside(MicroAgent):
+        @consumer(WORK)
+        async def work(self, n: int) -> None:
+            context = trace.get_current_span().get_span_context()
+            seen.append((f"{context.trace_id:032x}", context.trace_flags.sampled))
+            with trace.get_tracer("user", tracer_provider=provider).start_as_current_span("mine"):
+                pass
+
+    seen: list[tuple[str, bool]] = []
+    provider = middleware[0].provider
+    async with Inside(broker=broker):
+        await broker.send(WORK, {"n": 1})
+        await eventually(lambda: len(seen) == 1, 30)
+    sent = headers.seen[-1][1].split("-")[1]
+    assert seen == [(sent, False)], "the handler runs in the sampled-out trace"
+    assert exporter.get_finished_spans() == (), "and so do spans it starts"
 
 
 class Headers(Middleware):
