@@ -180,8 +180,8 @@ def hooks(number: int) -> list[Hook]:
     """Each hook alone, minus building its arguments (which the hive does anyway)."""
 
     def cost(call: Callable[[], Any], baseline: Callable[[], Any]) -> float:
-        timing = min(timeit.repeat(call, number=number, repeat=5))
-        base = min(timeit.repeat(baseline, number=number, repeat=5))
+        timing = min(timeit.repeat(call, number=number, repeat=9))
+        base = min(timeit.repeat(baseline, number=number, repeat=9))
         return max(0.0, (timing - base) / number * 1e6)
 
     results = []
@@ -224,6 +224,28 @@ def hooks(number: int) -> list[Hook]:
     return results
 
 
+def shares(rows: list[Row], hooked: list[Hook]) -> list[str]:
+    """Each middleware's own hooks per message (one publish, one handler run) as a share of
+    the bare round trip: steadier than the throughput difference on a busy machine."""
+    cost = {h.what: h.micros for h in hooked}
+    base = {r.transport: r.micros for r in rows if r.config == "none"}
+    framework = {r.transport: r.overhead for r in rows if r.config.startswith("Middleware()")}
+    lines = []
+    for name in list(CONFIGS)[2:]:
+        own = cost[f"{name}: publish (a trace's first)"] + cost[f"{name}: handling + handled"]
+        parts = [
+            f"{own / micros * 100:.1f} % of {transport}'s {micros:.1f} µs"
+            for transport, micros in base.items()
+        ]
+        lines.append(f"{name}: hooks {own:.2f} µs/msg = " + ", ".join(parts))
+    for transport, micros in framework.items():
+        lines.append(
+            f"any middleware at all (the hive's hook calls, Handling): +{micros:.2f} µs/msg "
+            f"on {transport}"
+        )
+    return lines
+
+
 def table(rows: list[Row], hooked: list[Hook]) -> str:
     lines = [
         f"{'transport':9}  {'middleware':22}  {'msg/s':>9}  {'µs/msg':>7}  {'+µs/msg':>7}  "
@@ -249,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20_000, help="messages per memory run")
     parser.add_argument("--redis-n", type=int, default=5_000, help="messages per Redis run")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure; best kept")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per figure; best kept")
     parser.add_argument("--no-redis", action="store_true", help="memory:// only")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
@@ -269,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(elapsed, 1),
             "queues": [asdict(r) for r in rows],
             "hooks": [{**asdict(h), "passed": h.passed} for h in hooked],
+            "shares": shares(rows, hooked),
         }
         print(json.dumps(document, indent=2))
         return 0
@@ -278,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         f"best of {args.repeat}\n"
     )
     print(table(rows, hooked))
+    print()
+    print("\n".join(shares(rows, hooked)))
     print(f"\nloss = share of the no-middleware throughput lost; {elapsed:.1f} s")
     return 0
 

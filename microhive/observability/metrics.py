@@ -191,15 +191,12 @@ class Metrics(Middleware):
         return name if len(family) < self.max_names else OTHER
 
     def _series(self, event: Handling) -> Series:
-        name = event.name
-        if len(self.handlers) >= self.max_names:
-            name = OTHER
+        """A new name's series; past ``max_names``, the shared ``_other`` one."""
+        name = event.name if len(self.handlers) < self.max_names else OTHER
         key = (event.kind, event.agent, event.handler, name)
         series = self.handlers.get(key)
         if series is None:
             series = self.handlers[key] = Series(batches=event.kind == "batch")
-        if name == OTHER:  # later events of this name find it under their own key
-            self.handlers[event.kind, event.agent, event.handler, event.name] = series
         return series
 
     # -- sampled gauges ---------------------------------------------------------------
@@ -307,11 +304,7 @@ class _Exporter(Collector):
         batch_sizes = HistogramMetricFamily(
             "microhive_batch_size", "Messages per batch", labels=["agent", "handler", "queue"]
         )
-        seen: set[int] = set()
         for (kind, agent, handler, name), series in list(m.handlers.items()):
-            if id(series) in seen:  # an "_other" series is listed under several keys
-                continue
-            seen.add(id(series))
             if kind in ("signal", "call"):
                 group, values = families["signal"], [agent, handler, name, kind]
             elif kind == "schedule":

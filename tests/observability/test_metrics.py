@@ -24,6 +24,7 @@ from microhive import (
     periodic,
     receiver,
 )
+from microhive.middleware import Handling
 from microhive.observability.metrics import Metrics
 from microhive.testing import eventually
 
@@ -227,3 +228,16 @@ async def test_a_failing_sample_is_counted_not_raised() -> None:
     await metrics.sample()
     assert value(metrics, "microhive_queue_sample_failures_total", queue="obs.jobs") == 1
     assert value(metrics, "microhive_queue_length", queue="obs.jobs") == 0
+
+
+def test_handler_series_are_bounded() -> None:
+    metrics = Metrics(max_names=1)
+    for name in ("a", "b", "c", "b"):
+        event = Handling("message", "Agent", "handler", name)
+        metrics.handling(event)
+        event.outcome = "acked"
+        metrics.handled(event)
+    labels = {"agent": "Agent", "handler": "handler"}
+    assert value(metrics, "microhive_messages_received_total", **labels, queue="a") == 1
+    assert value(metrics, "microhive_messages_received_total", **labels, queue="_other") == 3
+    assert len(metrics.handlers) == 2
