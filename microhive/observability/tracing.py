@@ -68,9 +68,9 @@ class _Unsampled(NonRecordingSpan):
     if someone asks (code in the handler starting spans of its own)."""
 
     __slots__ = ("_parsed", "traceparent", "tracestate")
+    _context = INVALID_SPAN_CONTEXT  # NonRecordingSpan's, never read: get_span_context() is ours
 
-    def __init__(self, traceparent: str, tracestate: str | None) -> None:
-        super().__init__(INVALID_SPAN_CONTEXT)
+    def __init__(self, traceparent: str, tracestate: str | None) -> None:  # no super(): hot path
         self.traceparent = traceparent
         self.tracestate = tracestate
         self._parsed: SpanContext | None = None
@@ -187,9 +187,10 @@ class Tracing(Middleware):
             headers = envelope.headers
             if type(headers) is not dict:
                 headers = envelope.headers = dict(headers)
-            # random ids, as the SDK's generator makes them; flags: random, not sampled
+            # random ids, as the SDK's generator makes them (all-zero ids: 2^-64, ignored);
+            # flags: random, not sampled
             headers["traceparent"] = (
-                f"00-{getrandbits(128) or 1:032x}-{getrandbits(64) or 1:016x}-02"
+                f"00-{getrandbits(128).to_bytes(16).hex()}-{getrandbits(64).to_bytes(8).hex()}-02"
             )
             return
         kind = envelope.kind
