@@ -209,7 +209,7 @@ def hooks(number: int) -> list[Hook]:
         handled = cost(handle, event)
         first = cost(publish, envelope)
         results.append(
-            Hook(f"{name}: publish (a trace's first)", first, SPAN_TARGET if sampled_out else None)
+            Hook(f"{name}: publish outside a handler", first, SPAN_TARGET if sampled_out else None)
         )
         results.append(
             Hook(f"{name}: handling + handled", handled, SPAN_TARGET if sampled_out else None)
@@ -219,7 +219,7 @@ def hooks(number: int) -> list[Hook]:
         within = cost(publish, envelope)
         middleware.handled(running)
         results.append(
-            Hook(f"{name}: publish from a handler", within, SPAN_TARGET if sampled_out else None)
+            Hook(f"{name}: publish inside a handler", within, SPAN_TARGET if sampled_out else None)
         )
     return results
 
@@ -232,7 +232,7 @@ def shares(rows: list[Row], hooked: list[Hook]) -> list[str]:
     framework = {r.transport: r.overhead for r in rows if r.config.startswith("Middleware()")}
     lines = []
     for name in list(CONFIGS)[2:]:
-        own = cost[f"{name}: publish (a trace's first)"] + cost[f"{name}: handling + handled"]
+        own = cost[f"{name}: publish outside a handler"] + cost[f"{name}: handling + handled"]
         parts = [
             f"{own / micros * 100:.1f} % of {transport}'s {micros:.1f} µs"
             for transport, micros in base.items()
