@@ -57,7 +57,6 @@ SYSTEMS = {
 TEMPORARY = "(temporary)"  # the semantic conventions' name for a reply inbox
 STATE = "microhive.tracing"  # this middleware's key in Handling.state
 
-_call: ContextVar[Span | None] = ContextVar("microhive_tracing_call", default=None)
 _EMPTY = otel_context.Context()
 _UNSAMPLED_FLAGS = frozenset("02468ace")  # the last hex digit of flags without bit 0
 
@@ -170,6 +169,8 @@ class Tracing(Middleware):
         self._no_roots = self._fast and _drops_every_root(provider)
         self._publish_names: dict[str, str] = {}
         self._process_names: dict[str, str] = {}
+        # the open publish span of the call this task is making (one per middleware)
+        self._call: ContextVar[Span | None] = ContextVar(f"tracing_call_{id(self)}", default=None)
 
     # -- producers -----------------------------------------------------------------------
 
@@ -230,18 +231,18 @@ class Tracing(Middleware):
         else:
             self.propagator.inject(headers, context=trace.set_span_in_context(span))
         if kind is Kind.CALL:
-            previous = _call.get()
+            previous = self._call.get()
             if previous is not None:  # a gather before it, told of no end: ends now
                 previous.end()
-            _call.set(span)
+            self._call.set(span)
         else:
             span.end()
 
     def called(self, signal: str, duration: float, error: BaseException | None) -> None:
-        span = _call.get()
+        span = self._call.get()
         if span is None:
             return
-        _call.set(None)
+        self._call.set(None)
         if error is not None and span.is_recording():
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))

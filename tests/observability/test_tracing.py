@@ -210,3 +210,28 @@ def test_system_of_urls() -> None:
 
 def test_always_off_is_accepted(exporter: InMemorySpanExporter) -> None:
     assert tracing(exporter, sampler=ALWAYS_OFF).system == "memory"
+
+
+async def test_a_failed_call_marks_its_publish_span(exporter: InMemorySpanExporter) -> None:
+    from microhive import RemoteError, receiver
+
+    class Failing(MicroAgent):
+        @receiver(ASK)
+        async def ask(self, n: int) -> int:
+            raise ValueError("no answer for you")
+
+    bus = SignalBus.from_url(
+        f"memory://obs-{secrets.token_hex(4)}", signals=[ASK], middleware=[tracing(exporter)]
+    )
+    async with Failing(bus):
+        with pytest.raises(RemoteError):
+            await bus.call(ASK, "test", n=1, timeout=10)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"obs.ask publish", "obs.ask process", "(temporary) publish"}
+    call = spans["obs.ask publish"]
+    assert call.status.status_code.name == "ERROR"
+    assert [event.name for event in call.events] == ["exception"]
+    assert spans["obs.ask process"].status.status_code.name == "ERROR"
+    assert spans["(temporary) publish"].parent is not None
+    assert spans["(temporary) publish"].parent.span_id == spans["obs.ask process"].context.span_id
+    await bus.close()
