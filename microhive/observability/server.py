@@ -37,15 +37,17 @@ READ_TIMEOUT = 10.0
 def parse_address(text: str) -> tuple[str, int]:
     """``PORT``, ``ADDR:PORT`` or ``[IPv6]:PORT`` → (host, port); loopback when no address."""
     host, sep, port = text.rpartition(":")
-    if not sep:
-        host = "127.0.0.1"
-    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
     try:
         number = int(port)
     except ValueError:
         number = -1
-    if not 0 <= number <= 65535:
-        raise ConfigurationError(f"bad metrics address {text!r}: expected [ADDR:]PORT")
+    if not 0 <= number <= 65535 or (sep and not host) or (":" in host and not bracketed):
+        raise ConfigurationError(
+            f"bad metrics address {text!r}: expected [ADDR:]PORT (an IPv6 ADDR in brackets)"
+        )
+    host = host or "127.0.0.1"
     return host, number
 
 

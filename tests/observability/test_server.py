@@ -49,7 +49,7 @@ def test_addresses() -> None:
     assert parse_address("9100") == ("127.0.0.1", 9100)
     assert parse_address("0.0.0.0:9100") == ("0.0.0.0", 9100)
     assert parse_address("[::1]:9100") == ("::1", 9100)
-    for bad in ("", "x", "1:2:70000", "localhost:"):
+    for bad in ("", "x", "1:2:70000", "localhost:", "::1:9100", ":9100", "[::1]"):
         with pytest.raises(ConfigurationError):
             parse_address(bad)
 
