@@ -9,7 +9,7 @@ import inspect
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .agent.agent import MicroAgent
@@ -17,6 +17,7 @@ from .broker import QueueBroker
 from .bus import SignalBus
 from .catalog import Catalog, load_stuff
 from .errors import ConfigurationError
+from .middleware import Middleware
 from .settings import RunSettings
 
 log = logging.getLogger("microhive.runner")
@@ -69,15 +70,32 @@ async def run_agents(
     classes: Sequence[type[MicroAgent]],
     settings: RunSettings,
     stop: asyncio.Event | None = None,
+    *,
+    middleware: Iterable[Middleware] = (),
+    metrics: str | None = None,
+    tracing: str | None = None,
 ) -> None:
     """Start every agent, wait for ``stop`` (or SIGINT/SIGTERM, or the duration), stop all.
 
-    ``classes`` are listed upstream first: they start last and stop first.
+    ``classes`` are listed upstream first: they start last and stop first. ``metrics``
+    (``[ADDR:]PORT``) serves /metrics, /healthz and /readyz; ``tracing`` (``otlp`` or
+    ``file:PATH``) exports spans (see docs/operations.md).
     """
+    from .observability import runtime
+
     stop = stop or asyncio.Event()
     catalog = load_catalog(settings.catalog)
-    bus = SignalBus.from_url(settings.bus_url, signals=catalog.signals)
-    broker = QueueBroker.from_url(settings.broker_url, queues=catalog.queues)
+    watching = runtime.metrics_middleware() if metrics is not None else None
+    tracer = (
+        runtime.tracing_middleware(
+            tracing, settings.bus_url, settings.broker_url, ",".join(c.__name__ for c in classes)
+        )
+        if tracing is not None
+        else None
+    )
+    middleware = [m for m in (watching, tracer) if m is not None] + list(middleware)
+    bus = SignalBus.from_url(settings.bus_url, signals=catalog.signals, middleware=middleware)
+    broker = QueueBroker.from_url(settings.broker_url, queues=catalog.queues, middleware=middleware)
     agents = [
         cls(
             bus,
@@ -93,29 +111,34 @@ async def run_agents(
             loop.add_signal_handler(signum, stop.set)
     started: list[MicroAgent] = []
     try:
-        await bus.connect()
-        await broker.connect()
-        # upstream agents are listed first: they start last and stop first, so nothing they
-        # send is lost at either end while the agents downstream are not running
-        for agent in reversed(agents):
-            await agent.start()
-            started.append(agent)
-        log.info("running %d agent(s) on bus %r, broker %r", len(agents), bus, broker)
-        if settings.duration is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.duration):
-                    await stop.wait()
-        else:
-            await stop.wait()
-        log.info("stopping")
-    finally:
-        for agent in reversed(started):
+        async with runtime.serving(metrics, watching, agents, started, bus, broker):
             try:
-                await agent.stop()
-            except Exception as exc:
-                log.error("%r did not stop cleanly: %s", agent, exc)
-        await bus.close()
-        await broker.close()
+                await bus.connect()
+                await broker.connect()
+                # upstream agents are listed first: they start last and stop first, so nothing
+                # they send is lost at either end while the agents downstream are not running
+                for agent in reversed(agents):
+                    await agent.start()
+                    started.append(agent)
+                log.info("running %d agent(s) on bus %r, broker %r", len(agents), bus, broker)
+                if settings.duration is not None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(settings.duration):
+                            await stop.wait()
+                else:
+                    await stop.wait()
+                log.info("stopping")
+            finally:
+                for agent in reversed(started):
+                    try:
+                        await agent.stop()
+                    except Exception as exc:
+                        log.error("%r did not stop cleanly: %s", agent, exc)
+                started.clear()
+                await bus.close()
+                await broker.close()
+    finally:
+        runtime.shutdown_tracing(tracer)
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)

@@ -46,13 +46,33 @@ def main() -> None:
 @click.option("--grace-period", type=float, help="Seconds in-flight handlers get at shutdown.")
 @click.option("--duration", type=float, help="Stop by itself after this many seconds.")
 @click.option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
-def run(targets: Sequence[str], config: str | None, **given: Any) -> None:
+@click.option(
+    "--metrics",
+    metavar="[ADDR:]PORT",
+    help="Serve /metrics, /healthz and /readyz over HTTP (on 127.0.0.1 unless ADDR is given).",
+)
+@click.option(
+    "--tracing",
+    metavar="otlp|file:PATH",
+    help="Trace with OpenTelemetry: export over OTLP/HTTP, or as JSON lines to a file.",
+)
+def run(
+    targets: Sequence[str],
+    config: str | None,
+    metrics: str | None,
+    tracing: str | None,
+    **given: Any,
+) -> None:
     """Run agent classes given as module:Class (or module for all agents in it).
 
     Settings come from the options, then MICROHIVE_* environment variables, then --config.
     """
     try:
         settings = load_settings(config, targets=list(targets), **given)
+        if settings.processes and metrics is not None:
+            raise ConfigurationError(
+                "--metrics serves one process: use it with --single-process (one port each)"
+            )
         logs.configure(settings.log_level.upper())
         for url, role in ((settings.bus_url, "bus"), (settings.broker_url, "broker")):
             transport = resolve(url, role)  # type: ignore[arg-type]
@@ -63,8 +83,8 @@ def run(targets: Sequence[str], config: str | None, **given: Any) -> None:
                 )
         classes = load_targets(settings.targets)
         if settings.processes:
-            sys.exit(_supervise(settings, classes, config))
-        asyncio.run(run_agents(classes, settings))
+            sys.exit(_supervise(settings, classes, config, tracing))
+        asyncio.run(run_agents(classes, settings, metrics=metrics, tracing=tracing))
     except ConfigurationError as exc:
         fail(str(exc), 2)
     except (MicroHiveError, OSError) as exc:
@@ -74,7 +94,10 @@ def run(targets: Sequence[str], config: str | None, **given: Any) -> None:
 
 
 def _supervise(
-    settings: RunSettings, classes: Sequence[type[MicroAgent]], config: str | None
+    settings: RunSettings,
+    classes: Sequence[type[MicroAgent]],
+    config: str | None,
+    tracing: str | None = None,
 ) -> int:
     """One child process per agent class. URLs travel in the environment, where other
     users cannot read them (a command line shows in ``ps``)."""
@@ -106,6 +129,8 @@ def _supervise(
             command += ["--config", config]
         if settings.duration is not None:
             command += ["--duration", str(settings.duration)]
+        if tracing is not None:
+            command += ["--tracing", tracing]
         commands[target] = command
     supervisor = Supervisor(commands, grace_period=settings.grace_period, env=env)
     logging.getLogger("microhive.supervisor").info("supervising %d process(es)", len(commands))
