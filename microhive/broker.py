@@ -40,7 +40,7 @@ from .errors import (
     PayloadError,
     UnknownNameError,
 )
-from .middleware import Middleware, chain, notify
+from .middleware import Hooks, Middleware, chain, notify
 from .registry import active_registry
 from .urls import redact, resolve
 
@@ -158,6 +158,7 @@ class QueueBroker(Connection):
         self.url = url
         self.queues = queues_of(queues)
         self.middleware = chain(middleware)
+        self.hooks = Hooks(self.middleware)
         self.registry = active_registry()  # where names the broker was not given are looked up
         self.codec: Codec = guarded(codec)
 
@@ -230,8 +231,8 @@ class QueueBroker(Connection):
         envelope = Envelope(
             Kind.MESSAGE, target.name, target.make_payload(payload), sender, headers=checked
         )
-        if self.middleware:
-            notify(self.middleware, "publishing", envelope, target.name)
+        if self.hooks.publishing:
+            notify(self.hooks.publishing, envelope, target.name)
         data = self.codec.encode(envelope)
         if not self._connected:
             await self.connect()
@@ -390,8 +391,8 @@ class QueueBroker(Connection):
         checked = _headers(target.name, headers)
         checked["x-routing-key"] = routing_key
         envelope = Envelope(Kind.MESSAGE, target.name, payload, sender, headers=checked)
-        if self.middleware:
-            notify(self.middleware, "publishing", envelope, target.name)
+        if self.hooks.publishing:
+            notify(self.hooks.publishing, envelope, target.name)
         data = self.codec.encode(envelope)
         await self.connect()
         for queue in known:

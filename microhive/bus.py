@@ -22,7 +22,7 @@ from .connection import Connection
 from .declarations import Namespace, Signal, lookup, signals_of
 from .envelope import Envelope, Kind, new_id
 from .errors import CallTimeout, DecodeError, PayloadError, RemoteError, TransportError
-from .middleware import Middleware, chain, notify
+from .middleware import Hooks, Middleware, chain, notify
 from .registry import active_registry
 from .urls import redact, resolve
 
@@ -83,6 +83,7 @@ class SignalBus(Connection):
         self.url = url
         self.signals = signals_of(signals)
         self.middleware = chain(middleware)
+        self.hooks = Hooks(self.middleware)
         self.registry = active_registry()  # where names the bus was not given are looked up
         self.codec: Codec = guarded(codec)
         self.prefix = prefix
@@ -135,8 +136,8 @@ class SignalBus(Connection):
         if type(sender) is not str:
             raise _bad_sender(sender)
         envelope = Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
-        if self.middleware:
-            notify(self.middleware, "publishing", envelope, sig.name)
+        if self.hooks.publishing:
+            notify(self.hooks.publishing, envelope, sig.name)
         await self._publish_envelope(envelope)
 
     async def call(
@@ -151,7 +152,7 @@ class SignalBus(Connection):
         _check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
-        if self.middleware:
+        if self.hooks.publishing or self.hooks.called:
             return await self._observed_call(sig, request, timeout)
         return await self._call(sig, request, timeout)
 
@@ -172,7 +173,7 @@ class SignalBus(Connection):
         return reply.value
 
     async def _observed_call(self, sig: Signal, request: Envelope, timeout: float) -> Any:
-        notify(self.middleware, "publishing", request, sig.name)
+        notify(self.hooks.publishing, request, sig.name)
         started = perf_counter()
         error: BaseException | None = None
         try:
@@ -181,7 +182,7 @@ class SignalBus(Connection):
             error = exc
             raise
         finally:
-            notify(self.middleware, "called", sig.name, perf_counter() - started, error)
+            notify(self.hooks.called, sig.name, perf_counter() - started, error)
 
     async def gather(
         self,
@@ -200,8 +201,8 @@ class SignalBus(Connection):
         _check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
-        if self.middleware:
-            notify(self.middleware, "publishing", request, sig.name)
+        if self.hooks.publishing:
+            notify(self.hooks.publishing, request, sig.name)
         gathering = _Gathering(expect)
         self._gatherings[request.id] = gathering
         try:
@@ -284,8 +285,8 @@ class SignalBus(Connection):
         envelope = Envelope(
             Kind.REPLY, request.name, payload, responder, correlation_id=request.correlation_id
         )
-        if self.middleware:
-            notify(self.middleware, "publishing", envelope, request.reply_to)
+        if self.hooks.publishing:
+            notify(self.hooks.publishing, envelope, request.reply_to)
         try:
             data = self.codec.encode(envelope)
         except Exception as exc:  # the value itself could not be encoded: tell the caller

@@ -28,7 +28,8 @@ SHADOWING_NAMES = frozenset(
         "broker", "bus", "call", "capabilities", "close", "codec", "connect", "connected",
         "consume", "dead_letters", "from_url", "gather", "inbox", "length", "publish", "queue",
         "queues", "reply", "send", "sender", "signal", "signals", "subscribe", "tail",
-        "transport", "url", "declaration", "registry", "middleware", "prefix", "options",
+        "transport", "url", "declaration", "registry", "middleware", "hooks", "prefix",
+        "options",
         # and the names the API is growing into (tasks, dead-letter work, declarations)
         "declare", "dead", "job", "purge", "requeue", "submit",
         # a Namespace's own methods (``queues.values`` is the method)

@@ -13,8 +13,7 @@ middleware anywhere, none of this runs: the hot paths check one empty tuple.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
@@ -34,7 +33,6 @@ OUTCOMES = (
 """What :attr:`Handling.outcome` says once a handler ended."""
 
 
-@dataclass(slots=True)
 class Handling:
     """One handler run, as middleware sees it.
 
@@ -42,19 +40,46 @@ class Handling:
     ``name`` the signal, queue or job; ``envelope`` the message (None for schedules and
     batches; ``size`` counts a batch's messages). ``state`` is the middleware's own scratch
     space (a span, a start time): each middleware should use a key of its own.
+    (A plain class, not a dataclass: one is made per message.)
     """
 
-    kind: str
-    agent: str
-    handler: str
-    name: str
-    envelope: Envelope | None = None
-    size: int = 1
-    started: float = field(default_factory=perf_counter)
-    duration: float = 0.0
-    outcome: str = "ok"
-    error: BaseException | None = None
-    state: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "agent",
+        "duration",
+        "envelope",
+        "error",
+        "handler",
+        "kind",
+        "name",
+        "outcome",
+        "size",
+        "started",
+        "state",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        agent: str,
+        handler: str,
+        name: str,
+        envelope: Envelope | None = None,
+        size: int = 1,
+    ) -> None:
+        self.kind = kind
+        self.agent = agent
+        self.handler = handler
+        self.name = name
+        self.envelope = envelope
+        self.size = size
+        self.started = perf_counter()
+        self.duration = 0.0
+        self.outcome = "ok"
+        self.error: BaseException | None = None
+        self.state: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<Handling {self.kind} {self.name!r} by {self.handler} {self.outcome}>"
 
 
 class Middleware:
@@ -84,10 +109,34 @@ def chain(*groups: Iterable[Middleware]) -> tuple[Middleware, ...]:
     return tuple(dict.fromkeys(m for group in groups for m in group))
 
 
-def notify(middleware: tuple[Middleware, ...], hook: str, *args: Any) -> None:
-    """Call ``hook`` on each; a middleware that raises is logged, never the message's fault."""
-    for item in middleware:
+Hook = Callable[..., None]
+
+
+class Hooks:
+    """The hooks of a chain of middleware, bound once: each a tuple of the bound methods of
+    the middleware that override it (a hook nobody overrides costs one empty check)."""
+
+    __slots__ = ("called", "handled", "handling", "publishing", "skipped", "watching")
+
+    def __init__(self, middleware: tuple[Middleware, ...] = ()) -> None:
+        self.publishing = _bound(middleware, "publishing")
+        self.handling = _bound(middleware, "handling")
+        self.handled = _bound(middleware, "handled")
+        self.called = _bound(middleware, "called")
+        self.skipped = _bound(middleware, "skipped")
+        self.watching = bool(self.handling or self.handled)
+        """True when handler runs are observed (the agent takes its observed path)."""
+
+
+def _bound(middleware: tuple[Middleware, ...], name: str) -> tuple[Hook, ...]:
+    base = getattr(Middleware, name)
+    return tuple(getattr(m, name) for m in middleware if getattr(type(m), name, base) is not base)
+
+
+def notify(hooks: tuple[Hook, ...], *args: Any) -> None:
+    """Call each hook; one that raises is logged, never the message's fault."""
+    for hook in hooks:
         try:
-            getattr(item, hook)(*args)
+            hook(*args)
         except Exception:
-            log.exception("middleware %r failed in %s", item, hook)
+            log.exception("middleware hook %r failed", hook)

@@ -18,7 +18,7 @@ from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
 from ..errors import ConfigurationError, HandlerAborted
 from ..logs import AgentLogger, log_context
-from ..middleware import Handling, Middleware, chain, notify
+from ..middleware import Handling, Hooks, Middleware, chain, notify
 from .batches import process_batch
 from .dispatch import (
     cancelled_from_outside,
@@ -98,6 +98,7 @@ class MicroAgent:
             broker.middleware if broker is not None else (),
             middleware,
         )
+        self._hooks = Hooks(self._middleware)
         self._by_signal: dict[str, list[Handler]] = {}
         for handler in handlers.receivers:
             assert isinstance(handler.spec, ReceiverSpec)
@@ -181,7 +182,7 @@ class MicroAgent:
             assert self._bus is not None
             start = (
                 partial(observed_receiver, self)
-                if self._middleware
+                if self._hooks.watching
                 else partial(start_receiver, self)
             )
             self._receivers = ReceiverPool(start, self._spawn)
@@ -295,7 +296,7 @@ class MicroAgent:
 
         async def job() -> None:
             with log_context(handler=handler.name):
-                if self._middleware:
+                if self._hooks.watching:
                     event = Handling("schedule", self.name, handler.name, handler.name)
                     await observed(self, event, attempt)
                 else:
@@ -326,8 +327,8 @@ class MicroAgent:
         return run
 
     def _skipped(self, handler: str, runs: int) -> None:
-        if self._middleware:
-            notify(self._middleware, "skipped", self.name, handler, runs)
+        if self._hooks.skipped:
+            notify(self._hooks.skipped, self.name, handler, runs)
 
     # -- hooks -------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ async def process_batch(agent: MicroAgent, handler: Handler, deliveries: list[De
     """Run one batch handler for ``deliveries`` and settle each of them."""
     spec = handler.spec
     assert isinstance(spec, ConsumerSpec)
-    if agent._middleware:
+    if agent._hooks.watching:
         event = Handling("batch", agent.name, handler.name, spec.queue.name, size=len(deliveries))
         await observed(agent, event, lambda event: _process_batch(agent, handler, deliveries))
         return

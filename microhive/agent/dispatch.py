@@ -221,8 +221,8 @@ async def observed_receiver(agent: MicroAgent, handler: Handler, envelope: Envel
     """A receiver run with the agent's middleware told before and after."""
     kind = "call" if envelope.kind is Kind.CALL else "signal"
     event = Handling(kind, agent.name, handler.name, envelope.name, envelope)
-    middleware = agent._middleware
-    notify(middleware, "handling", event)
+    hooks = agent._hooks
+    notify(hooks.handling, event)
     try:
         rest = start_receiver(agent, handler, envelope, event)
         if rest is not None:
@@ -232,7 +232,7 @@ async def observed_receiver(agent: MicroAgent, handler: Handler, envelope: Envel
         raise
     finally:
         event.duration = perf_counter() - event.started
-        notify(middleware, "handled", event)
+        notify(hooks.handled, event)
 
 
 async def observed(
@@ -240,8 +240,8 @@ async def observed(
 ) -> None:
     """``run(event)`` (a consumer's or a job's run returning its outcome) with the agent's
     middleware told before and after."""
-    middleware = agent._middleware
-    notify(middleware, "handling", event)
+    hooks = agent._hooks
+    notify(hooks.handling, event)
     try:
         event.outcome = await run(event)
     except BaseException as exc:
@@ -250,18 +250,28 @@ async def observed(
         raise
     finally:
         event.duration = perf_counter() - event.started
-        notify(middleware, "handled", event)
+        notify(hooks.handled, event)
 
 
 async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> None:
     """Run one consumer for one delivery and settle it: ack, retry, dead-letter or release."""
-    if agent._middleware:
-        spec = handler.spec
-        assert isinstance(spec, ConsumerSpec)
-        event = Handling("message", agent.name, handler.name, spec.queue.name, delivery.envelope)
-        await observed(agent, event, lambda event: _process(agent, handler, delivery, event))
+    hooks = agent._hooks
+    if not hooks.watching:
+        await _process(agent, handler, delivery, None)
         return
-    await _process(agent, handler, delivery, None)
+    spec = handler.spec
+    assert isinstance(spec, ConsumerSpec)
+    event = Handling("message", agent.name, handler.name, spec.queue.name, delivery.envelope)
+    notify(hooks.handling, event)
+    try:
+        event.outcome = await _process(agent, handler, delivery, event)
+    except BaseException as exc:
+        event.outcome = "released" if cancelled_from_outside(exc) else "failed"
+        event.error = event.error or exc
+        raise
+    finally:
+        event.duration = perf_counter() - event.started
+        notify(hooks.handled, event)
 
 
 async def _process(
