@@ -65,6 +65,11 @@ def result(**fields: Any) -> None:
     print("RESULT " + json.dumps(fields), file=_OUT, flush=True)
 
 
+def produced(start: float) -> None:
+    """The producer's report: when it started sending, and when its last send returned."""
+    result(start=start, sent=time.time())
+
+
 def unsupported(reason: str) -> None:
     """This peer cannot do this cell: say why (run.py prints n/a with the reason)."""
     print("NA " + reason, file=_OUT, flush=True)

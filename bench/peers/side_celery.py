@@ -80,7 +80,7 @@ def producer_side(cell: Cell) -> None:
     start = time.time()
     for i in range(cell.count):
         handle.delay(harness.payload(i))
-    harness.result(start=start)
+    harness.produced(start)
 
 
 def main() -> None:

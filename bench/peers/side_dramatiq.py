@@ -66,7 +66,7 @@ def producer_side(cell: Cell) -> None:
     start = time.time()
     for i in range(cell.count):
         actor.send(harness.payload(i))
-    harness.result(start=start)
+    harness.produced(start)
     actor.broker.close()
 
 

@@ -18,7 +18,9 @@ default, REJECT_ON_ERROR: ack after the handler returned, where the transport ha
 
 Brokers are built with their defaults (``RedisBroker(url)`` ...): FastStream's logger is on.
 Signals: Redis PUBLISH to a channel, an AMQP fanout exchange (auto-delete queue per
-subscriber), core NATS subjects. Calls: ``await broker.request(...)`` to a subscriber that
+subscriber; ``default`` publishes with FastStream's default publisher confirms, ``closest``
+without them, ``default_channel=Channel(publisher_confirms=False)``, at most once like
+microhive's signals), core NATS subjects. Calls: ``await broker.request(...)`` to a subscriber that
 returns the answer.
 """
 
@@ -41,8 +43,10 @@ def _broker(cell: Cell) -> Any:
 
         return RedisBroker(cell.url)
     if cell.engine == "amqp":
-        from faststream.rabbit import RabbitBroker
+        from faststream.rabbit import Channel, RabbitBroker
 
+        if cell.work == "signal" and cell.setting == "closest":  # at most once, as ours
+            return RabbitBroker(cell.url, default_channel=Channel(publisher_confirms=False))
         return RabbitBroker(cell.url)
     from faststream.nats import NatsBroker
 
@@ -150,7 +154,7 @@ async def producer_side(cell: Cell) -> None:
             return
         publish = _publish(cell, broker, _name(cell))
         start = await harness.lanes(cell.count, lambda i: publish(harness.payload(i)))
-    harness.result(start=start)
+    harness.produced(start)
 
 
 def main() -> None:

@@ -97,14 +97,14 @@ async def producer_side(cell: Cell) -> None:
     if cell.work == "queue":
         bound = getattr(broker, queue.name)
         start = await harness.lanes(cell.count, lambda i: bound.send(harness.payload(i)))
-        harness.result(start=start)
+        harness.produced(start)
         await broker.close()
         return
     await asyncio.sleep(BIND_DELAY)  # the bus subscribes to its answers in the background
     bound = getattr(bus, signal.name)
     if cell.work == "signal":
         start = await harness.lanes(cell.count, lambda i: bound.send("bench", **harness.payload(i)))
-        harness.result(start=start)
+        harness.produced(start)
     else:
 
         async def call(i: int) -> Any:

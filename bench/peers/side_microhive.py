@@ -78,13 +78,13 @@ async def producer_side(cell: Cell) -> None:
             start = await harness.lanes(
                 cell.count, lambda i: broker.send(WORK, harness.payload(i), sender="bench")
             )
-        harness.result(start=start)
+        harness.produced(start)
     elif cell.work == "signal":
         async with SignalBus.from_url(_url(cell), signals=[TICK]) as bus:
             start = await harness.lanes(
                 cell.count, lambda i: bus.send(TICK, "bench", **harness.payload(i))
             )
-        harness.result(start=start)
+        harness.produced(start)
     else:
         async with SignalBus.from_url(_url(cell), signals=[ASK]) as bus:
 
