@@ -23,7 +23,19 @@ def redis(token: str) -> int:
     keys = list(client.scan_iter(match=f"*{token}*", count=1000))
     if keys:
         client.delete(*keys)
-    return len(keys)
+    deleted = len(keys)
+    # Celery's shared bookkeeping: bindings of our queues, and deliveries a stopped worker
+    # had taken (the transport would put them back in our queue after its visibility timeout)
+    for key in client.scan_iter(match="_kombu.binding.*", count=1000):
+        if client.type(key) == b"set":
+            ours = [m for m in client.smembers(key) if token.encode() in m]
+            deleted += client.srem(key, *ours) if ours else 0
+    if client.type("unacked") == b"hash":
+        for tag, body in client.hscan_iter("unacked"):
+            if token.encode() in body:
+                deleted += client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    return deleted
 
 
 def _listed(kind: str, token: str) -> list[str]:
