@@ -36,7 +36,7 @@ PEERS_PYTHON = Path(os.environ.get("PEERS_PYTHON", HERE / ".venv" / "bin" / "pyt
 MICROHIVE_PYTHON = Path(os.environ.get("MICROHIVE_PYTHON", ROOT / ".venv" / "bin" / "python"))
 ENGINES = ("redis", "amqp", "nats")
 WORKS = ("queue", "call", "signal")
-PEERS = ("microhive", "faststream", "dramatiq", "celery", "microagent")
+PEERS = ("microhive", "faststream", "dramatiq", "celery", "microagent", "taskiq")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,10 @@ def _rows() -> list[Row]:
             Row("celery", engine, "queue", "default", no_nats),
             Row("celery", engine, "queue", "closest", no_nats),
             Row("microagent", engine, "queue", "default", no_nats),
+            Row("taskiq", engine, "queue", "default"),
         ]
+        if engine != "amqp":  # taskiq's AMQP broker is already the closest
+            rows.append(Row("taskiq", engine, "queue", "closest"))
         for work in ("call", "signal"):
             mine = "no signal bus on AMQP" if engine == "amqp" else no_nats
             rows += [
