@@ -15,6 +15,7 @@ project's interpreter and the peers' sides with ``bench/peers/.venv`` (see setup
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -113,24 +114,18 @@ class Side:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            with _quiet():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
-                with _quiet():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
-        with _quiet():  # children that outlived their parent (prefork pools, ...)
+        with contextlib.suppress(
+            ProcessLookupError, PermissionError
+        ):  # children that outlived their parent (prefork pools, ...)
             os.killpg(self.process.pid, signal.SIGKILL)
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is not None and issubclass(exc[0], ProcessLookupError | PermissionError)
 
 
 def _start(row: Row, role: str, token: str, count: int, log: Path) -> Side:
