@@ -88,6 +88,11 @@ class Delivery(ABC):
     async def ack(self) -> None:
         """The handler succeeded: remove the message for good."""
 
+    def ack_now(self) -> bool:
+        """Acknowledge without waiting, where the transport settles acks in the background
+        anyway (a batch acks hundreds at once); False: use :meth:`ack`."""
+        return False
+
     @abstractmethod
     async def retry(self, delay: float, reason: str) -> None:
         """Deliver the message again (``attempt + 1``) after ``delay`` seconds."""

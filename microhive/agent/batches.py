@@ -49,7 +49,13 @@ async def _process_batch(agent: MicroAgent, handler: Handler, deliveries: list[D
     with log_context(handler=handler.name):
         taken: list[tuple[Delivery, Envelope]] = []
         items: list[Any] = []
+        plain = spec.queue.schema is None
         for delivery in deliveries:
+            envelope = delivery.envelope
+            if envelope is not None and plain:  # the common case, without a coroutine
+                taken.append((delivery, envelope))
+                items.append(envelope.payload)
+                continue
             item = await _item(agent, spec, delivery)
             if item is not _BAD:
                 assert delivery.envelope is not None
@@ -58,8 +64,7 @@ async def _process_batch(agent: MicroAgent, handler: Handler, deliveries: list[D
         if not taken:
             return "dead-lettered"
         if spec.autoack:
-            for delivery, _ in taken:
-                await delivery.ack()
+            await _ack_all(taken)
         try:
             call = handler.function(agent, items)
             try:
@@ -78,12 +83,17 @@ async def _process_batch(agent: MicroAgent, handler: Handler, deliveries: list[D
             await _failed(agent, handler, spec, taken, failure(caught))
             return "failed"
         if not spec.autoack:
-            for delivery, _ in taken:
-                await delivery.ack()
+            await _ack_all(taken)
         return "acked"
 
 
 _BAD = object()
+
+
+async def _ack_all(taken: list[tuple[Delivery, Envelope]]) -> None:
+    for delivery, _ in taken:
+        if not delivery.ack_now():
+            await delivery.ack()
 
 
 async def _item(agent: MicroAgent, spec: ConsumerSpec, delivery: Delivery) -> Any:

@@ -80,6 +80,11 @@ class KafkaDelivery(Delivery):
         if self._settle():
             self.consumer.settled(self, True)
 
+    def ack_now(self) -> bool:
+        if self._settle():
+            self.consumer.settled(self, True)
+        return True
+
     async def retry(self, delay: float, reason: str) -> None:
         """A new record (``attempt + 1``) for this group, then this offset is done. Delayed:
         to the queue's delay topic, moved back when due; at once: to the queue's topic."""

@@ -36,6 +36,11 @@ class MemoryDelivery(Delivery):
         if self._settle():
             self.queue.settle()
 
+    def ack_now(self) -> bool:
+        if self._settle():
+            self.queue.settle()
+        return True
+
     async def retry(self, delay: float, reason: str) -> None:
         if not self._settle():
             return

@@ -90,6 +90,13 @@ class NatsDelivery(Delivery):
             consumer.settled(self)
             consumer.settler.ack(self.reply, self)
 
+    def ack_now(self) -> bool:
+        if self._settle():
+            consumer = self.consumer
+            consumer.settled(self)
+            consumer.settler.ack(self.reply, self)
+        return True
+
     async def retry(self, delay: float, reason: str) -> None:
         """A new message (``attempt`` + 1) on the retry subject, then this one is acked."""
         if self._settle():

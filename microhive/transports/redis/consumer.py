@@ -64,6 +64,11 @@ class RedisDelivery(Delivery):
         if self._settle():
             self.settler.ack(self)
 
+    def ack_now(self) -> bool:
+        if self._settle():
+            self.settler.ack(self)
+        return True
+
     async def retry(self, delay: float, reason: str) -> None:
         if self._settle():
             await self.settler.retry(self, delay, reason)
