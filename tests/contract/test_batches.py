@@ -16,6 +16,8 @@ from microhive import (
     Namespace,
     PartialFailure,
     Queue,
+    Reject,
+    Retry,
     consumer,
     current_message,
 )
@@ -152,3 +154,33 @@ async def _is(value: Any, expected: Any) -> bool:
 async def _at_least(letters: Any, count: int) -> Any:
     found = await letters
     return found if len(found) >= count else None
+
+
+class Deciding(MicroAgent):
+    @consumer(QUEUES.jobs, batch=20, batch_timeout=0.05, retries=1, backoff=Backoff(0.01))
+    async def rows(self, items: list[dict[str, Any]]) -> None:
+        current = current_message()
+        assert current is None
+        decisions: dict[int, BaseException] = {}
+        for index, item in enumerate(items):
+            if item["n"] == 1:
+                decisions[index] = Reject("one is rejected")
+            elif item["n"] == 2 and item["n"] not in self.settings["retried"]:
+                self.settings["retried"].add(2)
+                decisions[index] = Retry("two comes back", delay=0.01)
+            else:
+                self.settings["done"].append(item["n"])
+        if decisions:
+            raise PartialFailure(decisions)
+
+
+async def test_reject_and_retry_work_per_item(factory: Factory) -> None:
+    broker = await factory.broker()
+    agent = Deciding(broker=broker, settings={"done": [], "retried": set()})
+    for n in range(4):
+        await broker.jobs.send({"n": n})
+    async with agent:
+        [letter] = await eventually(broker.jobs.dead_letters, 30)
+        await eventually(lambda: sorted(set(agent.settings["done"])) == [0, 2, 3], 30)
+    assert letter.reason == "Reject: one is rejected"
+    assert letter.attempt == 1, "rejected at once, not retried"
