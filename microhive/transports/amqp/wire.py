@@ -185,6 +185,10 @@ _OWN_HEADERS = frozenset(
 """Headers microhive writes for itself beside a text/bytes payload: not the envelope's."""
 
 
+_ENVELOPE_START = (b'{"v":1,', b'{"v": 1,')
+"""How microhive's JSON envelopes start: decoded without building adoption metadata."""
+
+
 def _queue_of(queue: Queue | str) -> Queue:
     return queue if isinstance(queue, Queue) else undeclared_queue(queue)
 
@@ -214,9 +218,6 @@ def incoming(
     if body.startswith(_ENVELOPE_START):  # the fast path of microhive's own messages
         return adoption.incoming(codec, body, declared)
     return adoption.incoming(codec, body, declared, metadata(props, routing_key))
-
-
-_ENVELOPE_START = (b'{"v":1,', b'{"v": 1,')
 
 
 def _strings(
