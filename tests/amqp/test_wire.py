@@ -85,6 +85,8 @@ def test_foreign_messages_become_payloads() -> None:
     envelope, error = wire.incoming(JsonCodec(), b"[1, 2]", props, "feed")
     assert envelope is not None and envelope.payload == [1, 2]
     envelope, error = wire.incoming(JsonCodec(), b'{"kind": "message"}', props, "feed")
+    assert envelope is not None and envelope.payload == {"kind": "message"}, "no guessing"
+    envelope, error = wire.incoming(JsonCodec(), b'{"v": 1, "kind": "message"}', props, "feed")
     assert envelope is None and error is not None and "name" in error
     envelope, error = wire.incoming(JsonCodec(), b"\xff", props, "feed")
     assert envelope is None and error is not None

@@ -130,7 +130,11 @@ MEMORY_CHANGED: dict[str, str] = {}
 
 REDIS_CHANGED: dict[str, str] = {}
 
-AMQP_CHANGED: dict[str, str] = {}
+AMQP_CHANGED: dict[str, str] = {  # issue 12: an envelope is a body with "v": 1, or marked
+    "kind of a wrong type": UNDECODABLE,
+    "unknown kind": UNDECODABLE,
+    "wire version 2": INVALID,
+}
 
 NATS_CHANGED: dict[str, str] = {}
 

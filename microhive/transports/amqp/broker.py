@@ -17,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pamqp import commands as spec
 
 from ...broker import Consumer, DeadLetter, QueueBroker
 from ...capabilities import Capabilities
+from ...deadletters import Selection, requeued
 from ...declarations import Exchange, Queue
 from ...envelope import Envelope, new_id
-from ...errors import UnroutableError
+from ...errors import TransportError, UnroutableError
 from ..links import LinkDown
 from . import wire
 from .confirms import confirmed
@@ -66,11 +68,29 @@ class AmqpBroker(QueueBroker):
         self.options: AmqpOptions = parse(url)
         self.limits = dict(limits or {})
         self._link: Link | None = None
-        self.topology = Topology(self.options, self.limits, lambda: self.link)
+        self._names: dict[str, str] = {}
+        self._declarations: dict[str, Queue] = {}
+        self.topology = Topology(self.options, self.limits, lambda: self.link, self.amqp_name)
         self.delayer = Delayer(self.options, self.topology)
         self._content_type = self.codec.content_type
         self.consumers: set[AmqpConsumer] = set()
         self._closing: set[asyncio.Task[None]] = set()
+
+    def declaration(self, name: str) -> Queue:
+        """As :meth:`QueueBroker.declaration`, remembered (it is looked up on every send)."""
+        found = self._declarations.get(name)
+        if found is None:
+            found = self._declarations[name] = super().declaration(name)
+        return found
+
+    def amqp_name(self, queue: str) -> str:
+        """The AMQP queue of ``queue``: its declaration's ``address`` verbatim, else the
+        prefixed name."""
+        found = self._names.get(queue)
+        if found is None:
+            address = self.declaration(queue).address
+            found = self._names[queue] = address or self.options.queue(queue)
+        return found
 
     @property
     def link(self) -> Link:
@@ -116,7 +136,9 @@ class AmqpBroker(QueueBroker):
 
     async def bury(self, queue: str, raw: bytes, envelope: Envelope | None, reason: str) -> None:
         """Publish to the dead-letter exchange, with why, when, which attempt."""
-        header = wire.dead_letter_properties(queue, envelope, reason, self._content_type)
+        header = wire.dead_letter_properties(
+            self.declaration(queue), envelope, reason, self._content_type
+        )
         link = self.link
         deadline = asyncio.get_running_loop().time() + self.options.retry_timeout
         message_id = envelope.id if envelope is not None else new_id()
@@ -129,7 +151,7 @@ class AmqpBroker(QueueBroker):
                     link,
                     through,
                     self.options.dead_letter_exchange,
-                    self.options.queue(queue),
+                    self.amqp_name(queue),
                     header,
                     raw,
                     message_id,
@@ -150,7 +172,12 @@ class AmqpBroker(QueueBroker):
     async def _publish(
         self, queue: str, envelope: Envelope, data: bytes, *, key: str | None, delay: float
     ) -> None:
-        header = wire.message_properties(envelope, self._content_type)
+        form = self.declaration(queue).payload
+        if form == "json":
+            header = wire.message_properties(envelope, self._content_type)
+        else:  # the payload itself, for plain consumers of a text or bytes queue
+            header = wire.payload_properties(envelope, form)
+            data = wire.payload_body(envelope, form)
         await self._deliver_to_queue(queue, header, data, envelope.id, delay)
 
     async def _deliver_to_queue(
@@ -172,7 +199,7 @@ class AmqpBroker(QueueBroker):
                 if delay > 0:
                     routing_key = await self.delayer.route(queue, delay)
                 else:
-                    routing_key = self.options.queue(queue)
+                    routing_key = self.amqp_name(queue)
                 await confirmed(link, through, "", routing_key, header, data, message_id, deadline)
                 return
             except UnroutableError:
@@ -225,7 +252,7 @@ class AmqpBroker(QueueBroker):
         """Ready messages, plus those waiting in delay queues this process used, plus those
         this process holds unsettled. (AMQP 0-9-1 cannot count what other processes hold.)"""
         await self.topology.queue(queue)
-        total = await self.topology.count(self.options.queue(queue)) or 0
+        total = await self.topology.count(self.amqp_name(queue)) or 0
         total += await self.delayer.waiting(queue)
         for consumer in self.consumers:
             if consumer.queue == queue:
@@ -236,6 +263,7 @@ class AmqpBroker(QueueBroker):
         """Browse the dead-letter queue: take up to ``limit`` without acking, then close the
         channel so RabbitMQ puts them all back in their places."""
         await self.topology.queue(queue)
+        declared = self.declaration(queue)
         link = self.link
         channel = await link.channel()
         letters: list[DeadLetter] = []
@@ -244,13 +272,89 @@ class AmqpBroker(QueueBroker):
                 message = await channel.basic_get(self.options.dead(queue), no_ack=False)
                 if not isinstance(message.delivery, spec.Basic.GetOk):
                     break
-                letters.append(wire.dead_letter(self.codec, queue, message))
+                letters.append(wire.dead_letter(self.codec, declared, message))
         except Exception as exc:
             raise link.translate(exc) from exc
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(channel.close(), 5)
         return letters
+
+    # -- dead-letter work and declarations --------------------------------------------------
+
+    async def _requeue(self, queue: str, to: str, selection: Selection) -> int:
+        """Publish each chosen dead letter to ``to`` (confirmed), *then* ack it off the
+        dead-letter queue: a crash in between leaves it in both places, never in neither."""
+        await self.topology.queue(to)
+
+        async def move(letter: DeadLetter) -> None:
+            header, body, message_id = self._requeued(letter, to)
+            await self._deliver_to_queue(to, header, body, message_id)
+
+        return await self._take_dead(queue, selection, move)
+
+    async def _purge(self, queue: str, selection: Selection) -> int:
+        return await self._take_dead(queue, selection, None)
+
+    def _requeued(self, letter: DeadLetter, to: str) -> tuple[bytes, bytes, str]:
+        """The properties, body and id a requeue publishes for ``letter``."""
+        data = requeued(self.codec, letter, to)
+        if letter.envelope is None:  # never decoded: its bytes as they are
+            return wire.properties(delivery_mode=wire.PERSISTENT), data, new_id()
+        envelope = self.codec.decode(data)
+        form = self.declaration(to).payload
+        if form != "json":
+            return (
+                wire.payload_properties(envelope, form),
+                wire.payload_body(envelope, form),
+                envelope.id,
+            )
+        return wire.message_properties(envelope, self._content_type), data, envelope.id
+
+    async def _take_dead(
+        self,
+        queue: str,
+        selection: Selection,
+        move: Callable[[DeadLetter], Awaitable[None]] | None,
+    ) -> int:
+        """Go through the dead-letter queue with ``basic.get``: the chosen letters are moved
+        (``move``) then acked, the others stay unacked until the channel closes, which puts
+        them back in their places. Returns how many were taken."""
+        await self.topology.queue(queue)
+        declared = self.declaration(queue)
+        link = self.link
+        channel = await link.channel()
+        taken = 0
+        now = time.time()
+        try:
+            while selection.limit is None or taken < selection.limit:
+                message = await channel.basic_get(self.options.dead(queue), no_ack=False)
+                if not isinstance(message.delivery, spec.Basic.GetOk):
+                    break
+                letter = wire.dead_letter(self.codec, declared, message)
+                if not selection.matches(letter, now):
+                    continue
+                if move is not None:
+                    await move(letter)
+                await channel.basic_ack(message.delivery.delivery_tag or 0)
+                taken += 1
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise link.translate(exc) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), 5)
+        return taken
+
+    async def _declare_queue(self, queue: Queue) -> None:
+        """The queue, its dead-letter queue and exchange, and its exchanges and bindings, so
+        a plain publisher can start before any consumer (delay queues come with the first
+        retry: nobody but microhive publishes to them)."""
+        self._declarations.setdefault(queue.name, queue)
+        await self.topology.queue(queue.name)
+        if queue.bindings:
+            await self.topology.bind(queue)
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -260,7 +364,7 @@ class AmqpBroker(QueueBroker):
         while True:
             try:
                 await self.topology.queue(queue)
-                consumer = AmqpConsumer(self, queue, self.options.queue(queue), prefetch, name)
+                consumer = AmqpConsumer(self, queue, self.amqp_name(queue), prefetch, name)
                 await consumer.start()
                 break
             except LinkDown:

@@ -20,6 +20,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from ...broker import Consumer, Delivery
 from ...codecs import Codec
+from ...declarations import Queue
 from ...envelope import Envelope, new_id
 from ...errors import ConsumerClosed
 from ...retry import Backoff
@@ -42,6 +43,9 @@ class Outlet(Protocol):
 
     @property
     def link(self) -> Link: ...
+
+    def declaration(self, name: str) -> Queue:
+        """The declaration of queue ``name`` (what a foreign body is adopted as)."""
 
     async def declare_queue(self, queue: str, *, again: bool = False) -> None:
         """Declare ``queue`` (``again``: even if it was declared on this connection)."""
@@ -139,6 +143,7 @@ class AmqpConsumer(Consumer):
     ) -> None:
         self.outlet = outlet
         self.queue = queue
+        self.declared = outlet.declaration(queue)
         self.amqp_queue = amqp_queue
         self.prefetch = prefetch
         self.tag = f"{name or 'microhive'}.{new_id()[:8]}"
@@ -261,7 +266,11 @@ class AmqpConsumer(Consumer):
                 self.pipeline.send(wire.nack_frame(channel.number, tag, True))
             return
         envelope, error = wire.incoming(
-            self.outlet.codec, message.body, message.header.properties, self.queue
+            self.outlet.codec,
+            message.body,
+            message.header.properties,
+            self.declared,
+            getattr(message.delivery, "routing_key", None),
         )
         delivery = AmqpDelivery(self, tag, self.epoch, message.body, envelope, error)
         self.unsettled += 1

@@ -47,7 +47,7 @@ class Delayer:
                     arguments={
                         "x-message-ttl": milliseconds,
                         "x-dead-letter-exchange": "",
-                        "x-dead-letter-routing-key": self.options.queue(queue),
+                        "x-dead-letter-routing-key": self.topology.name(queue),
                         "x-expires": milliseconds + DELAY_EXPIRES,
                     },
                 )

@@ -20,6 +20,7 @@ from ..links import CONNECT_TIMEOUT
 
 OVERFLOW_POLICIES = ("drop-head", "reject-publish", "reject-publish-dlx")
 QUEUE_TYPES = ("classic", "quorum")
+DECLARATIONS = ("plain", "arguments")
 
 # option -> default; see docs/transports/amqp.md
 DEFAULTS: dict[str, float | str] = {
@@ -30,11 +31,12 @@ DEFAULTS: dict[str, float | str] = {
     "max_length_bytes": 0,  # x-max-length-bytes of every queue (0: no limit)
     "overflow": "drop-head",  # x-overflow: what a full queue does
     "queue_type": "classic",  # x-queue-type of work and dead-letter queues
+    "declare": "plain",  # work queues as plain clients declare them, or "arguments" (a DLX)
     "connect_timeout": CONNECT_TIMEOUT,  # how long connect() keeps trying, in all (s)
 }
 
 _INTEGERS = {"confirm_window", "max_length", "max_length_bytes"}
-_TEXT = {"prefix", "overflow", "queue_type"}
+_TEXT = {"prefix", "overflow", "queue_type", "declare"}
 _AIORMQ = {
     "heartbeat",
     "name",
@@ -96,6 +98,7 @@ class AmqpOptions:
     max_length_bytes: int = 0
     overflow: str = "drop-head"
     queue_type: str = "classic"
+    declare: str = "plain"
     connect_timeout: float = CONNECT_TIMEOUT
     connection_name: str = "microhive"
 
@@ -174,6 +177,10 @@ def parse(url: str) -> AmqpOptions:
     if options.queue_type not in QUEUE_TYPES:
         raise ConfigurationError(
             f"AMQP URL {redact(url)!r}: queue_type must be one of {', '.join(QUEUE_TYPES)}"
+        )
+    if options.declare not in DECLARATIONS:
+        raise ConfigurationError(
+            f"AMQP URL {redact(url)!r}: declare must be one of {', '.join(DECLARATIONS)}"
         )
     return options
 

@@ -1,10 +1,14 @@
 """The queues, exchanges and bindings a broker declares, once per connection.
 
-For a queue ``jobs`` (``prefix`` goes before every name; docs/transports/amqp.md):
+For a queue ``jobs`` (``prefix`` goes before every name; ``Queue(address=...)`` names the
+work queue verbatim instead; docs/transports/amqp.md):
 
-- ``jobs``: durable, ``x-dead-letter-exchange: microhive:dead-letter`` and
-  ``x-dead-letter-routing-key: jobs`` (messages RabbitMQ itself drops — overflow, a foreign
-  consumer's reject — are dead-lettered, not lost), plus the length limit if configured;
+- ``jobs``: durable and nothing else, as a plain client declares it (microhive's retries
+  and dead letters are its own republishes, they need no queue argument). With
+  ``declare=arguments`` or a length limit, also ``x-dead-letter-exchange:
+  microhive:dead-letter`` and ``x-dead-letter-routing-key: jobs`` (messages RabbitMQ itself
+  drops — overflow, a foreign consumer's reject — are dead-lettered, not lost). A queue that
+  exists with other arguments (an earlier version's) is used as it is;
 - ``jobs:dead``: the dead-letter queue, bound to the direct exchange
   ``microhive:dead-letter`` with key ``jobs``.
 
@@ -60,6 +64,13 @@ def refusal(kind: str, name: str, exc: BaseException, wanted_type: str = "") -> 
     return f"{kind} {name!r} exists with {what} (RabbitMQ: {detail})"
 
 
+def _earlier_microhive(exc: BaseException) -> bool:
+    """Whether the difference is the dead-letter exchange earlier versions of microhive declared
+    (or with ``declare=arguments``): an expected difference, not worth a warning."""
+    found = _INEQUIVALENT.search(str(exc.args[0]) if exc.args else "")
+    return found is not None and found["field"].startswith("x-dead-letter-")
+
+
 def _argument_only(exc: BaseException) -> bool:
     """Whether only an ``x-`` argument differs (a queue someone else declared plainly)."""
     found = _INEQUIVALENT.search(str(exc.args[0]) if exc.args else "")
@@ -70,11 +81,17 @@ class Topology:
     """Declares a broker's queues and exchanges on its link, each once per generation."""
 
     def __init__(
-        self, options: AmqpOptions, limits: Mapping[str, Limits], link: Callable[[], Link]
+        self,
+        options: AmqpOptions,
+        limits: Mapping[str, Limits],
+        link: Callable[[], Link],
+        name: Callable[[str], str] | None = None,
     ) -> None:
         self.options = options
         self.limits = limits
         self._link = link
+        self.name = name or options.queue
+        """The AMQP queue of a microhive queue: its ``address``, or the prefixed name."""
         self.generation = -1
         self._declared: set[str] = set()
         self._declaring: dict[str, asyncio.Future[None]] = {}
@@ -123,9 +140,25 @@ class Topology:
             return
         await self._once(queue, lambda: self._queue_now(queue))
 
+    def arguments(self, queue: str) -> dict[str, Any] | None:
+        """The arguments of the work queue ``queue``: none by default, as a plain client
+        declares it (``durable=True``), so the seed's worker can declare it too; the
+        dead-letter exchange with ``declare=arguments`` or a length limit (overflow then
+        dead-letters), ``x-queue-type`` for quorum queues."""
+        options = self.options
+        found: dict[str, Any] = {}
+        if options.queue_type != "classic":
+            found["x-queue-type"] = options.queue_type
+        limits = self.limits.get(queue, options.limits).arguments()
+        if options.declare == "arguments" or limits:
+            found["x-dead-letter-exchange"] = options.dead_letter_exchange
+            found["x-dead-letter-routing-key"] = self.name(queue)
+            found.update(limits)
+        return found or None
+
     async def _queue_now(self, queue: str) -> None:
         options, link = self.options, self.link
-        name, dead = options.queue(queue), options.dead(queue)
+        name, dead = self.name(queue), options.dead(queue)
         dlx = options.dead_letter_exchange
         extra: dict[str, Any] = {}
         if options.queue_type != "classic":
@@ -135,23 +168,16 @@ class Topology:
             await self._exchange_on(channel, dlx, "direct")
             await self._queue_on(channel, dead, extra or None)
             await channel.queue_bind(dead, dlx, routing_key=name)
-            arguments = {
-                "x-dead-letter-exchange": dlx,
-                "x-dead-letter-routing-key": name,
-                **extra,
-                **self.limits.get(queue, options.limits).arguments(),
-            }
             try:
-                await channel.queue_declare(name, durable=True, arguments=arguments)
+                await channel.queue_declare(name, durable=True, arguments=self.arguments(queue))
             except amqp_errors.ChannelPreconditionFailed as exc:
                 link.discard(channel)
                 if not _argument_only(exc):
                     raise TransportError(refusal("queue", name, exc)) from None
-                log.warning(
-                    "%s; using it as it is, without microhive's dead-letter exchange and "
-                    "length limit (it exists with other arguments)",
-                    refusal("queue", name, exc),
-                )
+                # declared with other arguments: by an earlier microhive (a dead-letter
+                # exchange) or by someone else; used as it is, never redeclared
+                level = logging.DEBUG if _earlier_microhive(exc) else logging.WARNING
+                log.log(level, "%s; using it as it is", refusal("queue", name, exc))
                 channel = await link.rpc()
                 await channel.queue_declare(name, passive=True)
         except TransportError:
@@ -190,7 +216,7 @@ class Topology:
                 )
             for binding in queue.bindings:
                 await channel.queue_bind(
-                    self.options.queue(queue.name),
+                    self.name(queue.name),
                     self.options.exchange(binding.exchange.name),
                     routing_key=binding.key,
                 )
