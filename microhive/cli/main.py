@@ -18,6 +18,7 @@ from ..runner import load_targets, run_agents
 from ..settings import RunSettings, load_settings
 from ..urls import redact, resolve
 from .asyncapi import asyncapi
+from .declare import declare
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -138,6 +139,7 @@ def _supervise(
 
 
 main.add_command(asyncapi)
+main.add_command(declare)
 
 if __name__ == "__main__":
     main()
