@@ -19,6 +19,8 @@ from ...codecs import Codec
 from ...envelope import Envelope
 from ...errors import TransportError
 from .link import Link
+from .places import Place
+from .plain import ENVELOPE, MARKER, SENT_AT
 from .wire import (
     ACK,
     ATTEMPT,
@@ -45,6 +47,7 @@ class Settled(Protocol):
 
     raw: bytes
     envelope: Envelope | None
+    headers: dict[str, str] | None
     reply: str
     sequence: int
     delivered: int
@@ -163,24 +166,29 @@ class Settler:
 
     # -- retries and dead letters: stored first, then the original is acked -------------
 
-    async def retry(self, delivery: Settled, queue: str, delay: float, reason: str) -> None:
-        """The next attempt as a new message on the retry subject, for this durable only."""
+    async def retry(
+        self, delivery: Settled, queue: str, delay: float, reason: str, place: Place
+    ) -> None:
+        """The next attempt as a new message on the retry subject, for this durable only
+        (always an encoded envelope, marked: retries are microhive's own)."""
         assert delivery.envelope is not None, "an undecodable message cannot be retried"
         envelope, options = delivery.envelope, self.options
         data = self.codec.encode(envelope.next_attempt(**{"x-last-error": reason}))
-        headers = {GROUP: options.durable}
+        headers = {MARKER: ENVELOPE, GROUP: place.durable}
         if delay > 0:
             headers[DUE] = str(round((time.time() + delay) * 1000))
         if options.dedup:
             headers[MSG_ID] = f"{envelope.id}:{envelope.attempt + 1}"
-        subject = options.retry_subject(queue)
-        if await self._instead(delivery, "retry", queue, subject, data, headers):
+        if await self._instead(delivery, "retry", queue, place.retry, data, headers):
             self.ack(delivery.reply, delivery)
 
     async def bury(self, delivery: Settled, queue: str, reason: str) -> None:
         """The original bytes to the queue's dead-letter stream, with the reason in headers."""
         envelope = delivery.envelope
         headers = {
+            key: value for key, value in (delivery.headers or {}).items() if key not in _GONE
+        }
+        headers |= {
             REASON: header_text(reason) or "-",
             ATTEMPT: str(envelope.attempt if envelope is not None else 1),
             QUEUE: queue,
@@ -190,6 +198,7 @@ class Settler:
         }
         if envelope is not None:
             headers[MESSAGE_ID] = envelope.id
+            headers[SENT_AT] = repr(envelope.sent_at)
         subject = self.options.dead_subject(queue)
         if await self._instead(delivery, "dead-letter", queue, subject, delivery.raw, headers):
             self.ack(delivery.reply, delivery)
@@ -220,6 +229,9 @@ class Settler:
             )
             return False
 
+
+_GONE = frozenset({DUE, GROUP, MSG_ID})
+"""Headers of the original that a dead letter does not keep (they would act again)."""
 
 _UNCONFIRMED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Future[Any]]] = (
     weakref.WeakKeyDictionary()
