@@ -214,3 +214,37 @@ async def _empty(broker: QueueBroker, queue: Queue) -> bool:
 
 async def _dead(broker: QueueBroker) -> Any:
     return await broker.nsensors.dead.list()
+
+
+class Picky(MicroAgent):
+    @consumer(GREETINGS, retries=1, backoff=0.01)
+    async def greeting(self, text: str) -> None:
+        self.settings["tries"].append(text)
+        if not self.settings["fixed"]:
+            raise ValueError("not today")
+        seen(self, text)
+
+
+async def test_a_text_message_keeps_its_envelope_through_retry_and_dead_letter(
+    nats_url: str,
+) -> None:
+    broker = QueueBroker.from_url(nats_url, queues=[GREETINGS])
+    settings: dict[str, Any] = {"seen": [], "payloads": [], "tries": [], "fixed": False}
+    async with broker, Picky(broker=broker, settings=settings):
+        sent = await broker.ngreetings.send("Hello", headers={"lang": "en"}, sender="me")
+        [letter] = await until(lambda: _dead_greetings(broker))
+        assert settings["tries"] == ["Hello", "Hello"], "a retry, then the dead letters"
+        assert letter.raw == b"Hello", "the body as it was stored"
+        assert letter.envelope is not None
+        assert (letter.envelope.id, letter.envelope.sender) == (sent, "me")
+        assert letter.envelope.payload == "Hello"
+        assert letter.envelope.headers["lang"] == "en"
+        settings["fixed"] = True
+        assert await broker.ngreetings.dead.requeue() == 1
+        [message] = await until(lambda: settings["seen"])
+    assert (message.id, message.sender, message.attempt) == (sent, "me", 1)
+    assert message.headers["lang"] == "en" and "x-requeued" in message.headers
+
+
+async def _dead_greetings(broker: QueueBroker) -> Any:
+    return await broker.ngreetings.dead.list()

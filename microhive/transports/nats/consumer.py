@@ -99,8 +99,11 @@ class NatsDelivery(Delivery):
         """A new message (``attempt`` + 1) on the retry subject, then this one is acked."""
         if self._settle():
             self.consumer.settled(self)
-            place = self.consumer.place
-            await self.consumer.settler.retry(self, place.queue, delay, reason, place)
+            consumer = self.consumer
+            place = consumer.place
+            await consumer.settler.retry(
+                self, place.queue, delay, reason, place, consumer.declaration
+            )
 
     async def dead_letter(self, reason: str) -> None:
         """Stored in the dead-letter stream, then acked."""

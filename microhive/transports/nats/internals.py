@@ -26,7 +26,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .wire import parse_headers
+from .wire import MARKED_BLOCK, MARKER, MARKER_ENVELOPE, parse_headers
 
 Handler = Callable[[bytes, bytes, bytes, "dict[str, str] | None"], Awaitable[None] | None]
 """Receives ``(subject, reply, data, headers)`` of each message of a subscription."""
@@ -101,10 +101,15 @@ def client_class() -> Any:
                 if handler is None:
                     await super()._process_msg(sid, subject, reply, data, headers)
                     return
-                try:
-                    parsed = await self._process_headers(headers) if headers else None
-                except Exception:  # a producer's block nats-py cannot read (not UTF-8)
-                    parsed = parse_headers(headers)
+                if not headers:
+                    parsed = None
+                elif headers == MARKED_BLOCK:  # microhive's own send: nothing to parse
+                    parsed = {MARKER: MARKER_ENVELOPE}
+                else:
+                    try:
+                        parsed = await self._process_headers(headers)
+                    except Exception:  # a producer's block nats-py cannot read (not UTF-8)
+                        parsed = parse_headers(headers)
                 result = handler(subject, reply, data, parsed)
                 if result is not None:
                     await result

@@ -23,10 +23,11 @@ from ...codecs import Codec
 from ...declarations import Queue
 from ...envelope import Envelope, Kind
 from ...errors import DecodeError, PayloadError
+from . import wire
 from .wire import ATTEMPT, MSG_ID, to_float, to_int
 
-MARKER = "Microhive"
-ENVELOPE = "1"
+MARKER = wire.MARKER
+ENVELOPE = wire.MARKER_ENVELOPE
 PAYLOAD = "payload"
 SENDER = "Microhive-Sender"
 SENT_AT = "Microhive-Sent-At"

@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from ...codecs import Codec
+from ...declarations import Queue
 from ...envelope import Envelope
 from ...errors import TransportError
 from .link import Link
 from .places import Place
-from .plain import ENVELOPE, MARKER, SENT_AT
+from .plain import ENVELOPE, MARKER, SENT_AT, frame
 from .wire import (
     ACK,
     ATTEMPT,
@@ -167,14 +168,25 @@ class Settler:
     # -- retries and dead letters: stored first, then the original is acked -------------
 
     async def retry(
-        self, delivery: Settled, queue: str, delay: float, reason: str, place: Place
+        self,
+        delivery: Settled,
+        queue: str,
+        delay: float,
+        reason: str,
+        place: Place,
+        declaration: Queue,
     ) -> None:
-        """The next attempt as a new message on the retry subject, for this durable only
-        (always an encoded envelope, marked: retries are microhive's own)."""
+        """The next attempt as a new message on the retry subject, for this durable only,
+        in the queue's form (an encoded envelope, or the text or bytes with headers)."""
         assert delivery.envelope is not None, "an undecodable message cannot be retried"
         envelope, options = delivery.envelope, self.options
-        data = self.codec.encode(envelope.next_attempt(**{"x-last-error": reason}))
-        headers = {MARKER: ENVELOPE, GROUP: place.durable}
+        if declaration.payload == "json":
+            following = envelope.next_attempt(**{"x-last-error": reason})
+            data, headers = self.codec.encode(following), {MARKER: ENVELOPE}
+        else:  # the envelope's headers become NATS headers: one line each
+            following = envelope.next_attempt(**{"x-last-error": header_text(reason)})
+            data, headers = frame(self.codec, following, declaration)
+        headers[GROUP] = place.durable
         if delay > 0:
             headers[DUE] = str(round((time.time() + delay) * 1000))
         if options.dedup:
