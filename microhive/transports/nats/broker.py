@@ -222,6 +222,7 @@ class NatsBroker(QueueBroker):
         if address is None:
             place = places.own(self.options, queue)
         else:
+            places.check_address(queue, address)
             _, jetstream = self._parts()
             stream = await jetstream.stream_of(address)
             if stream is None or stream == self.options.stream(queue):

@@ -213,7 +213,7 @@ class NatsConsumer(Consumer):
             known.touched = 0.0  # in progress: say so at the next chance
             return
         early = False
-        if headers:
+        if headers and (GROUP in headers or DUE in headers):  # most carry only the marker
             if await self._not_for_now(reply, headers):
                 return
             early = DUE in headers

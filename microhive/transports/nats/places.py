@@ -17,9 +17,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ...errors import ConfigurationError
 from .options import NatsOptions
 
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def check_address(queue: str, address: str) -> str:
+    """``address`` when it is a subject one can publish to (no wildcards, no spaces)."""
+    tokens = address.split(".")
+    if any(not token or token in ("*", ">") or not token.isprintable() for token in tokens) or (
+        any(character.isspace() for character in address)
+    ):
+        raise ConfigurationError(
+            f"queue {queue!r}: address {address!r} is not a NATS subject to publish to "
+            "(dot-separated tokens, no spaces, no wildcards '*' or '>')"
+        )
+    return address
 
 
 @dataclass(frozen=True, slots=True)

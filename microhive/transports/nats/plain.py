@@ -34,8 +34,7 @@ SENT_AT = "Microhive-Sent-At"
 CORRELATION = "Microhive-Correlation-Id"
 ID = "Microhive-Id"
 
-MARKED: dict[str, str] = {MARKER: ENVELOPE}
-"""The headers of an ordinary send (copied before anything is added)."""
+MARKED = wire.MARKED
 
 
 def frame(codec: Codec, envelope: Envelope, queue: Queue) -> tuple[bytes, dict[str, str]]:

@@ -7,6 +7,8 @@ MARKER = "Microhive"
 """Header on everything microhive stores in a queue (:mod:`.plain`): ``1`` when the body is
 an encoded envelope, ``payload`` when it is the payload of a text or bytes queue."""
 MARKER_ENVELOPE = "1"
+MARKED: dict[str, str] = {MARKER: MARKER_ENVELOPE}
+"""The headers of an ordinary send (shared: copied before anything is added)."""
 MARKED_BLOCK = b"NATS/1.0\r\nMicrohive: 1\r\n\r\n"
 """The header block of an ordinary send, exactly as nats-py writes it."""
 DUE = "Microhive-Due"
