@@ -12,7 +12,15 @@ from typing import Any
 import nats
 import pytest
 
-from microhive import MicroAgent, Queue, QueueBroker, Reject, consumer, current_message
+from microhive import (
+    ConfigurationError,
+    MicroAgent,
+    Queue,
+    QueueBroker,
+    Reject,
+    consumer,
+    current_message,
+)
 from microhive.testing import eventually
 
 from .. import engines
@@ -170,7 +178,8 @@ async def test_a_plain_messages_dead_letter_goes_back(
     nats_url: str, prefix: str, plain: Any
 ) -> None:
     broker = QueueBroker.from_url(nats_url, queues=[SENSORS])
-    agent = Reader(broker=broker, settings={"seen": [], "payloads": [], "fixed": False})
+    settings: dict[str, Any] = {"seen": [], "payloads": [], "fixed": False}
+    agent = Reader(broker=broker, settings=settings)
     async with broker, agent:
         await broker.declare([SENSORS])
         await plain.jetstream().publish(
@@ -181,8 +190,9 @@ async def test_a_plain_messages_dead_letter_goes_back(
         assert letter.envelope.payload == {"lat": "broken"}
         assert letter.envelope.headers["source"] == "cli"
         assert "lat is not a number" in letter.reason
-        assert [d.envelope.id for d in await broker.nsensors.dead.list()] == [letter.envelope.id]
-        agent.settings["fixed"] = True
+        ids = [d.envelope and d.envelope.id for d in await broker.nsensors.dead.list()]
+        assert ids == [letter.envelope.id], "listed again: the same id"
+        settings["fixed"] = True
         assert await broker.nsensors.dead.requeue() == 1
         [message] = await until(lambda: agent.settings["seen"])
         assert await broker.nsensors.dead.list() == []
@@ -248,3 +258,11 @@ async def test_a_text_message_keeps_its_envelope_through_retry_and_dead_letter(
 
 async def _dead_greetings(broker: QueueBroker) -> Any:
     return await broker.ngreetings.dead.list()
+
+
+async def test_an_address_must_be_a_subject_to_publish_to(nats_url: str) -> None:
+    for n, address in enumerate(("telemetry.*", "telemetry.>", "telemetry..raw", "tele.raw.")):
+        queue = Queue(f"nbad{n}", address=address)
+        async with QueueBroker.from_url(nats_url, queues=[queue]) as broker:
+            with pytest.raises(ConfigurationError, match="not a NATS subject"):
+                await broker.send(queue, {"n": 1})

@@ -16,6 +16,9 @@
   the original bytes, with the reason, attempt and time in headers.
 - The streams keep acknowledged messages for replay (:mod:`.tail`), trimmed to ``history``
   (:mod:`.trim`).
+- Every send carries the header ``Microhive`` (:mod:`.plain`); other messages (plain nats-py,
+  the ``nats`` CLI) are adopted. A queue with ``address`` lives on that subject verbatim
+  (:mod:`.places`). Dead letters are listed, requeued and purged by :mod:`.dead`.
 """
 
 from __future__ import annotations
