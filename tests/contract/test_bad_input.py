@@ -136,7 +136,14 @@ AMQP_CHANGED: dict[str, str] = {  # issue 12: an envelope is a body with "v": 1,
     "wire version 2": INVALID,
 }
 
-NATS_CHANGED: dict[str, str] = {}
+NATS_CHANGED: dict[str, str] = {  # issue 12: an envelope is marked, or a body with "v": 1
+    "array": INVALID,
+    "string": INVALID,
+    "number": INVALID,
+    "null": INVALID,
+    "foreign JSON object": ADOPTED,
+    "wire version 2": INVALID,
+}
 
 KAFKA_CHANGED: dict[str, str] = {}
 

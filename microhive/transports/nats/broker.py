@@ -16,12 +16,14 @@
   the original bytes, with the reason, attempt and time in headers.
 - The streams keep acknowledged messages for replay (:mod:`.tail`), trimmed to ``history``
   (:mod:`.trim`).
+- Every send carries the header ``Microhive`` (:mod:`.plain`); other messages (plain nats-py,
+  the ``nats`` CLI) are adopted. A queue with ``address`` lives on that subject verbatim
+  (:mod:`.places`). Dead letters are listed, requeued and purged by :mod:`.dead`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -31,28 +33,27 @@ import orjson
 
 from ...broker import Consumer, DeadLetter, QueueBroker
 from ...capabilities import Capabilities
+from ...deadletters import Selection
+from ...declarations import Queue
 from ...envelope import Envelope, new_id
-from ...errors import DecodeError, TransportError
+from ...errors import TransportError
 from ..links import RECONNECT, LinkDown
+from . import dead, keyed, places, plain
 from .consumer import NatsConsumer
-from .jetstream import CONSUMER_NOT_FOUND, NO_MESSAGE, STREAM_NOT_FOUND, ApiError, JetStream
+from .jetstream import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStream
 from .link import Link
 from .options import NatsOptions, parse
 from .options import consumer_name as instance_name
+from .places import Place
 from .settle import Settler
 from .tail import Follower
 from .trim import Trimmer
 from .wire import (
-    ATTEMPT,
-    DEAD_AT,
     DUE,
+    KEY,
     MSG_ID,
-    REASON,
     STATUS,
     Message,
-    parse_headers,
-    to_float,
-    to_int,
 )
 
 
@@ -73,6 +74,8 @@ class Consumers:
 
     def add(self, consumer: NatsConsumer) -> None:
         self.running.add(consumer)
+        if not consumer.place.owned:
+            return  # an operator's stream: its own limits, never purged by microhive
         trimmer = self.trimmers.get(consumer.queue)
         if trimmer is None:
             trimmer = self.trimmers[consumer.queue] = Trimmer(self.jetstream, consumer.queue)
@@ -85,7 +88,7 @@ class Consumers:
     def stopped(self, consumer: NatsConsumer) -> None:
         """It stays known while its keeper runs (it may still hold deliveries)."""
         trimmer = self.trimmers.get(consumer.queue)
-        if trimmer is not None:
+        if trimmer is not None and consumer.place.owned:
             trimmer.users -= 1
             if trimmer.users <= 0:
                 del self.trimmers[consumer.queue]
@@ -122,7 +125,8 @@ class NatsBroker(QueueBroker):
         self._consumers: Consumers | None = None
         self._declared: dict[str, asyncio.Future[None]] = {}
         self._dead_declared: dict[str, asyncio.Future[None]] = {}
-        self._subjects: dict[str, str] = {}
+        self._places: dict[str, Place] = {}
+        self._kinds: dict[str, Queue] = {}  # the declaration each queue is sent by
         self._followers: set[Follower] = set()
 
     def __repr__(self) -> str:
@@ -172,13 +176,15 @@ class NatsBroker(QueueBroker):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._declared[queue] = future
         try:
-            await jetstream.create_stream(
-                self.options.stream(queue),
-                [self.options.queue_subject(queue), self.options.retry_subject(queue)],
-                f"microhive queue {queue}",
-                dedup=self.options.dedup,
-            )
-            await jetstream.create_consumer(queue)
+            place = await self._place(queue)
+            if place.owned:
+                await jetstream.create_stream(
+                    place.stream,
+                    [place.subject, place.retry],
+                    f"microhive queue {queue}",
+                    dedup=self.options.dedup,
+                )
+            await jetstream.create_consumer(place)
         except BaseException as exc:
             if self._declared.get(queue) is future:
                 del self._declared[queue]
@@ -208,6 +214,27 @@ class NatsBroker(QueueBroker):
             future.exception()
             raise
         future.set_result(None)
+
+    async def _place(self, queue: str, declaration: Queue | None = None) -> Place:
+        """Where ``queue`` lives (looked up once per broker for an ``address``)."""
+        place = self._places.get(queue)
+        if place is not None:
+            return place
+        declaration = declaration or self.declaration(queue)
+        address = declaration.address
+        if address is None:
+            place = places.own(self.options, queue)
+        else:
+            places.check_address(queue, address)
+            _, jetstream = self._parts()
+            stream = await jetstream.stream_of(address)
+            if stream is None or stream == self.options.stream(queue):
+                place = places.own(self.options, queue, address)
+            else:
+                place = places.borrowed(self.options, queue, stream, address)
+        self._kinds[queue] = declaration
+        self._places[queue] = place
+        return place
 
     # -- storing messages ----------------------------------------------------------------
 
@@ -285,25 +312,27 @@ class NatsBroker(QueueBroker):
 
     # -- the transport primitives ------------------------------------------------------
 
-    def _subject(self, queue: str) -> str:
-        subject = self._subjects.get(queue)
-        if subject is None:
-            subject = self._subjects[queue] = self.options.queue_subject(queue)
-        return subject
-
     async def _publish(
         self, queue: str, envelope: Envelope, data: bytes, *, key: str | None, delay: float
     ) -> None:
         declared = self._declared.get(queue)
         if declared is None or not _ok(declared):
             await self._declare(queue)
-        headers: dict[str, str] | None = None
+        place = self._places[queue]
+        declaration = self._kinds[queue]
+        if declaration.payload == "json":
+            headers = plain.MARKED
+            if delay > 0 or key is not None or self.options.dedup:
+                headers = dict(headers)
+        else:
+            data, headers = plain.frame(self.codec, envelope, declaration)
         if delay > 0:
-            headers = {DUE: str(round((time.time() + delay) * 1000))}
+            headers[DUE] = str(round((time.time() + delay) * 1000))
+        if key is not None:
+            headers[KEY] = key  # so keyed replay can find it by its headers alone
         if self.options.dedup:
-            headers = headers or {}
             headers[MSG_ID] = f"{envelope.id}:{envelope.attempt}"
-        await self._store(queue, self._subject(queue), data, headers)
+        await self._store(queue, place.subject, data, headers)
 
     async def publish_raw(
         self, queue: str, data: bytes, headers: dict[str, str] | None = None
@@ -311,57 +340,76 @@ class NatsBroker(QueueBroker):
         """Store bytes as they are, as a foreign producer would (tests of bad input)."""
         await self.connect()
         await self._declare(queue)
-        await self._store(queue, self._subject(queue), data, headers)
+        await self._store(queue, self._places[queue].subject, data, headers)
 
     async def _length(self, queue: str) -> int:
         await self._declare(queue)
         _, jetstream = self._parts()
         if self._settler is not None:
             await self._settler.acknowledged()
+        place = self._places[queue]
         try:
-            info = await jetstream.consumer_info(queue)
+            info = await jetstream.consumer_info(place)
         except ApiError as exc:
             if exc.err_code not in (CONSUMER_NOT_FOUND, STREAM_NOT_FOUND):
                 raise TransportError(f"{self!r}: length of {queue!r}: {exc}") from None
             await self._declare(queue, force=True)
-            info = await jetstream.consumer_info(queue)
+            info = await jetstream.consumer_info(place)
         return int(info.get("num_pending", 0)) + int(info.get("num_ack_pending", 0))
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
+        return [letter for _, letter in await self._dead(queue, limit)]
+
+    async def _dead(self, queue: str, limit: int | None) -> list[tuple[dead.Stored, DeadLetter]]:
+        _, jetstream = self._parts()
+        options, declaration = self.options, self.declaration(queue)
+        items = await dead.read(
+            jetstream, options.dead_stream(queue), options.dead_subject(queue), limit
+        )
+        return [(item, dead.letter(self.codec, declaration, item)) for item in items]
+
+    async def _chosen(
+        self, queue: str, selection: Selection
+    ) -> list[tuple[dead.Stored, DeadLetter]]:
+        """The dead letters ``selection`` takes, oldest first, with where they are stored."""
+        unfiltered = selection.reason is None and selection.older_than is None
+        stored = await self._dead(queue, selection.limit if unfiltered else None)
+        where = {id(letter): item for item, letter in stored}
+        return [
+            (where[id(letter)], letter)
+            for letter in selection.choose([letter for _, letter in stored])
+        ]
+
+    async def _requeue(self, queue: str, to: str, selection: Selection) -> int:
+        """Each chosen dead letter is published to ``to`` (acknowledged by JetStream), then
+        deleted from the dead stream: a crash in between leaves a copy in both, and the
+        message id makes a requeue run again within the de-duplication window store it once."""
+        await self._declare(to)
         _, jetstream = self._parts()
         stream = self.options.dead_stream(queue)
-        letters: list[DeadLetter] = []
-        sequence = 1
-        while len(letters) < limit:
-            try:
-                answer = await jetstream.api(
-                    f"STREAM.MSG.GET.{stream}",
-                    {"seq": sequence, "next_by_subj": self.options.dead_subject(queue)},
-                )
-            except ApiError as exc:
-                if exc.err_code in (NO_MESSAGE, STREAM_NOT_FOUND) or exc.code == 404:
-                    break
-                raise TransportError(f"{self!r}: dead letters of {queue!r}: {exc}") from None
-            message = answer.get("message") or {}
-            sequence = int(message.get("seq", sequence)) + 1
-            letters.append(self._dead_letter(queue, message))
-        return letters
+        place, target = self._places[to], self._kinds[to]
+        moved = 0
+        for item, letter in await self._chosen(queue, selection):
+            data, headers = dead.republished(self.codec, letter, item, target, stream)
+            await self._store(to, place.subject, data, headers)
+            await dead.delete(jetstream, stream, item.sequence)
+            moved += 1
+        return moved
 
-    def _dead_letter(self, queue: str, message: dict[str, Any]) -> DeadLetter:
-        raw = base64.b64decode(message.get("data") or b"")
-        headers = parse_headers(base64.b64decode(message.get("hdrs") or b""))
-        try:
-            envelope: Envelope | None = self.codec.decode(raw)
-        except DecodeError:
-            envelope = None
-        return DeadLetter(
-            queue=queue,
-            reason=headers.get(REASON, ""),
-            raw=raw,
-            envelope=envelope,
-            attempt=to_int(headers.get(ATTEMPT), 1),
-            dead_at=to_float(headers.get(DEAD_AT), 0.0),
-        )
+    async def _purge(self, queue: str, selection: Selection) -> int:
+        _, jetstream = self._parts()
+        stream = self.options.dead_stream(queue)
+        chosen = await self._chosen(queue, selection)
+        for item, _ in chosen:
+            await dead.delete(jetstream, stream, item.sequence)
+        return len(chosen)
+
+    async def _declare_queue(self, queue: Queue) -> None:
+        """The queue's stream (or an operator's stream's consumer), its durable consumer and
+        its dead-letter stream, idempotently."""
+        await self._place(queue.name, queue)
+        await self._declare(queue.name)
+        await self._declare_dead(queue.name)
 
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer:
         await self._declare(queue)
@@ -369,20 +417,45 @@ class NatsBroker(QueueBroker):
         consumers, settler = self._consumers, self._settler
         assert consumers is not None and settler is not None, "set by _connect"
         name = instance_name(name, f"consumer.{new_id()[:8]}")
-        consumer = NatsConsumer(consumers, link, settler, queue, name, prefetch)
+        place, declaration = self._places[queue], self._kinds[queue]
+        consumer = NatsConsumer(consumers, link, settler, queue, name, prefetch, declaration, place)
         await consumer.start()
         consumers.add(consumer)
         return consumer
 
     async def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         """The last ``last`` messages sent to the queue, then every new one (:mod:`.tail`)."""
+        async for data in self._read(queue, last, None):
+            yield data
+
+    async def _tail_keyed(self, queue: str, last: int, key: str) -> AsyncIterator[bytes]:
+        """From where the last ``last`` messages with the header ``x-key: key`` begin
+        (a scan of the stream's headers, :func:`.keyed.start`), then every new one."""
         await self._declare(queue)
         _, jetstream = self._parts()
-        reader = Follower(jetstream, queue)
+        start = await keyed.start(jetstream, self._places[queue], key, last)
+        async for data in self._read(queue, last, start):
+            yield data
+
+    async def _read(self, queue: str, last: int, start: int | None) -> AsyncIterator[bytes]:
+        await self._declare(queue)
+        _, jetstream = self._parts()
+        declaration = self._kinds[queue]
+        reader = Follower(jetstream, self._places[queue])
         self._followers.add(reader)
         try:
-            async for data in reader.follow(last):
-                yield data
+            async for item in reader.follow(last, start):
+                headers = item.headers
+                if headers and headers.get(plain.MARKER) == plain.ENVELOPE:
+                    yield item.data
+                    continue
+                envelope, _ = plain.decode(
+                    self.codec, item.data, declaration, headers, b"", item.reply.decode()
+                )
+                if envelope is not None:  # a plain client's message, as a consumer sees it
+                    yield self.codec.encode(envelope)
+                else:
+                    yield item.data  # undecodable: tail() skips it with a warning
         finally:
             self._followers.discard(reader)
             await reader.stop()

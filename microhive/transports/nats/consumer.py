@@ -23,11 +23,14 @@ from typing import Any, Protocol
 import orjson
 
 from ...broker import Consumer, Delivery
+from ...declarations import Queue
 from ...envelope import Envelope, new_id
-from ...errors import ConsumerClosed, DecodeError
+from ...errors import ConsumerClosed
 from ..handover import Handover
 from ..links import RECONNECT
+from . import plain
 from .link import Link
+from .places import Place
 from .settle import Settler
 from .wire import (
     DESCRIPTION,
@@ -57,7 +60,7 @@ class Owner(Protocol):
 
 
 class NatsDelivery(Delivery):
-    __slots__ = ("consumer", "delivered", "reply", "sequence", "touched")
+    __slots__ = ("consumer", "delivered", "headers", "reply", "sequence", "touched")
 
     def __init__(
         self,
@@ -69,8 +72,10 @@ class NatsDelivery(Delivery):
         envelope: Envelope | None,
         error: str | None,
         touched: float,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(raw, envelope, error)
+        self.headers = headers  # as stored: a dead letter keeps them
         self.consumer = consumer
         self.reply = reply
         self.sequence = sequence
@@ -101,7 +106,11 @@ class NatsDelivery(Delivery):
         """A new message (``attempt`` + 1) on the retry subject, then this one is acked."""
         if self._settle():
             self.consumer.settled(self)
-            await self.consumer.settler.retry(self, self.consumer.queue, delay, reason)
+            consumer = self.consumer
+            place = consumer.place
+            await consumer.settler.retry(
+                self, place.queue, delay, reason, place, consumer.declaration
+            )
 
     async def dead_letter(self, reason: str) -> None:
         """Stored in the dead-letter stream, then acked."""
@@ -120,17 +129,27 @@ class NatsConsumer(Consumer):
     """Pulls one queue's durable consumer for one consuming agent instance."""
 
     def __init__(
-        self, owner: Owner, link: Link, settler: Settler, queue: str, name: str, prefetch: int
+        self,
+        owner: Owner,
+        link: Link,
+        settler: Settler,
+        queue: str,
+        name: str,
+        prefetch: int,
+        declaration: Queue,
+        place: Place,
     ) -> None:
+        self.place = place
         self.owner = owner
+        self.declaration = declaration
         self.link = link
         self.settler = settler
         self.options = options = link.options
         self.queue = queue
         self.name = name
         self.prefetch = prefetch
-        self.durable = options.durable
-        self.stream = options.stream(queue)
+        self.durable = place.durable
+        self.stream = place.stream
         self.inbox = f"_INBOX.{new_id()}"
         self.closed = False
         self.held: dict[int, NatsDelivery] = {}  # stream sequence -> delivered, not settled
@@ -201,16 +220,14 @@ class NatsConsumer(Consumer):
             known.touched = 0.0  # in progress: say so at the next chance
             return
         early = False
-        if headers:
+        if headers and (GROUP in headers or DUE in headers):  # most carry only the marker
             if await self._not_for_now(reply, headers):
                 return
             early = DUE in headers
-        try:
-            envelope: Envelope | None = self.settler.codec.decode(data)
-            error = None
-        except DecodeError as exc:
-            envelope, error = None, str(exc)
-        self._hold(reply, sequence, delivered, data, envelope, error, early)
+        envelope, error = plain.decode(
+            self.settler.codec, data, self.declaration, headers, subject, reply
+        )
+        self._hold(reply, sequence, delivered, data, envelope, error, early, headers)
 
     def _hold(
         self,
@@ -221,9 +238,10 @@ class NatsConsumer(Consumer):
         envelope: Envelope | None,
         error: str | None,
         early: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> None:
         delivery = NatsDelivery(
-            self, reply, sequence, delivered, data, envelope, error, self._loop.time()
+            self, reply, sequence, delivered, data, envelope, error, self._loop.time(), headers
         )
         self.held[sequence] = delivery
         limit = self.options.max_deliver

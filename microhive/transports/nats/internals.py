@@ -8,7 +8,9 @@ caps nats-py at the newest minor version they were checked against:
   message of microhive's subscriptions straight to its handler, and ``_process_headers``
   parses its headers: no ``Msg`` object, no queue, no task switch per message.
 - ``publish_now`` writes a ``PUB`` into ``_pending``/``_pending_data_size`` and wakes the
-  flusher through ``_flush_queue`` (as ``publish()`` does, without a coroutine).
+  flusher through ``_flush_queue`` (as ``publish()`` does, without a coroutine);
+  ``publish_block_now`` does the same for an ``HPUB`` with microhive's constant header block
+  (a queue send with its marker).
 - ``barrier`` writes the pending buffer with ``_flush_pending`` before nats-py's PING.
 - ``unsubscribe`` tells the server with ``_send_unsubscribe`` first; ``subscription._id``
   is the subscription's sid.
@@ -26,7 +28,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .wire import parse_headers
+from .wire import MARKED_BLOCK, MARKER, MARKER_ENVELOPE, parse_headers
 
 Handler = Callable[[bytes, bytes, bytes, "dict[str, str] | None"], Awaitable[None] | None]
 """Receives ``(subject, reply, data, headers)`` of each message of a subscription."""
@@ -71,19 +73,37 @@ def client_class() -> Any:
             per-message checks (``subject`` is microhive's own, validated once) and without a
             coroutine. False when ``publish()`` must do it: not connected, too big, the buffer
             full, or this nats-py's internals not the known ones."""
+            command = b"PUB %b %d\r\n%b\r\n" % (subject, len(payload), payload)
+            return self._write_now(command, len(payload))
+
+        def publish_block_now(self, subject: str, reply: str, block: bytes, payload: bytes) -> bool:
+            """``HPUB`` with a ready header block (``block``, microhive's own and constant:
+            nothing to encode or check per message), as :meth:`publish_now` writes ``PUB``."""
+            size = len(block) + len(payload)
+            command = b"HPUB %b %b %d %d\r\n%b%b\r\n" % (
+                subject.encode(),
+                reply.encode(),
+                len(block),
+                size,
+                block,
+                payload,
+            )
+            return self._write_now(command, len(payload))
+
+        def _write_now(self, command: bytes, size: int) -> bool:
+            """``command`` (of a message of ``size`` bytes) appended to the pending buffer."""
             try:
-                if self._status != Client.CONNECTED or len(payload) > self._max_payload:
+                if self._status != Client.CONNECTED or size > self._max_payload:
                     return False
                 flusher, queue = self._flusher_task, self._flush_queue
                 if flusher is None or flusher.done() or queue is None:
                     return False
-                command = b"PUB %b %d\r\n%b\r\n" % (subject, len(payload), payload)
                 if self._pending_data_size + len(command) > self._max_pending_size:
                     return False
                 self._pending.append(command)
                 self._pending_data_size += len(command)
                 self.stats["out_msgs"] += 1
-                self.stats["out_bytes"] += len(payload)
+                self.stats["out_bytes"] += size
                 if queue.empty():  # wake the flusher, as publish() does
                     queue.put_nowait(asyncio.get_running_loop().create_future())
             except (AttributeError, TypeError, KeyError):
@@ -101,10 +121,15 @@ def client_class() -> Any:
                 if handler is None:
                     await super()._process_msg(sid, subject, reply, data, headers)
                     return
-                try:
-                    parsed = await self._process_headers(headers) if headers else None
-                except Exception:  # a producer's block nats-py cannot read (not UTF-8)
-                    parsed = parse_headers(headers)
+                if not headers:
+                    parsed = None
+                elif headers == MARKED_BLOCK:  # microhive's own send: nothing to parse
+                    parsed = {MARKER: MARKER_ENVELOPE}
+                else:
+                    try:
+                        parsed = await self._process_headers(headers)
+                    except Exception:  # a producer's block nats-py cannot read (not UTF-8)
+                        parsed = parse_headers(headers)
                 result = handler(subject, reply, data, parsed)
                 if result is not None:
                     await result

@@ -13,6 +13,7 @@ from ...errors import ConfigurationError, TransportError
 from ..links import RECONNECT, LinkDown
 from .link import Link
 from .options import NatsOptions
+from .places import Place
 from .wire import STATUS, Message, ns
 
 STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
@@ -129,12 +130,12 @@ class JetStream:
                     "in '.' and '_' share a stream name; use another name or prefix)"
                 ) from None
 
-    async def create_consumer(self, queue: str) -> None:
+    async def create_consumer(self, place: Place) -> None:
         """The queue's durable pull consumer, shared by every consumer of this durable."""
         options = self.options
-        stream = options.stream(queue)
-        config = {
-            "durable_name": options.durable,
+        stream, queue = place.stream, place.queue
+        config: dict[str, Any] = {
+            "durable_name": place.durable,
             "description": f"microhive consumers of queue {queue}",
             "deliver_policy": "all",
             "ack_policy": "explicit",
@@ -145,17 +146,24 @@ class JetStream:
             "replay_policy": "instant",
             "num_replicas": 0,
         }
+        if place.filter is not None:
+            config["filter_subject"] = place.filter
         body = {"stream_name": stream, "config": config}
         try:
-            await self.api(f"CONSUMER.DURABLE.CREATE.{stream}.{options.durable}", body)
+            await self.api(f"CONSUMER.DURABLE.CREATE.{stream}.{place.durable}", body)
         except ApiError as exc:
             raise TransportError(
                 f"{self.owner}: cannot create the durable consumer of queue {queue!r}: {exc}"
             ) from None
 
-    async def consumer_info(self, queue: str) -> dict[str, Any]:
-        stream = self.options.stream(queue)
-        return await self.api(f"CONSUMER.INFO.{stream}.{self.options.durable}")
+    async def consumer_info(self, place: Place) -> dict[str, Any]:
+        return await self.api(f"CONSUMER.INFO.{place.stream}.{place.durable}")
+
+    async def stream_of(self, subject: str) -> str | None:
+        """The stream that captures ``subject``, if one does."""
+        answer = await self.api("STREAM.NAMES", {"subject": subject})
+        names = answer.get("streams") or []
+        return str(names[0]) if names else None
 
     async def stream_state(self, stream: str) -> dict[str, Any]:
         state: dict[str, Any] = (await self.api(f"STREAM.INFO.{stream}")).get("state") or {}

@@ -30,7 +30,7 @@ from ..links import RECONNECT, LinkDown
 from . import dial, internals
 from .internals import Handler
 from .options import NatsOptions
-from .wire import Message
+from .wire import MARKED, MARKED_BLOCK, Message
 
 log = logging.getLogger("microhive.nats")
 
@@ -60,6 +60,8 @@ class Link:
         self.fast_publish: Callable[[bytes, bytes], bool] | None = None
         """``publish_now(subject, data)`` of the client where it has one: a ``PUB`` written
         without a coroutine, False when :meth:`publish` must do it (:mod:`.internals`)."""
+        self.fast_block: Callable[[str, str, bytes, bytes], bool] | None = None
+        """``publish_block_now(subject, reply, block, data)``: the same for an ``HPUB``."""
         self._on_down: list[Listener] = []
         self._on_up: list[Listener] = []
         self._up = asyncio.Event()
@@ -118,6 +120,7 @@ class Link:
         client.options["reconnect_time_wait"] = options.reconnect_wait
         self.client = client
         self.fast_publish = getattr(client, "publish_now", None)
+        self.fast_block = getattr(client, "publish_block_now", None)
         self._up.set()
         try:
             await self.subscribe(f"{self._inbox}.*", self._on_reply)
@@ -242,6 +245,7 @@ class Link:
                 future.set_exception(LinkDown(f"{self.role}: connection closed"))
         client, self.client = self.client, None
         self.fast_publish = None
+        self.fast_block = None
         if client is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.options.request_timeout):
@@ -306,9 +310,12 @@ class Link:
         token = str(self._counter)
         future: asyncio.Future[Message] = self._loop.create_future()
         self._waiting[token] = future
+        reply = f"{self._inbox}.{token}"
         try:
             try:
-                await client.publish(subject, data, reply=f"{self._inbox}.{token}", headers=headers)
+                fast = self.fast_block if headers is MARKED else None
+                if fast is None or not fast(subject, reply, MARKED_BLOCK, data):
+                    await client.publish(subject, data, reply=reply, headers=headers)
             except Exception as exc:
                 raise LinkDown(self.describe("cannot publish to", exc)) from None
             try:

@@ -16,9 +16,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from ...codecs import Codec
+from ...declarations import Queue
 from ...envelope import Envelope
 from ...errors import TransportError
 from .link import Link
+from .places import Place
+from .plain import ENVELOPE, MARKER, SENT_AT, frame
 from .wire import (
     ACK,
     ATTEMPT,
@@ -45,6 +48,7 @@ class Settled(Protocol):
 
     raw: bytes
     envelope: Envelope | None
+    headers: dict[str, str] | None
     reply: str
     sequence: int
     delivered: int
@@ -163,24 +167,40 @@ class Settler:
 
     # -- retries and dead letters: stored first, then the original is acked -------------
 
-    async def retry(self, delivery: Settled, queue: str, delay: float, reason: str) -> None:
-        """The next attempt as a new message on the retry subject, for this durable only."""
+    async def retry(
+        self,
+        delivery: Settled,
+        queue: str,
+        delay: float,
+        reason: str,
+        place: Place,
+        declaration: Queue,
+    ) -> None:
+        """The next attempt as a new message on the retry subject, for this durable only,
+        in the queue's form (an encoded envelope, or the text or bytes with headers)."""
         assert delivery.envelope is not None, "an undecodable message cannot be retried"
         envelope, options = delivery.envelope, self.options
-        data = self.codec.encode(envelope.next_attempt(**{"x-last-error": reason}))
-        headers = {GROUP: options.durable}
+        if declaration.payload == "json":
+            following = envelope.next_attempt(**{"x-last-error": reason})
+            data, headers = self.codec.encode(following), {MARKER: ENVELOPE}
+        else:  # the envelope's headers become NATS headers: one line each
+            following = envelope.next_attempt(**{"x-last-error": header_text(reason)})
+            data, headers = frame(self.codec, following, declaration)
+        headers[GROUP] = place.durable
         if delay > 0:
             headers[DUE] = str(round((time.time() + delay) * 1000))
         if options.dedup:
             headers[MSG_ID] = f"{envelope.id}:{envelope.attempt + 1}"
-        subject = options.retry_subject(queue)
-        if await self._instead(delivery, "retry", queue, subject, data, headers):
+        if await self._instead(delivery, "retry", queue, place.retry, data, headers):
             self.ack(delivery.reply, delivery)
 
     async def bury(self, delivery: Settled, queue: str, reason: str) -> None:
         """The original bytes to the queue's dead-letter stream, with the reason in headers."""
         envelope = delivery.envelope
         headers = {
+            key: value for key, value in (delivery.headers or {}).items() if key not in _GONE
+        }
+        headers |= {
             REASON: header_text(reason) or "-",
             ATTEMPT: str(envelope.attempt if envelope is not None else 1),
             QUEUE: queue,
@@ -190,6 +210,7 @@ class Settler:
         }
         if envelope is not None:
             headers[MESSAGE_ID] = envelope.id
+            headers[SENT_AT] = repr(envelope.sent_at)
         subject = self.options.dead_subject(queue)
         if await self._instead(delivery, "dead-letter", queue, subject, delivery.raw, headers):
             self.ack(delivery.reply, delivery)
@@ -220,6 +241,9 @@ class Settler:
             )
             return False
 
+
+_GONE = frozenset({DUE, GROUP, MSG_ID})
+"""Headers of the original that a dead letter does not keep (they would act again)."""
 
 _UNCONFIRMED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Future[Any]]] = (
     weakref.WeakKeyDictionary()

@@ -20,7 +20,8 @@ from ...envelope import new_id
 from ...errors import TransportError
 from ..links import RECONNECT
 from .jetstream import ApiError, JetStream
-from .wire import PENDING_MESSAGES, STATUS, Message, ack_metadata, ns
+from .places import Place
+from .wire import GROUP, PENDING_MESSAGES, STATUS, Message, ack_metadata, ns
 
 log = logging.getLogger("microhive.nats")
 
@@ -32,13 +33,14 @@ class Follower:
 
     BATCH = 256
 
-    def __init__(self, jetstream: JetStream, queue: str) -> None:
+    def __init__(self, jetstream: JetStream, place: Place, *, headers_only: bool = False) -> None:
+        self.headers_only = headers_only  # a scan: headers, no bodies
         self.jetstream = jetstream
         self.link = jetstream.link
         self.options = options = jetstream.options
-        self.queue = queue
-        self.stream = options.stream(queue)
-        self.subject = options.queue_subject(queue)
+        self.queue = place.queue
+        self.stream = place.stream
+        self.subject = place.subject
         self.inbox = f"_INBOX.{new_id()}"
         self.name: str | None = None
         self.incoming: asyncio.Queue[Message | None] = asyncio.Queue()
@@ -54,11 +56,12 @@ class Follower:
         self.closing = True
         self.incoming.put_nowait(None)
 
-    async def follow(self, last: int) -> AsyncIterator[bytes]:
+    async def follow(self, last: int, start: int | None = None) -> AsyncIterator[Message]:
+        """The messages from where ``last`` of them remain (or from sequence ``start``)."""
         link = self.link
         self.subscription = await link.subscribe(self.inbox, self._receive)
         link.watch(up=self._reconnected)
-        self.start, skip = await self._start(last)
+        self.start, skip = await self._start(last) if start is None else (start, 0)
         failures = 0
         while not self.closing and not link.closed:
             if self.name is None:
@@ -73,13 +76,15 @@ class Follower:
                 self.expected, self.requested = 1, 0
             if self.requested <= self.BATCH // 2:
                 await self._ask()
-            data = await self._next()
-            if data is None:
+            item = await self._next()
+            if item is None:
                 continue
+            if item.headers and GROUP in item.headers and not self.headers_only:
+                continue  # a retry on an addressed queue's own subject: not a new message
             if skip > 0:
                 skip -= 1
                 continue
-            yield data
+            yield item
 
     async def _ask(self) -> None:
         body = {
@@ -95,7 +100,7 @@ class Follower:
             )
             self.requested += self.BATCH
 
-    async def _next(self) -> bytes | None:
+    async def _next(self) -> Message | None:
         """The next message in order; None after a status note, or when the consumer lost
         its place (it is dropped, and made again from after the last message seen)."""
         try:
@@ -127,7 +132,7 @@ class Follower:
             return None
         self.expected += 1
         self.start = sequence + 1
-        return item.data
+        return item
 
     async def _start(self, last: int) -> tuple[int, int]:
         """The first stream sequence to read, and how many of the queue's messages from
@@ -138,18 +143,18 @@ class Follower:
             return newest + 1, 0
         start = max(first, newest - last + 1)
         while True:
-            count = await self._count(start)
+            count = await self.count(start)
             if count >= last or start <= first:
                 return start, max(0, count - last)
             start = max(first, start - 2 * (last - count))  # retries in between: look further
 
-    async def _count(self, start: int) -> int:
+    async def count(self, start: int) -> int:
         """How many messages of the queue subject the stream holds from ``start`` on."""
         answer = await self._create(start, count_only=True)
         return int(answer.get("num_pending", 0))
 
     async def _create(self, start: int, *, count_only: bool = False) -> dict[str, Any]:
-        config = {
+        config: dict[str, Any] = {
             "deliver_policy": "by_start_sequence",
             "opt_start_seq": max(1, start),
             "ack_policy": "none",
@@ -160,6 +165,8 @@ class Follower:
             "mem_storage": True,
             "max_deliver": 1,
         }
+        if self.headers_only:
+            config["headers_only"] = True
         try:
             answer = await self.jetstream.api(
                 f"CONSUMER.CREATE.{self.stream}", {"stream_name": self.stream, "config": config}

@@ -3,6 +3,14 @@ of JetStream's reply subjects and header blocks (docs/transports/nats.md lists t
 
 from __future__ import annotations
 
+MARKER = "Microhive"
+"""Header on everything microhive stores in a queue (:mod:`.plain`): ``1`` when the body is
+an encoded envelope, ``payload`` when it is the payload of a text or bytes queue."""
+MARKER_ENVELOPE = "1"
+MARKED: dict[str, str] = {MARKER: MARKER_ENVELOPE}
+"""The headers of an ordinary send (shared: copied before anything is added)."""
+MARKED_BLOCK = b"NATS/1.0\r\nMicrohive: 1\r\n\r\n"
+"""The header block of an ordinary send, exactly as nats-py writes it."""
 DUE = "Microhive-Due"
 """Header of a delayed message: when it may be handed out (Unix time in ms)."""
 GROUP = "Microhive-Group"
@@ -15,6 +23,8 @@ MESSAGE_ID = "Microhive-Id"
 SEQUENCE = "Microhive-Sequence"
 DELIVERIES = "Microhive-Deliveries"
 MSG_ID = "Nats-Msg-Id"
+KEY = "x-key"
+"""Header of a keyed send (also in the envelope's headers): keyed replay scans for it."""
 PENDING_MESSAGES = "Nats-Pending-Messages"
 STATUS = "Status"
 DESCRIPTION = "Description"
