@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -58,12 +58,16 @@ def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def missing(engine: str, where: str) -> None:
-    """Fail under CI, skip otherwise, saying how to get the engine."""
-    message = f"{engine} is not reachable at {where}: {HOW_TO_START.get(engine, '')}"
+def unavailable(message: str) -> NoReturn:
+    """Fail under CI, skip otherwise: a CI run can never pass by skipping."""
     if in_ci():
         pytest.fail(f"CI=true: {message}", pytrace=False)
     pytest.skip(message)
+
+
+def missing(engine: str, where: str) -> NoReturn:
+    """The engine is not reachable: fail or skip, saying how to get it."""
+    unavailable(f"{engine} is not reachable at {where}: {HOW_TO_START.get(engine, '')}")
 
 
 def require_redis(url: str = REDIS_URL) -> str:
@@ -74,13 +78,10 @@ def require_redis(url: str = REDIS_URL) -> str:
     return url
 
 
-def require_program(name: str) -> str:
+def require_program(name: str, package: str = "redis-server") -> str:
     path = shutil.which(name)
     if path is None:
-        message = f"program {name!r} is not installed (Debian: apt-get install -y redis-server)"
-        if in_ci():
-            pytest.fail(f"CI=true: {message}", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"program {name!r} is not installed (Debian: apt-get install -y {package})")
     return path
 
 
@@ -115,12 +116,74 @@ async def delete_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-class RedisServer:
-    """A private ``redis-server`` on a free loopback port, its files in ``directory``.
+class PrivateServer:
+    """A server process of a test's own on a free loopback port, its files in ``directory``:
+    free to SIGKILL (:meth:`kill`, a crash) or stop, and to start again on the same port and
+    files. Subclasses say how to run it (:meth:`arguments`) and where it logs."""
+
+    name = "server"
+    log_name = "server.log"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.directory / self.log_name
+
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.process = subprocess.Popen(
+            self.arguments(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while not reachable("127.0.0.1", self.port, 0.2):
+            if self.process.poll() is not None:
+                tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not listen on {self.port} in {timeout} s")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed but what was fsynced."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RedisServer(PrivateServer):
+    """A private ``redis-server``.
 
     ``appendonly=True`` turns on the append-only file with ``appendfsync always``, so what
     the server acknowledged survives :meth:`kill` and :meth:`start` again.
     """
+
+    name, log_name = "redis-server", "redis.log"
 
     def __init__(
         self,
@@ -131,15 +194,12 @@ class RedisServer:
         users: list[str] | None = None,
         tls: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(directory)
         self.program = require_program("redis-server")
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
         self.appendonly = appendonly
         self.password = password
         self.users = users or []
         self.tls = tls
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -158,7 +218,7 @@ class RedisServer:
             "--daemonize",
             "no",
             "--logfile",
-            str(self.directory / "redis.log"),
+            str(self.log),
         ]
         if self.tls:
             args += ["--port", "0", "--tls-port", str(self.port)]
@@ -179,19 +239,8 @@ class RedisServer:
         return args
 
     def start(self, timeout: float = 10.0) -> None:
-        self.process = subprocess.Popen(
-            self.arguments(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
         deadline = time.monotonic() + timeout
-        while not reachable("127.0.0.1", self.port, 0.2):
-            if self.process.poll() is not None:
-                log = self.directory / "redis.log"
-                tail = log.read_text()[-2000:] if log.exists() else ""
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}:\n{tail}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not listen on {self.port} in {timeout} s")
-            time.sleep(0.02)
+        super().start(timeout)
         if self.appendonly:
             self._wait_loaded(deadline)
 
@@ -211,30 +260,6 @@ class RedisServer:
                     time.sleep(0.02)
         finally:
             client.close()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, nothing flushed but what was fsynced."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def make_certificates(directory: Path) -> dict[str, str]:
@@ -313,12 +338,14 @@ async def delete_nats_prefix(url: str, prefix: str) -> None:
         await client.close()
 
 
-class NatsServer:
-    """A private ``nats-server`` with JetStream on a free loopback port, its store in
-    ``directory``: free to SIGKILL and start again (JetStream recovers from its files).
+class NatsServer(PrivateServer):
+    """A private ``nats-server`` with JetStream, its store in ``directory`` (JetStream
+    recovers from its files after a :meth:`kill`).
 
     ``users`` maps user names to passwords; ``tls`` is what :func:`make_certificates` made.
     """
+
+    name, log_name = "nats-server", "nats.log"
 
     def __init__(
         self,
@@ -328,22 +355,11 @@ class NatsServer:
         token: str | None = None,
         tls: dict[str, str] | None = None,
     ) -> None:
-        program = shutil.which("nats-server")
-        if program is None:
-            message = (
-                "program 'nats-server' is not installed (Debian: apt-get install -y nats-server)"
-            )
-            if in_ci():
-                pytest.fail(f"CI=true: {message}", pytrace=False)
-            pytest.skip(message)
-        self.program = program
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        super().__init__(directory)
+        self.program = require_program("nats-server", "nats-server")
         self.users = users or {}
         self.token = token
         self.tls = tls
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -372,46 +388,8 @@ class NatsServer:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def start(self, timeout: float = 15.0) -> None:
-        log = self.directory / "nats.log"
-        self.process = subprocess.Popen(
-            [self.program, "-c", str(self.config()), "-l", str(log)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not reachable("127.0.0.1", self.port, 0.2):
-            if self.process.poll() is not None:
-                tail = log.read_text()[-2000:] if log.exists() else ""
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}:\n{tail}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"nats-server did not listen on {self.port} in {timeout} s")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
-
-    def __enter__(self) -> NatsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def arguments(self) -> list[str]:
+        return [self.program, "-c", str(self.config()), "-l", str(self.log)]
 
 
 # -- Kafka ---------------------------------------------------------------------------------

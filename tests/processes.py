@@ -1,8 +1,8 @@
 """The test side of the engines' fault tests: agents and producers as real processes
 (``tests.fault_agents``), and what they recorded.
 
-Every engine's ``test_processes.py`` uses these, so a SIGKILL test reads the same on Redis,
-NATS and Kafka.
+Every engine's ``test_processes.py`` uses these, so a SIGKILL test or a server restart
+reads the same on every engine.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from microhive import QueueBroker
+from microhive import QueueBroker, SignalBus
 from microhive.testing import eventually
 
 from .cli.helpers import Process
-from .fault_agents import JOBS
+from .fault_agents import JOBS, PING
 
 RECORDER = "tests.fault_agents:Recorder"
 
@@ -172,3 +172,50 @@ async def a_consumer_killed_mid_run(
 
 async def _length_is_zero(broker: QueueBroker) -> bool:
     return await broker.jobs.length() == 0
+
+
+async def a_server_restarted_mid_run(
+    url: str,
+    server: Any,
+    records: Records,
+    *,
+    crash: bool,
+    max_duplicates: int,
+    recovered: tuple[str, ...],
+) -> None:
+    """The scenario of every engine with a private server: a consumer process runs and a
+    producer process sends 4,000 messages; the server (``server.kill()`` if ``crash``, else
+    ``server.stop()``) goes away mid-run and comes back. Sends wait for it instead of
+    failing, every acknowledged message is processed, at most ``max_duplicates`` twice, the
+    bus subscribes again (a call is answered by the same consumer), and the consumer's log
+    says what ``recovered`` lists."""
+    total = 4_000
+    consumer = run_recorder(url, records)
+    producer: Process | None = None
+    try:
+        await ready(consumer)
+        producer = run_producer(url, records, 0, total, 0.002)
+        await until(lambda: len(records.acked()) >= 800, 30, "800 acknowledged sends")
+        await asyncio.to_thread(server.kill if crash else server.stop)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(server.start)
+        assert await asyncio.to_thread(producer.wait, 120) == 0, producer.output
+        assert "producer done" in producer.output
+        assert records.failed() == [], "sends waited for the server instead of failing"
+        acked = records.acked()
+        assert acked == set(range(total))
+        await until(lambda: acked <= set(records.processed()), 60, "every acknowledged message")
+        duplicates = sum(count - 1 for count in records.processed().values())
+        how = "SIGKILL" if crash else "SIGTERM"
+        print(f"server {how} mid-run: {duplicates} of {total} processed twice")
+        assert duplicates <= max_duplicates, f"{duplicates} messages processed twice"
+        async with SignalBus.from_url(url, signals=[PING]) as bus:
+            answer = await bus.ping.call("test", n=7, timeout=30)
+        assert answer == {"pid": consumer.popen.pid, "n": 7}, "the bus subscribed again"
+        assert stop(consumer) == 0, consumer.output
+    finally:
+        consumer.kill()
+        if producer is not None:
+            producer.kill()
+    for line in recovered:
+        assert line in consumer.output, line

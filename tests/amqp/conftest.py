@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from microhive.envelope import new_id
 from microhive.testing import eventually as eventually_
 
 from ..processes import records  # noqa: F401 - the fixture, for this package
+from ..scenarios import AMQP, Server, running
 from . import server
 
 QUEUES = Namespace([Queue("jobs"), Queue("events_feed")], kind="queue")
@@ -24,6 +26,12 @@ def amqp_url() -> str:
     """The shared server, this run's virtual host, a name prefix of this test's own."""
     server.require_amqp()
     return server.contract_url(f"a{new_id()[:10]}")
+
+
+@pytest.fixture
+def private_rabbit(tmp_path: Path) -> Iterator[Server]:
+    """A private RabbitMQ node, free to kill and restart (a few seconds each way)."""
+    yield from running(AMQP, tmp_path)
 
 
 def prefix_of(url: str) -> str:

@@ -17,15 +17,15 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import pytest
-
 from microhive.envelope import new_id
+
+from ..engines import free_port, reachable
+from ..engines import unavailable as missing
 
 AMQP_URL = os.environ.get("MICROHIVE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -35,25 +35,6 @@ HOW_TO_START = (
 )
 
 _VHOSTS: dict[str, str] = {}
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def missing(message: str) -> None:
-    """Fail under CI, skip otherwise."""
-    if in_ci():
-        pytest.fail(f"CI=true: {message}", pytrace=False)
-    pytest.skip(message)
 
 
 def require_amqp() -> str:
@@ -127,17 +108,17 @@ def contract_url(namespace: str) -> str:
     return urlunsplit(parts._replace(path=path, query=f"prefix={namespace}."))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _as_rabbitmq(command: list[str]) -> list[str]:
     """Run as the rabbitmq user when we are root (the node's files and Erlang cookie)."""
     if os.geteuid() == 0 and shutil.which("runuser"):
         return ["runuser", "-u", "rabbitmq", "--", "env", "HOME=/var/lib/rabbitmq", *command]
     return command
+
+
+def give_to_rabbitmq(directory: Path) -> None:
+    """The node runs as the rabbitmq user when we are root: give it the directory."""
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(directory)], check=True)
 
 
 class RabbitNode:
@@ -172,8 +153,7 @@ class RabbitNode:
         )
         (directory / "rabbitmq-env.conf").write_text("")
         (directory / "enabled_plugins").write_text("[].\n")
-        if os.geteuid() == 0:  # the node runs as the rabbitmq user: give it the directory
-            subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(directory)], check=True)
+        give_to_rabbitmq(directory)
 
     @property
     def url(self) -> str:
@@ -222,6 +202,20 @@ class RabbitNode:
                 self.kill()
                 raise RuntimeError(f"private RabbitMQ node did not start in {timeout} s")
             time.sleep(0.2)
+
+    def add_user(self, user: str, password: str) -> None:
+        """A user with every permission on the default virtual host."""
+        for command in (
+            ["add_user", user, password],
+            ["set_permissions", "-p", "/", user, ".*", ".*", ".*"],
+        ):
+            subprocess.run(
+                _as_rabbitmq([self.CTL, "-n", self.node, *command]),
+                env=self.environment(),
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
 
     def _started(self) -> bool:
         result = subprocess.run(

@@ -1,5 +1,6 @@
-"""Recovery on the shared server, through a proxy that cuts the connection: what a send does
-when it waited for the reconnect, and that no task of the transport outlives ``close()``."""
+"""Recovery: the shared scenarios (tests/scenarios/recovery.py) on a private RabbitMQ node;
+on the shared server, through a proxy that cuts the connection, what a send does when it
+waited for the reconnect, and that no task of the transport outlives ``close()``."""
 
 from __future__ import annotations
 
@@ -14,10 +15,42 @@ from microhive import MicroAgent, QueueBroker, SignalBus, TransportError, consum
 from microhive.sync import Publisher
 from microhive.transports.amqp import AmqpBroker
 
+from .. import engines
+from ..scenarios import AMQP, Server, recovery
 from .conftest import QUEUES, SIGNALS, eventually, plain_url, prefix_of
 from .proxy import Proxy
 
 PACKAGE = str(Path(__file__).resolve().parents[2] / "microhive" / "transports" / "amqp")
+
+
+@pytest.mark.slow
+async def test_node_restart_then_everything_goes_on(
+    private_rabbit: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    await recovery.server_restart_then_everything_goes_on(AMQP, private_rabbit, caplog)
+
+
+@pytest.mark.slow
+async def test_node_that_lost_everything_gets_its_queues_again(private_rabbit: Server) -> None:
+    await recovery.server_that_lost_everything_gets_its_queues_again(AMQP, private_rabbit)
+
+
+async def test_connect_to_a_dead_port_gives_up_with_link_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = engines.free_port()
+    for message in await recovery.connect_to_a_dead_port_gives_up_with_link_down(
+        AMQP, port, caplog
+    ):
+        assert f"amqp://app:***@127.0.0.1:{port}/" in message
+        assert "within 1 s (connect_timeout)" in message, message
+
+
+@pytest.mark.slow
+async def test_a_node_that_comes_up_within_the_budget_is_connected_to(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await recovery.a_server_that_comes_up_within_the_budget_is_connected_to(AMQP, tmp_path, caplog)
 
 
 @pytest.fixture

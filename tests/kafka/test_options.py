@@ -7,6 +7,8 @@ import pytest
 from microhive import ConfigurationError, QueueBroker, SignalBus
 from microhive.transports.kafka import KafkaBroker, parse
 
+from ..scenarios import security
+
 
 def test_defaults_and_names() -> None:
     options = parse("kafka://localhost")
@@ -61,6 +63,17 @@ def test_credentials_are_refused_without_showing_the_password() -> None:
     with pytest.raises(ConfigurationError) as raised:
         parse("kafka://app:s3cret@h:9092")
     assert "s3cret" not in str(raised.value) and "not supported" in str(raised.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Kafka URL parser names an unknown option by echoing the whole URL, query "
+    "string included: a password put there by mistake is shown",
+)
+def test_a_password_in_the_query_string_is_refused_without_echoing_it() -> None:
+    security.a_password_in_the_query_string_is_refused_without_echoing_it(
+        f"kafka://127.0.0.1:9092?password={security.WRONG}"
+    )
 
 
 def test_the_scheme_picks_the_broker_and_the_bus_refuses_with_advice() -> None:

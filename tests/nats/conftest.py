@@ -12,6 +12,7 @@ from microhive.envelope import new_id
 
 from .. import engines
 from ..processes import records  # noqa: F401 - the fixture, for this package
+from ..scenarios import NATS, Server, running
 
 
 @pytest.fixture
@@ -30,11 +31,6 @@ async def nats_url(prefix: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[engines.NatsServer]:
+def private_nats(tmp_path: Path) -> Iterator[Server]:
     """A private nats-server with JetStream on file storage, free to kill and restart."""
-    server = engines.NatsServer(tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(NATS, tmp_path)

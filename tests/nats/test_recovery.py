@@ -1,49 +1,18 @@
-"""Recovery inside one process: a restarted server, a server that lost its streams, a
-long handler. Consumer loops and subscriptions never end; they
-reconnect and go on."""
+"""Recovery inside one process: the shared scenarios (tests/scenarios/recovery.py) on NATS,
+and nats-py's callbacks when its internals are unknown."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import logging
-import shutil
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 import pytest
 
-from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
-from microhive.transports.links import LinkDown
+from microhive import QueueBroker, SignalBus
 
 from .. import engines
 from ..fault_agents import JOBS, PING
-
-SECRET = "s3cret-Pass-word"
-
-
-class Worker(MicroAgent):
-    @consumer(JOBS, concurrency=4)
-    async def job(self, n: int) -> None:
-        self.settings["jobs"].append(n)
-
-
-class Agent(Worker):
-    @receiver(PING)
-    async def ping(self, n: int) -> int:
-        self.settings["pings"].append(n)
-        return n
-
-
-async def until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(0.02)
+from ..scenarios import NATS, Server, recovery
+from ..scenarios.recovery import Agent, until
 
 
 async def _length_is(broker: QueueBroker, expected: int) -> bool:
@@ -51,83 +20,38 @@ async def _length_is(broker: QueueBroker, expected: int) -> bool:
 
 
 async def test_server_restart_then_everything_goes_on(
-    private_nats: engines.NatsServer, caplog: pytest.LogCaptureFixture
+    private_nats: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "microhive")
-    url = engines.with_query(private_nats.url, ack_wait=1, expires=1, reconnect_wait=0.3)
-    bus, broker = SignalBus.from_url(url), QueueBroker.from_url(url)
-    agent = Agent(bus, broker, settings={"jobs": [], "pings": []})
-    async with bus, broker, agent:
-        await broker.send(JOBS, {"n": 1})
-        await until(lambda: agent.settings["jobs"] == [1])
-        private_nats.kill()
-        sending = asyncio.ensure_future(broker.send(JOBS, {"n": 2}))  # waits for the server
-        await asyncio.sleep(0.5)
-        assert not sending.done()
-        private_nats.start()
-        await asyncio.wait_for(sending, 20)
-        # a killed server may have forgotten the ack of 1 (it writes acks lazily): at least once
-        await until(lambda: {1, 2} <= set(agent.settings["jobs"]), 20)
-        await until(lambda: "subscribed again" in caplog.text, 10)
-        assert await bus.signal(PING).call("test", n=3, timeout=5) == 3
-        await until(lambda: _length_is(broker, 0))
-    assert "signals published between" in caplog.text, "the loss window is logged"
-    assert "connected to" in caplog.text and "again" in caplog.text
+    await recovery.server_restart_then_everything_goes_on(NATS, private_nats, caplog)
 
 
 async def test_server_that_lost_everything_gets_streams_and_consumers_again(
-    private_nats: engines.NatsServer,
+    private_nats: Server,
 ) -> None:
-    url = engines.with_query(private_nats.url, ack_wait=1, expires=1, reconnect_wait=0.3)
-    broker = QueueBroker.from_url(url)
-    agent = Worker(broker=broker, settings={"jobs": []})
-    async with broker, agent:
-        await broker.send(JOBS, {"n": 1})
-        await until(lambda: agent.settings["jobs"] == [1])
-        private_nats.kill()
-        shutil.rmtree(private_nats.directory / "store")  # no stream, no consumer
-        private_nats.start()
-        await broker.send(JOBS, {"n": 2})
-        await until(lambda: agent.settings["jobs"] == [1, 2], 20)
-        await until(lambda: _length_is(broker, 0))
+    await recovery.server_that_lost_everything_gets_its_queues_again(NATS, private_nats)
 
 
 async def test_connect_keeps_trying_for_connect_timeout_then_raises_link_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """connect_timeout is the whole budget of connect(), retries included (dead port)."""
-    caplog.set_level(logging.DEBUG, "microhive.nats")
     port = engines.free_port()
-    url = f"nats://app:{SECRET}@127.0.0.1:{port}?connect_timeout=1"
-    for transport in (SignalBus.from_url(url), QueueBroker.from_url(url)):
-        caplog.clear()
-        with pytest.raises(LinkDown) as caught:
-            await transport.connect()
-        message = str(caught.value)
+    for message in await recovery.connect_to_a_dead_port_gives_up_with_link_down(
+        NATS, port, caplog
+    ):
         assert f"cannot connect to nats://app:***@127.0.0.1:{port}" in message, message
-        assert "(tried for 1 s)" in message and SECRET not in message, message
-        assert not transport.connected
-        assert "; trying again" in caplog.text, "it tried more than once"
-        assert SECRET not in caplog.text
+        assert "(tried for 1 s)" in message, message
+
+
+async def test_a_server_that_comes_up_within_the_budget_is_connected_to(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await recovery.a_server_that_comes_up_within_the_budget_is_connected_to(NATS, tmp_path, caplog)
 
 
 async def test_a_long_handler_keeps_its_message(nats_url: str) -> None:
     """In-progress acks keep a message held longer than ack_wait from a second delivery."""
-    url = engines.with_query(nats_url, ack_wait=0.4)
-    calls: list[int] = []
-
-    class Slow(MicroAgent):
-        @consumer(JOBS)
-        async def job(self, n: int) -> None:
-            calls.append(n)
-            await asyncio.sleep(1.5)
-
-    first, second = QueueBroker.from_url(url), QueueBroker.from_url(url)
-    async with first, second, Slow(broker=first), Slow(broker=second):
-        await first.send(JOBS, {"n": 1})
-        await until(lambda: calls == [1])
-        await until(lambda: _length_is(first, 0), 5)
-    assert calls == [1], "delivered again while its handler was still running"
+    await recovery.a_long_handler_keeps_its_message(engines.with_query(nats_url, ack_wait=0.4))
 
 
 async def test_works_on_nats_py_callbacks_when_its_internals_are_unknown(

@@ -12,6 +12,7 @@ from microhive.envelope import new_id
 
 from .. import engines
 from ..processes import records  # noqa: F401 - the fixture, for this package
+from ..scenarios import REDIS, Server, running
 
 
 @pytest.fixture
@@ -28,11 +29,6 @@ async def redis_url(prefix: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[engines.RedisServer]:
+def private_redis(tmp_path: Path) -> Iterator[Server]:
     """A private Redis with the append-only file on (fsync always), free to kill."""
-    server = engines.RedisServer(tmp_path / "redis", appendonly=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(REDIS, tmp_path)

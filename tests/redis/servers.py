@@ -3,8 +3,6 @@ with a replica watched by a Sentinel (free loopback ports, files in a temporary 
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,37 +33,26 @@ class Replica(engines.RedisServer):
         return [*super().arguments(), "--replicaof", "127.0.0.1", str(self.master_port)]
 
 
-class Sentinel:
+class Sentinel(engines.PrivateServer):
     """One ``redis-server --sentinel`` watching master ``name`` (quorum 1, quick failover)."""
 
+    name, log_name = "sentinel", "sentinel.log"
+
     def __init__(self, directory: Path, name: str, master_port: int) -> None:
+        super().__init__(directory)
         self.program = engines.require_program("redis-server")
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.port = engines.free_port()
+        self.master = name
         self.config = directory / "sentinel.conf"
         self.config.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
-            f"logfile {directory / 'sentinel.log'}\n"
+            f"logfile {self.log}\n"
             f"sentinel monitor {name} 127.0.0.1 {master_port} 1\n"
             f"sentinel down-after-milliseconds {name} 500\n"
             f"sentinel failover-timeout {name} 5000\n"
         )
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 10.0) -> None:
-        self.process = subprocess.Popen(
-            [self.program, str(self.config), "--sentinel"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not engines.reachable("127.0.0.1", self.port, 0.2):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"sentinel did not start: {self.log()}")
-            time.sleep(0.02)
+    def arguments(self) -> list[str]:
+        return [self.program, str(self.config), "--sentinel"]
 
     def ask(self, *command: Any) -> Any:
         client = redis.Redis(host="127.0.0.1", port=self.port)
@@ -75,19 +62,5 @@ class Sentinel:
             client.close()
 
     def master_port(self) -> int:
-        _, port = self.ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        _, port = self.ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master)
         return int(port)
-
-    def log(self) -> str:
-        path = self.directory / "sentinel.log"
-        return path.read_text()[-2000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None

@@ -3,20 +3,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import Path
 
 import pytest
 
-from microhive import QueueBroker, SignalBus
-from microhive.errors import TransportError
-from microhive.testing import eventually
+from microhive import QueueBroker
 from microhive.transports.links import CONNECT_TIMEOUT, LinkDown
 from microhive.transports.redis import parse
 
 from .. import engines
-from ..fault_agents import JOBS
+from ..scenarios import REDIS, recovery
 
 
 def test_connect_timeout_defaults_to_the_shared_budget() -> None:
@@ -27,39 +23,17 @@ def test_connect_timeout_defaults_to_the_shared_budget() -> None:
 async def test_a_dead_port_raises_link_down_without_the_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, "microhive")
     port = engines.free_port()
-    url = f"redis://app:pw-never-shown@127.0.0.1:{port}/0?connect_timeout=1"
-    for transport in (SignalBus.from_url(url), QueueBroker.from_url(url)):
-        with pytest.raises(LinkDown) as raised:
-            await transport.connect()
-        assert isinstance(raised.value, TransportError)
-        message = str(raised.value)
-        assert f"cannot connect to redis://app:***@127.0.0.1:{port}/0" in message
-        assert "pw-never-shown" not in message
-    assert "retrying" in caplog.text, "it tried again before giving up"
-    assert "pw-never-shown" not in caplog.text
+    for message in await recovery.connect_to_a_dead_port_gives_up_with_link_down(
+        REDIS, port, caplog
+    ):
+        assert f"cannot connect to redis://app:***@127.0.0.1:{port}/0" in message, message
 
 
 async def test_a_server_that_comes_up_within_the_budget_is_connected_to(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "microhive")
-    server = engines.RedisServer(tmp_path / "redis")
-    url = engines.with_query(server.url, connect_timeout=60)
-    broker, bus = QueueBroker.from_url(url, queues=[JOBS]), SignalBus.from_url(url)
-    connecting = asyncio.gather(broker.connect(), bus.connect())
-    try:
-        await eventually(lambda: "retrying" in caplog.text, 30)  # refused at least once
-        assert not connecting.done()
-        await asyncio.to_thread(server.start)
-        await connecting
-        await broker.send(JOBS, {"n": 1})
-        assert await broker.length(JOBS) == 1
-    finally:
-        await bus.close()
-        await broker.close()
-        server.stop()
+    await recovery.a_server_that_comes_up_within_the_budget_is_connected_to(REDIS, tmp_path, caplog)
 
 
 async def test_no_sentinel_answering_raises_link_down_without_the_password() -> None:

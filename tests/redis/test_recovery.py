@@ -1,40 +1,23 @@
-"""Recovery inside one process: dropped connections, a stalled server, a server that lost
-everything. Consumer loops and the subscriber never end; they reconnect and go on."""
+"""Recovery inside one process: the shared scenarios (tests/scenarios/recovery.py) on Redis,
+and what only Redis has: connections killed by CLIENT KILL, a server stalled by CLIENT PAUSE,
+a poison message reclaimed until it is dead-lettered."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
-from microhive.testing import eventually as eventually_
+from microhive import QueueBroker, SignalBus
 
 from .. import engines
 from ..fault_agents import JOBS, PING
-
-
-class Worker(MicroAgent):
-    @consumer(JOBS, concurrency=4)
-    async def job(self, n: int) -> None:
-        self.settings["jobs"].append(n)
-
-
-class Agent(Worker):
-    @receiver(PING)
-    async def ping(self, n: int) -> int:
-        self.settings["pings"].append(n)
-        return n
-
-
-async def until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Wait for an outcome; the timeout only ends a hung test, it measures nothing."""
-    return await eventually_(condition, timeout, 0.02)
+from ..scenarios import REDIS, Server, recovery
+from ..scenarios.recovery import Agent, Worker, until
 
 
 @pytest.fixture
@@ -89,44 +72,25 @@ async def test_stalled_server_breaks_connections_and_they_come_back(
         await until(lambda: agent.settings["jobs"] == [1])  # ...never ends the consumer
 
 
-async def test_server_that_lost_everything_gets_streams_and_groups_again(
-    server: engines.RedisServer,
+async def test_server_restart_then_everything_goes_on(
+    private_redis: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = engines.with_query(server.url, claim_idle=1)
-    broker = QueueBroker.from_url(url)
-    agent = Worker(broker=broker, settings={"jobs": []})
-    async with broker, agent:
-        await broker.send(JOBS, {"n": 1})
-        await until(lambda: agent.settings["jobs"] == [1])
-        server.kill()
-        server.start()  # no persistence: no stream, no consumer group
-        await broker.send(JOBS, {"n": 2})
-        await until(lambda: agent.settings["jobs"] == [1, 2])
-        assert await broker.length(JOBS) in (0, 1)
-        await until(lambda: _length_is(broker, 0))
+    await recovery.server_restart_then_everything_goes_on(REDIS, private_redis, caplog)
 
 
-async def _length_is(broker: QueueBroker, expected: int) -> bool:
-    return await broker.length(JOBS) == expected
+async def test_server_that_lost_everything_gets_streams_and_groups_again(
+    private_redis: Server,
+) -> None:
+    await recovery.server_that_lost_everything_gets_its_queues_again(REDIS, private_redis)
 
 
 async def test_a_long_handler_keeps_its_message(redis_url: str) -> None:
     """Entries held longer than claim_idle are touched, so no other instance takes them."""
-    url = engines.with_query(redis_url, claim_idle=0.4)
-    calls: list[int] = []
+    await recovery.a_long_handler_keeps_its_message(engines.with_query(redis_url, claim_idle=0.4))
 
-    class Slow(MicroAgent):
-        @consumer(JOBS)
-        async def job(self, n: int) -> None:
-            calls.append(n)
-            await asyncio.sleep(1.5)
 
-    first, second = QueueBroker.from_url(url), QueueBroker.from_url(url)
-    async with first, second, Slow(broker=first), Slow(broker=second):
-        await first.send(JOBS, {"n": 1})
-        await until(lambda: calls == [1])
-        await until(lambda: _length_is(first, 0))
-    assert calls == [1], "taken over while its handler was still running"
+async def _length_is(broker: QueueBroker, expected: int) -> bool:
+    return await broker.length(JOBS) == expected
 
 
 async def test_a_message_that_keeps_crashing_its_consumer_is_dead_lettered(redis_url: str) -> None:
