@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -100,14 +101,25 @@ _TOKEN_SCHEMES = frozenset({"nats", "tls"})
 """Schemes whose user info without a colon is a secret token, not a user name."""
 
 
+_SECRET_OPTION = re.compile(
+    r"(?i)([?&;](?:[a-z0-9_.-]*(?:pass|secret|token|credential|auth)[a-z0-9_.-]*)=)[^&;#]*"
+)
+"""A query option whose name says it holds a secret (``password=``, ``auth_token=``...)."""
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced by ``***``: safe for logs and error messages.
 
     Works on the text, not on a parse: a password holding ``/``, ``?`` or ``#`` unescaped, a bad
     port or a missing scheme must not make it show. When in doubt it hides more, never less.
-    For NATS (``nats://TOKEN@host``) user info without a colon is a token: hidden whole.
+    For NATS (``nats://TOKEN@host``) user info without a colon is a token: hidden whole. Query
+    options whose names say they hold a secret (``?password=...``, ``&auth_token=...``) are
+    hidden too, for a secret put there by mistake.
     """
-    text = str(url)
+    return _SECRET_OPTION.sub(r"\1***", _redact_userinfo(str(url)))
+
+
+def _redact_userinfo(text: str) -> str:
     scheme_end = text.find("://")
     start = scheme_end + 3 if scheme_end >= 0 else 0
     at = text.rfind("@")

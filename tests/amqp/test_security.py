@@ -25,11 +25,6 @@ async def test_a_password_works_and_a_wrong_one_is_never_shown(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the AMQP URL parser names an unknown option by echoing the whole URL, query "
-    "string included: a password put there by mistake is shown",
-)
 def test_a_password_in_the_query_string_is_refused_without_echoing_it() -> None:
     security.a_password_in_the_query_string_is_refused_without_echoing_it(
         f"amqp://127.0.0.1:5672/?password={WRONG}"

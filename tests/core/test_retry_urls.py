@@ -250,3 +250,21 @@ def test_number_option_refuses_clearly(value: str, integer: bool, words: str) ->
     with pytest.raises(ConfigurationError) as info:
         number_option("X URL", "k", value, integer=integer)
     assert str(info.value) == words
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://host/?password=hunter2",
+        "kafka://host:9092?a=1&sasl_password=hunter2&b=2",
+        "redis://host/0?auth_token=hunter2",
+        "nats://host?secret=hunter2#x",
+    ],
+)
+def test_a_secret_in_the_query_string_is_hidden(url: str) -> None:
+    shown = redact(url)
+    assert "hunter2" not in shown
+    assert "***" in shown
+    assert redact("redis://host/0?prefix=app:&group=workers") == (
+        "redis://host/0?prefix=app:&group=workers"
+    ), "other options are shown as they are"

@@ -65,11 +65,6 @@ def test_credentials_are_refused_without_showing_the_password() -> None:
     assert "s3cret" not in str(raised.value) and "not supported" in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Kafka URL parser names an unknown option by echoing the whole URL, query "
-    "string included: a password put there by mistake is shown",
-)
 def test_a_password_in_the_query_string_is_refused_without_echoing_it() -> None:
     security.a_password_in_the_query_string_is_refused_without_echoing_it(
         f"kafka://127.0.0.1:9092?password={security.WRONG}"
