@@ -19,6 +19,7 @@ from ...errors import TransportError
 from ..links import LinkDown
 from .acks import Acks
 from .commands import Commands
+from .entries import kept
 from .scripts import DEAD_LETTER, REQUEUE, SCHEDULE
 from .wire import QueueKeys, ms
 
@@ -104,6 +105,7 @@ class Settler:
         ]
         if envelope is not None:
             fields += [b"id", envelope.id]
+        fields += kept(delivery.fields)
         keys = (self.keys.stream, self.keys.dead)
         args = (self.group, delivery.entry_id, self.commands.options.dead_maxlen, *fields)
         await self._settle(
