@@ -18,6 +18,7 @@ SENSORS = Queue("sensors")
 GREETINGS = Queue("greetings", payload="text")
 TELEMETRY = Queue("telemetry")
 PARCELS = Queue("parcels")
+BLOBS = Queue("blobs", payload="bytes")
 
 
 def seen(agent: MicroAgent, payload: Any) -> None:
@@ -183,6 +184,32 @@ async def test_tail_by_key_scans_back_past_other_keys(redis_url: str) -> None:
             await broker.telemetry.send({"sat": "aqua", "lat": n}, key="aqua")
         got = [m.payload["lat"] async for m in _take(broker.telemetry.tail(last=2, key="terra"), 2)]
         assert got == [1, 2]
+
+
+class Blobs(MicroAgent):
+    @consumer(BLOBS, retries=3)
+    async def blob(self, data: bytes) -> None:
+        seen(self, data)
+        if data.startswith(b"bad"):
+            raise ValueError("bad blob")
+
+
+async def test_bytes_queue_takes_plain_bytes(redis_url: str, prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(engines.REDIS_URL)
+    broker = QueueBroker.from_url(redis_url)
+    agent = Blobs(broker=broker, settings={"seen": []})
+    try:
+        async with broker, agent:
+            await client.xadd(f"{prefix}queue:blobs", {"data": b"\x00\xff ok"})
+            await client.xadd(f"{prefix}queue:blobs", {"data": b"bad \xfe"})
+            [letter] = await until(lambda: _letters(broker, BLOBS, 1))
+            assert [s[0] for s in agent.settings["seen"]] == [b"\x00\xff ok", b"bad \xfe"]
+            assert letter.raw == b"bad \xfe" and letter.envelope.payload == b"bad \xfe"
+            assert "not retried" in letter.reason, "JSON cannot carry a bytes retry: dead at once"
+    finally:
+        await client.aclose()
 
 
 async def _take(source: AsyncIterator[Envelope], count: int) -> AsyncIterator[Envelope]:
