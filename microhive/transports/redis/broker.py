@@ -12,6 +12,8 @@
 - Delayed sends and retries wait in sorted sets until the :mod:`.delayer` moves them into
   the stream; dead letters go to the stream ``<queue>:dead`` with reason, attempt and time.
 - ``tail()`` reads the stream without a group (:mod:`.tail`).
+- Entries of plain producers are adopted (:mod:`.entries`); ``Queue(address=...)`` is that
+  stream verbatim; dead letters are listed, requeued and purged by :mod:`.dead`.
 
 See docs/transports/redis.md for the whole mapping and the guarantees.
 """
