@@ -114,6 +114,42 @@ async def test_redis_py_producer_into_an_existing_stream(redis_url: str) -> None
         await client.aclose()
 
 
+async def test_an_existing_stream_is_never_trimmed(redis_url: str, prefix: str) -> None:
+    """Its retention is its owner's: microhive trims its own streams only."""
+    import redis.asyncio as aioredis
+
+    address = f"sensor_stream.{new_id()[:8]}"
+    kept, trimmed = Queue("kept", address=address), Queue("trimmed")
+
+    class Both(MicroAgent):
+        @consumer(kept)
+        async def one(self, n: int) -> None:
+            self.settings["seen"].append(n)
+
+        @consumer(trimmed)
+        async def other(self, n: int) -> None:
+            self.settings["seen"].append(n)
+
+    client = aioredis.Redis.from_url(engines.REDIS_URL)
+    broker = QueueBroker.from_url(engines.with_query(redis_url, trim_interval=0.05))
+    try:
+        async with broker, Both(broker=broker, settings={"seen": []}) as agent:
+            await broker.queue(kept).send({"n": 1})
+            for n in (2, 3):  # two trim rounds of the other queue, each after its ack
+                await broker.queue(trimmed).send({"n": n})
+                await until(lambda n=n: n in agent.settings["seen"])
+                await until(lambda: _xlen_is(client, f"{prefix}queue:trimmed", 0))
+            assert 1 in agent.settings["seen"]
+            assert await client.xlen(address) == 1, "acknowledged, and still in the stream"
+    finally:
+        await client.delete(address)
+        await client.aclose()
+
+
+async def _xlen_is(client: Any, stream: str, length: int) -> bool:
+    return bool(await client.xlen(stream) == length)
+
+
 async def test_text_queue_is_plain_text_for_plain_consumers(redis_url: str, prefix: str) -> None:
     import redis.asyncio as aioredis
 

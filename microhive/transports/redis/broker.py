@@ -176,7 +176,9 @@ class RedisBroker(QueueBroker):
         self._consumers.add(consumer)
         mover = self._movers.get((queue, group))
         if mover is None:
-            mover = self._movers[(queue, group)] = Mover(self._commands, queue, keys, group)
+            trim = self.declaration(queue).address is None  # another's stream keeps its retention
+            mover = Mover(self._commands, queue, keys, group, trim=trim)
+            self._movers[(queue, group)] = mover
             mover.start()
         mover.users += 1
         return consumer
