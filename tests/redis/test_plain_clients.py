@@ -175,9 +175,12 @@ async def test_text_queue_is_plain_text_for_plain_consumers(redis_url: str, pref
                 lambda: agent.settings["seen"] if len(agent.settings["seen"]) == 2 else None
             )
             await until(lambda: _empty(broker, GREETINGS))
-        (text, mine_id, headers, _), (plain, _, _, _) = got
-        assert (text, mine_id, headers) == ("Hello World", message_id, {"lang": "en"})
-        assert plain == "Hello from redis-cli"
+            (text, mine_id, headers, _), (plain, _, _, _) = got
+            assert (text, mine_id, headers) == ("Hello World", message_id, {"lang": "en"})
+            assert plain == "Hello from redis-cli"
+            await broker.queue(GREETINGS).send("later", delay=0.05)  # an envelope in data
+            await until(lambda: len(agent.settings["seen"]) == 3)
+            assert agent.settings["seen"][2][0] == "later"
     finally:
         await client.aclose()
 
