@@ -128,7 +128,17 @@ duplicates are not expected elsewhere either, but only memory promises none)."""
 
 MEMORY_CHANGED: dict[str, str] = {}
 
-REDIS_CHANGED: dict[str, str] = {}
+REDIS_CHANGED: dict[str, str] = {
+    # issue 12: a body that is not an envelope is adopted as the payload (the entry's fields
+    # without ``data`` too), and the handler decides whether it fits
+    "array": INVALID,
+    "string": INVALID,
+    "number": INVALID,
+    "null": INVALID,
+    "foreign JSON object": ADOPTED,
+    "wire version 2": INVALID,
+    "stream entry without data": INVALID,
+}
 
 AMQP_CHANGED: dict[str, str] = {  # issue 12: an envelope is a body with "v": 1, or marked
     "kind of a wrong type": UNDECODABLE,
@@ -402,9 +412,11 @@ async def test_bad_input_from_outside_never_stalls_a_consumer(
         # every bad one dead-lettered exactly once, with the reason of its row
         raw_of = {kind: _raw(b.message) for kind, b in dead.items()}
         assert Counter(letter.raw for letter in letters) == Counter(raw_of.values())
-        reasons = {letter.raw: letter.reason for letter in letters}
+        reasons: dict[bytes, list[str]] = {}  # two rows may keep the same raw (b"")
+        for letter in letters:
+            reasons.setdefault(letter.raw, []).append(letter.reason)
         for kind, raw in raw_of.items():
-            assert reasons[raw].startswith(table[kind]), (kind, reasons[raw])
+            assert any(r.startswith(table[kind]) for r in reasons[raw]), (kind, reasons[raw])
 
         # the same consumer still takes a new message
         await broker.send("jobs", {"n": -7})

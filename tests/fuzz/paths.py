@@ -244,6 +244,9 @@ def amqp(data: bytes) -> None:
 # -- Redis: the fields of a stream entry -------------------------------------------------
 
 
+REDIS_QUEUE = Queue("jobs")
+
+
 def redis(data: bytes) -> None:
     """An XREADGROUP entry's fields, as the consumer turns them into a delivery."""
     source = Source(data)
@@ -261,6 +264,7 @@ def redis(data: bytes) -> None:
         _loop=SimpleNamespace(time=lambda: 0.0),
         held={},
         _group_bytes=b"microhive",
+        declaration=REDIS_QUEUE,
     )
     deliveries = RedisConsumer.accept(consumer, [[b"1-0", fields]])  # type: ignore[arg-type]
     assert len(deliveries) + len(acked) == 1

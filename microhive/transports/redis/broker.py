@@ -12,6 +12,8 @@
 - Delayed sends and retries wait in sorted sets until the :mod:`.delayer` moves them into
   the stream; dead letters go to the stream ``<queue>:dead`` with reason, attempt and time.
 - ``tail()`` reads the stream without a group (:mod:`.tail`).
+- Entries of plain producers are adopted (:mod:`.entries`); ``Queue(address=...)`` is that
+  stream verbatim; dead letters are listed, requeued and purged by :mod:`.dead`.
 
 See docs/transports/redis.md for the whole mapping and the guarantees.
 """
@@ -25,19 +27,23 @@ from typing import Any
 
 from ...broker import Consumer, DeadLetter, QueueBroker
 from ...capabilities import Capabilities
+from ...deadletters import Selection
+from ...declarations import Queue
 from ...envelope import Envelope, new_id
-from ...errors import DecodeError
+from ...errors import DecodeError, PayloadError
+from . import dead
 from .acks import Acks
 from .commands import Commands
 from .consumer import RedisConsumer
 from .delayer import Mover
+from .entries import ENVELOPE, decode, marked
 from .link import ReplyError, SharedLink
 from .options import RedisOptions, parse
 from .options import consumer_name as instance_name
 from .scripts import LENGTH, SCHEDULE
 from .settler import Settler
-from .tail import tail
-from .wire import QueueKeys, as_float, as_int, ms, xadd
+from .tail import Read, tail
+from .wire import DATA, GROUP, QueueKeys, ms, xadd, xadd_fields
 
 log = logging.getLogger("microhive.redis")
 
@@ -61,11 +67,26 @@ class RedisBroker(QueueBroker):
         self._groups: set[tuple[str, str]] = set()
         self._names: set[tuple[str, str]] = set()
         self._key_cache: dict[str, QueueKeys] = {}
+        self._given: dict[str, Queue] = {}
+
+    def _resolve(self, queue: Queue | str, *, undeclared: bool = False) -> Queue:
+        """The base's, remembering declarations handed in directly (``consume(Queue(...))``,
+        an agent's consumer): their payload kind and address matter on this engine."""
+        found = super()._resolve(queue, undeclared=undeclared)
+        if isinstance(queue, Queue) and self._given.get(found.name) is not found:
+            self._given[found.name] = found
+            self._key_cache.pop(found.name, None)
+        return found
+
+    def declaration(self, name: str) -> Queue:
+        given = self._given.get(name)
+        return given if given is not None else super().declaration(name)
 
     def _keys(self, queue: str) -> QueueKeys:
         keys = self._key_cache.get(queue)
         if keys is None:
-            keys = self._key_cache[queue] = QueueKeys.of(self.options, queue)
+            address = self.declaration(queue).address
+            keys = self._key_cache[queue] = QueueKeys.of(self.options, queue, address)
         return keys
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -94,11 +115,16 @@ class RedisBroker(QueueBroker):
         self, queue: str, envelope: Envelope, data: bytes, *, key: str | None, delay: float
     ) -> None:
         keys = self._keys(queue)
-        if delay > 0:
+        if delay > 0:  # the mover adds it as an envelope in ``data``, whatever the queue
             await self._commands.script(SCHEDULE, (keys.delayed,), (ms(delay), data))
             self._wake(queue, delay)
-        else:
+            return
+        declaration = self.declaration(queue)
+        if declaration.payload == "json":
             await self._commands.run(*xadd(keys.stream, data, self.options.maxlen))
+        else:  # the plain body as ``data``, for plain consumers; the envelope beside it
+            fields = marked(self.codec, envelope)
+            await self._commands.run(*xadd_fields(keys.stream, fields, self.options.maxlen))
 
     async def publish_raw(self, queue: str, data: bytes) -> str:
         """Add bytes as they are, as a foreign producer would; returns the entry id."""
@@ -136,6 +162,7 @@ class RedisBroker(QueueBroker):
             commands=self._commands,
             codec=self.codec,
             queue=queue,
+            declaration=self.declaration(queue),
             keys=keys,
             group=group,
             name=consumer_name,
@@ -149,7 +176,9 @@ class RedisBroker(QueueBroker):
         self._consumers.add(consumer)
         mover = self._movers.get((queue, group))
         if mover is None:
-            mover = self._movers[(queue, group)] = Mover(self._commands, queue, keys, group)
+            trim = self.declaration(queue).address is None  # another's stream keeps its retention
+            mover = Mover(self._commands, queue, keys, group, trim=trim)
+            self._movers[(queue, group)] = mover
             mover.start()
         mover.users += 1
         return consumer
@@ -187,27 +216,57 @@ class RedisBroker(QueueBroker):
         return int(result)
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
-        dead = self._keys(queue).dead
-        entries = await self._commands.run(b"XRANGE", dead, b"-", b"+", b"COUNT", limit)
-        letters = []
-        for _, flat in entries:
-            fields = dict(zip(flat[::2], flat[1::2], strict=False))
-            raw = fields.get(b"data", b"")
-            try:
-                envelope: Envelope | None = self.codec.decode(raw)
-            except DecodeError:
-                envelope = None
-            letters.append(
-                DeadLetter(
-                    queue=queue,
-                    reason=fields.get(b"reason", b"").decode(errors="replace"),
-                    raw=raw,
-                    envelope=envelope,
-                    attempt=as_int(fields.get(b"attempt"), 1),
-                    dead_at=as_float(fields.get(b"dead_at"), 0.0),
-                )
-            )
-        return letters
+        found = dead.letters(
+            self._commands, self.codec, self.declaration(queue), self._keys(queue).dead, limit
+        )
+        return [letter async for _, letter in found]
+
+    async def _requeue(self, queue: str, to: str, selection: Selection) -> int:
+        source = (self.declaration(queue), self._keys(queue))
+        target = (self.declaration(to), self._keys(to))
+        return await dead.requeue(self._commands, self.codec, source, target, selection)
+
+    async def _purge(self, queue: str, selection: Selection) -> int:
+        dead_key = self._keys(queue).dead
+        declaration = self.declaration(queue)
+        return await dead.purge(self._commands, self.codec, declaration, dead_key, selection)
+
+    async def _declare_queue(self, queue: Queue) -> None:
+        """The stream and the consumer group, so plain producers can start first."""
+        await self._declare(self._keys(queue.name).stream, self.options.group)
 
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
-        return tail(self.options, queue, self._keys(queue).stream, last)
+        return tail(self.options, queue, self._keys(queue).stream, last, self._reader(queue))
+
+    def _tail_keyed(self, queue: str, last: int, key: str) -> AsyncIterator[bytes]:
+        codec = self.codec
+
+        def matches(data: bytes) -> bool:
+            try:
+                return codec.decode(data).headers.get("x-key") == key
+            except DecodeError:
+                return False
+
+        stream = self._keys(queue).stream
+        return tail(self.options, queue, stream, last, self._reader(queue), matches)
+
+    def _reader(self, queue: str) -> Read:
+        """How ``tail()`` reads an entry: as the consumer would, re-encoded when adopted."""
+        codec = self.codec
+        declaration = self.declaration(queue)
+
+        def read(entry_id: bytes, fields: list[bytes]) -> bytes | None:
+            if len(fields) == 2 and fields[0] == DATA and fields[1].startswith(ENVELOPE):
+                return bytes(fields[1])
+            if GROUP in fields[::2]:
+                return None  # a retry: not a new message
+            raw, envelope, _ = decode(codec, entry_id, fields, declaration)
+            if envelope is None:
+                return bytes(raw)  # skipped with the reason by tail()
+            try:
+                return codec.encode(envelope)
+            except PayloadError as exc:  # bytes payloads have no JSON form
+                log.warning("tail of %r: skipped entry %s: %s", queue, entry_id.decode(), exc)
+                return None
+
+        return read

@@ -22,11 +22,13 @@ from typing import Any
 
 from ...broker import Consumer, Delivery
 from ...codecs import Codec
+from ...declarations import Queue
 from ...envelope import Envelope
 from ...errors import ConsumerClosed, DecodeError, TransportError
 from ..handover import Handover
 from ..links import RECONNECT, LinkDown
 from .commands import Commands
+from .entries import ENVELOPE, decode
 from .keeper import Keeper
 from .link import Link, ReplyError
 from .settler import Settler
@@ -36,7 +38,7 @@ log = logging.getLogger("microhive.redis")
 
 
 class RedisDelivery(Delivery):
-    __slots__ = ("entry_id", "settler", "touched")
+    __slots__ = ("entry_id", "fields", "settler", "touched")
 
     def __init__(
         self,
@@ -46,10 +48,12 @@ class RedisDelivery(Delivery):
         envelope: Envelope | None,
         error: str | None,
         touched: float,
+        fields: list[bytes] | None = None,
     ) -> None:
         super().__init__(raw, envelope, error)
         self.settler = settler
         self.entry_id = entry_id
+        self.fields = fields  # the entry's fields, unless it was microhive's plain ``data``
         self.touched = touched  # loop time this consumer last reset its idle time
 
     @property
@@ -91,6 +95,7 @@ class RedisConsumer(Consumer):
         commands: Commands,
         codec: Codec,
         queue: str,
+        declaration: Queue,
         keys: QueueKeys,
         group: str,
         name: str,
@@ -103,6 +108,7 @@ class RedisConsumer(Consumer):
         self.options = options = commands.options
         self.codec = codec
         self.queue = queue
+        self.declaration = declaration  # payload kind, for entries of plain producers
         self.keys = keys
         self.group = group
         self.name = name
@@ -160,26 +166,23 @@ class RedisConsumer(Consumer):
             entry_id, fields = entry[0], entry[1]
             if entry_id in held or fields is None:
                 continue
-            if len(fields) == 2 and fields[0] == DATA:
-                raw = fields[1]
-            else:
-                found = dict(zip(fields[::2], fields[1::2], strict=False))
-                target = found.get(GROUP)
-                if target is not None and target != self._group_bytes:
-                    settler.ack_foreign(entry_id)  # another group's retry
-                    continue
-                raw = found.get(DATA)
-            error = None
-            envelope: Envelope | None
-            if raw is None:
-                raw, envelope = b"", None
-                error = f"stream entry without a 'data' field (fields: {fields[::2]!r})"
-            else:
+            extra: list[bytes] | None = None
+            if len(fields) == 2 and fields[0] == DATA and fields[1].startswith(ENVELOPE):
+                raw = fields[1]  # microhive's own entry: the fast path
                 try:
-                    envelope = codec.decode(raw)
+                    envelope: Envelope | None = codec.decode(raw)
+                    error = None
                 except DecodeError as exc:
                     envelope, error = None, str(exc)
-            delivery = RedisDelivery(settler, entry_id, raw, envelope, error, now)
+            else:
+                if GROUP in fields[::2]:
+                    target = fields[fields[::2].index(GROUP) * 2 + 1]
+                    if target != self._group_bytes:
+                        settler.ack_foreign(entry_id)  # another group's retry
+                        continue
+                raw, envelope, error = decode(codec, entry_id, fields, self.declaration)
+                extra = fields
+            delivery = RedisDelivery(settler, entry_id, raw, envelope, error, now, extra)
             held[entry_id] = delivery
             fresh.append(delivery)
         return fresh

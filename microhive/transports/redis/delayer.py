@@ -28,8 +28,11 @@ MOVE_BATCH = 500
 class Mover:
     """Moves due delayed messages and retries of one group into the stream; trims it."""
 
-    def __init__(self, commands: Commands, queue: str, keys: QueueKeys, group: str) -> None:
+    def __init__(
+        self, commands: Commands, queue: str, keys: QueueKeys, group: str, *, trim: bool = True
+    ) -> None:
         self.commands = commands
+        self.trim = trim  # not on a stream of the program's (``Queue(address=...)``)
         self.queue = queue
         self.group = group
         self.users = 0  # consumers of this (queue, group) in this broker
@@ -86,7 +89,7 @@ class Mover:
                     wait = 0
                 elif due_in >= 0:
                     wait = min(wait, due_in / 1000)
-                if options.trim_interval > 0 and loop.time() >= next_trim:
+                if self.trim and options.trim_interval > 0 and loop.time() >= next_trim:
                     next_trim = loop.time() + options.trim_interval
                     await commands.script(TRIM, (self.keys.stream,), ())
             except TransportError as exc:

@@ -111,6 +111,30 @@ return {moved, wait}
 """,
 )
 
+REQUEUE_DEAD = Script(
+    "requeue_dead",
+    _ADD
+    + """
+-- KEYS: target stream, dead-letter stream
+-- ARGV: maxlen, then per letter: its dead entry id, n, then n field/value items
+-- Each letter still there is added to the target, then deleted; returns how many.
+local maxlen = tonumber(ARGV[1])
+local i = 2
+local moved = 0
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  if #redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i]) > 0 then
+    add(KEYS[1], maxlen, unpack(ARGV, i + 2, i + 1 + n))
+    redis.call('XDEL', KEYS[2], ARGV[i])
+    moved = moved + 1
+  end
+  i = i + 2 + n
+end
+return moved
+""",
+)
+"""Dead letters back into a stream: published, then removed, atomically per batch."""
+
 _GROUPS = """
 local function groups_of(stream)
   local found = {}
@@ -176,4 +200,4 @@ return delayed + most
 """,
 )
 
-ALL = (SCHEDULE, REQUEUE, DEAD_LETTER, MOVE, TRIM, LENGTH)
+ALL = (SCHEDULE, REQUEUE, DEAD_LETTER, MOVE, TRIM, LENGTH, REQUEUE_DEAD)

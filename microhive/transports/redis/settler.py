@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ...codecs import Codec
-from ...errors import TransportError
+from ...errors import PayloadError, TransportError
 from ..links import LinkDown
 from .acks import Acks
 from .commands import Commands
+from .entries import kept
 from .scripts import DEAD_LETTER, REQUEUE, SCHEDULE
 from .wire import QueueKeys, ms
 
@@ -69,8 +70,12 @@ class Settler:
         """The next attempt, for this group only: at the back of the stream now, or into
         the group's retry set until due; the failed entry is acknowledged in the same step."""
         assert delivery.envelope is not None, "an undecodable message cannot be retried"
+        try:
+            data = self.codec.encode(delivery.envelope.next_attempt(**{"x-last-error": reason}))
+        except PayloadError as exc:  # a plain bytes payload: JSON cannot carry its next attempt
+            await self.dead_letter(delivery, f"{reason} (not retried: {exc})")
+            return
         self._settled(delivery)
-        data = self.codec.encode(delivery.envelope.next_attempt(**{"x-last-error": reason}))
         stream = self.keys.stream
         if delay > 0:
             keys: tuple[Any, ...] = (self.retries, stream)
@@ -104,6 +109,7 @@ class Settler:
         ]
         if envelope is not None:
             fields += [b"id", envelope.id]
+        fields += kept(delivery.fields)
         keys = (self.keys.stream, self.keys.dead)
         args = (self.group, delivery.entry_id, self.commands.options.dead_maxlen, *fields)
         await self._settle(

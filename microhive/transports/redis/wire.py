@@ -23,9 +23,11 @@ class QueueKeys:
     retry_prefix: str
 
     @classmethod
-    def of(cls, options: RedisOptions, queue: str) -> QueueKeys:
+    def of(cls, options: RedisOptions, queue: str, address: str | None = None) -> QueueKeys:
+        """The keys of ``queue``; its stream is ``address`` verbatim when the declaration
+        names an existing one (the other keys stay microhive's own)."""
         return cls(
-            options.stream(queue),
+            address or options.stream(queue),
             options.delayed(queue),
             options.dead(queue),
             options.retries(queue, ""),
@@ -37,6 +39,13 @@ def xadd(stream: str, data: bytes, maxlen: int) -> tuple[Any, ...]:
     if maxlen:
         return (b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*", DATA, data)
     return (b"XADD", stream, b"*", DATA, data)
+
+
+def xadd_fields(stream: str, fields: list[Any], maxlen: int) -> tuple[Any, ...]:
+    """The XADD of an entry with these fields (field, value, ...)."""
+    if maxlen:
+        return (b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*", *fields)
+    return (b"XADD", stream, b"*", *fields)
 
 
 def new_message(fields: list[bytes] | None) -> bytes | None:
