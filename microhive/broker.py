@@ -162,6 +162,7 @@ class QueueBroker(Connection):
     ) -> None:
         self.url = url
         self.queues = queues_of(queues)
+        self._given: dict[str, Queue] = {}  # declarations handed in directly, by name
         self.middleware = chain(middleware)
         self.hooks = Hooks(self.middleware)
         self.registry = active_registry()  # where names the broker was not given are looked up
@@ -190,12 +191,16 @@ class QueueBroker(Connection):
 
     def declaration(self, name: str) -> Queue:
         """The declaration a transport goes by for queue ``name`` (its payload kind, its
-        engine address): the broker's own, the program's, or a plain undeclared queue."""
-        found = self.queues.get(name) or self.registry.get("queue", name)
+        engine address): one handed to this broker directly (``consume(Queue(...))``, an
+        agent's consumer), the broker's own, the program's, or a plain undeclared queue."""
+        found = self._given.get(name) or self.queues.get(name) or self.registry.get("queue", name)
         return found if found is not None else undeclared_queue(name)
 
     def _resolve(self, queue: Queue | str, *, undeclared: bool = False) -> Queue:
         if isinstance(queue, Queue):
+            if self._given.get(queue.name) is not queue:
+                self._given[queue.name] = queue
+                self._declaration_changed(queue.name)
             return queue
         if undeclared and queue not in self.queues and self.registry.get("queue", queue) is None:
             return undeclared_queue(queue)
@@ -445,6 +450,10 @@ class QueueBroker(Connection):
         """Publish to ``exchange``; raise :class:`UnroutableError` when nothing is bound for
         ``routing_key``; return once the engine has it (transports with ``routing``)."""
         raise CapabilityError(f"{self!r} cannot publish to exchanges (no 'routing')")
+
+    def _declaration_changed(self, queue: str) -> None:
+        """A new declaration of ``queue`` was handed in: a transport drops what it derived
+        from the old one (engine names from ``address``...)."""
 
     def _tail_keyed(self, queue: str, last: int, key: str) -> AsyncIterator[bytes]:
         """As :meth:`_tail`, the history part holding the last ``last`` messages sent with

@@ -67,20 +67,9 @@ class RedisBroker(QueueBroker):
         self._groups: set[tuple[str, str]] = set()
         self._names: set[tuple[str, str]] = set()
         self._key_cache: dict[str, QueueKeys] = {}
-        self._given: dict[str, Queue] = {}
 
-    def _resolve(self, queue: Queue | str, *, undeclared: bool = False) -> Queue:
-        """The base's, remembering declarations handed in directly (``consume(Queue(...))``,
-        an agent's consumer): their payload kind and address matter on this engine."""
-        found = super()._resolve(queue, undeclared=undeclared)
-        if isinstance(queue, Queue) and self._given.get(found.name) is not found:
-            self._given[found.name] = found
-            self._key_cache.pop(found.name, None)
-        return found
-
-    def declaration(self, name: str) -> Queue:
-        given = self._given.get(name)
-        return given if given is not None else super().declaration(name)
+    def _declaration_changed(self, queue: str) -> None:
+        self._key_cache.pop(queue, None)  # its address may differ
 
     def _keys(self, queue: str) -> QueueKeys:
         keys = self._key_cache.get(queue)
