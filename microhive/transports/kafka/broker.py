@@ -100,10 +100,11 @@ class KafkaBroker(QueueBroker):
     ) -> None:
         if queue not in self._topics.ready:
             await self._topics.ensure(queue)
-            self._kinds[queue] = self.declaration(queue)
         raw_key = key.encode() if key is not None else None
         declared = self._kinds.get(queue)
-        if declared is None or declared.payload == "json":
+        if declared is None:
+            declared = self._kinds[queue] = self.declaration(queue)
+        if declared.payload == "json":
             await self._outlet.send(queue, data, raw_key, delay, MARKED)
         else:  # the bare text or bytes, for plain consumers; the rest in a header
             value, marks = outgoing(declared, envelope, data)
