@@ -77,6 +77,7 @@ class DeadLetters:
         self.declaration = declaration
         self.options = topics.options
         self.locks: dict[str, asyncio.Lock] = {}
+        self.chunk = CHUNK
 
     async def oldest(self, queue: str, limit: int) -> list[DeadLetter]:
         """The first ``limit`` dead letters of ``queue`` alive, oldest first."""
@@ -109,8 +110,9 @@ class DeadLetters:
             by_letter = {id(entry.letter): entry for entry in scan.letters}
             chosen = [by_letter[id(x)] for x in selection.choose([e.letter for e in scan.letters])]
             alive = {id(entry) for entry in scan.letters}
-            for start in range(0, len(chosen), CHUNK):
-                chunk = chosen[start : start + CHUNK]
+            size = self.chunk
+            for start in range(0, len(chosen), size):
+                chunk = chosen[start : start + size]
                 if publish is not None:
                     await publish(chunk)  # acknowledged before anything is marked done
                 for entry in chunk:
