@@ -29,7 +29,7 @@ from ...broker import Consumer, Delivery
 from ...codecs import Codec
 from ...declarations import Queue
 from ...envelope import Envelope
-from ...errors import ConsumerClosed
+from ...errors import ConsumerClosed, DecodeError
 from ..handover import Handover
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
 from .options import KafkaOptions
@@ -38,6 +38,8 @@ from .producer import Outlet
 from .wire import ATTEMPT, CONTROL, GROUP, header, whole_number
 
 log = logging.getLogger("microhive.kafka")
+
+MARK = MARKED[0]
 
 
 class Settling(Protocol):
@@ -237,18 +239,28 @@ class KafkaConsumer(Consumer):
         taken = []
         for record in records:
             offset = record.offset
-            headers = record.headers
-            owner = None
-            if headers:
-                owner = header(headers, GROUP)
-                if owner is not None and owner != group:
-                    offsets.skip(offset)  # another group's retry
+            headers = record.headers or ()
+            raw = record.value or b""
+            if len(headers) == 1 and headers[0] == MARK:  # a plain send of microhive's
+                if not offsets.take(offset):
                     continue
+                try:
+                    envelope: Envelope | None = codec.decode(raw)
+                    error = None
+                except DecodeError as exc:
+                    envelope, error = None, str(exc)
+                taken.append(
+                    KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error, headers)
+                )
+                continue
+            owner = header(headers, GROUP) if headers else None
+            if owner is not None and owner != group:
+                offsets.skip(offset)  # another group's retry
+                continue
             if not offsets.take(offset):
                 continue
-            raw = record.value or b""
             envelope, error = received(codec, record, declaration)
-            if envelope is not None and headers and owner is not None:  # a retry
+            if envelope is not None and owner is not None:  # a retry
                 attempt = whole_number(header(headers, ATTEMPT))
                 if attempt is not None and attempt > envelope.attempt:
                     envelope.attempt = attempt

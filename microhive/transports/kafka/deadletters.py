@@ -22,6 +22,7 @@ queue at the same time may both take a letter (duplicates, again).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +111,9 @@ class DeadLetters:
             by_letter = {id(entry.letter): entry for entry in scan.letters}
             chosen = [by_letter[id(x)] for x in selection.choose([e.letter for e in scan.letters])]
             alive = {id(entry) for entry in scan.letters}
+            lines: dict[Any, deque[Letter]] = {tp: deque() for tp in scan.positions}
+            for entry in sorted(scan.letters, key=lambda e: e.offset):
+                lines[entry.tp].append(entry)  # each partition's letters by offset
             size = self.chunk
             for start in range(0, len(chosen), size):
                 chunk = chosen[start : start + size]
@@ -117,7 +121,7 @@ class DeadLetters:
                     await publish(chunk)  # acknowledged before anything is marked done
                 for entry in chunk:
                     alive.discard(id(entry))
-                await self._mark_done(queue, scan, chunk, alive)
+                await self._mark_done(queue, scan, chunk, alive, lines)
             return len(chosen)
 
     def _record(self, entry: Letter, target: Queue) -> tuple[bytes, bytes | None, Any]:
@@ -135,7 +139,12 @@ class DeadLetters:
         return value, record.key, marks
 
     async def _mark_done(
-        self, queue: str, scan: Scan, chunk: list[Letter], alive: set[int]
+        self,
+        queue: str,
+        scan: Scan,
+        chunk: list[Letter],
+        alive: set[int],
+        lines: dict[Any, deque[Letter]],
     ) -> None:
         """Write the chunk's done records, then move each partition's done position up to
         its first letter alive — or to the end the scan saw, when none is left: a letter
@@ -156,11 +165,10 @@ class DeadLetters:
             if sent is None:
                 raise TransportError(f"{queue!r}: marking dead letters done was not acknowledged")
         moved: dict[Any, int] = {}
-        for tp in scan.positions:
-            first = min(
-                (e.offset for e in scan.letters if e.tp == tp and id(e) in alive),
-                default=scan.ends.get(tp, 0),
-            )
+        for tp, line in lines.items():
+            while line and id(line[0]) not in alive:
+                line.popleft()
+            first = line[0].offset if line else scan.ends.get(tp, 0)
             if first > scan.positions[tp]:
                 moved[tp] = scan.positions[tp] = first
         if moved:
