@@ -239,7 +239,7 @@ class KafkaConsumer(Consumer):
         taken = []
         for record in records:
             offset = record.offset
-            headers = record.headers or ()
+            headers: Any = record.headers or ()
             raw = record.value or b""
             if len(headers) == 1 and headers[0] == MARK:  # a plain send of microhive's
                 if not offsets.take(offset):
