@@ -24,9 +24,10 @@ RUN = new_id()[:8]
 TELEMETRY = Queue("plain_telemetry", address=f"terra_topic_{RUN}")
 TAILED = Queue("plain_tailed", address=f"terra_topic_{RUN}_tailed")
 PICKY = Queue("plain_picky", address=f"terra_topic_{RUN}_picky")
+DECLARED = Queue("plain_declared", address=f"terra_topic_{RUN}_declared")
 HELLO = Queue("plain_hello", payload="text")
 JOBS = Queue("plain_jobs")
-QUEUES = [TELEMETRY, TAILED, PICKY, HELLO, JOBS]
+QUEUES = [TELEMETRY, TAILED, PICKY, DECLARED, HELLO, JOBS]
 """Given to every broker: each test has a catalog of its own (tests/conftest.py)."""
 
 
@@ -237,3 +238,26 @@ async def test_done_marks_survive_a_new_broker_and_later_letters_are_listed(
 async def _count(broker: QueueBroker, count: int) -> Any:
     letters = await broker.dead_letters("plain_jobs")
     return letters if len(letters) >= count else None
+
+
+async def test_declare_creates_a_missing_address_so_a_plain_producer_can_start_first(
+    kafka_url: str, seed_producer: AIOKafkaProducer
+) -> None:
+    broker = QueueBroker.from_url(kafka_url, queues=QUEUES)
+    topic = DECLARED.address
+    assert topic is not None
+    admin = AIOKafkaAdminClient(bootstrap_servers=parse(kafka_url).bootstrap)
+    await admin.start()
+    try:
+        assert topic not in await admin.list_topics()
+        async with broker:
+            assert await broker.declare([DECLARED]) == ["plain_declared"]
+            assert await broker.declare([DECLARED]) == ["plain_declared"], "idempotent"
+            assert topic in await admin.list_topics()
+            await seed_producer.send_and_wait(topic, {"n": 1})
+            await seed_producer.send_and_wait(topic, {"n": 2})
+            assert await broker.length(DECLARED) == 2, "waiting for the queue's group"
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([topic])
+        await admin.close()
