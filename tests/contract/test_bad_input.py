@@ -155,7 +155,15 @@ NATS_CHANGED: dict[str, str] = {  # issue 12: an envelope is marked, or a body w
     "wire version 2": INVALID,
 }
 
-KAFKA_CHANGED: dict[str, str] = {}
+KAFKA_CHANGED: dict[str, str] = {
+    # adoption (issue 12): an unmarked JSON value that is not a v1 envelope is the payload
+    "array": INVALID,
+    "string": INVALID,
+    "number": INVALID,
+    "null": INVALID,
+    "foreign JSON object": ADOPTED,
+    "wire version 2": INVALID,
+}
 
 CHANGED = {
     "memory": MEMORY_CHANGED,

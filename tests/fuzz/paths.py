@@ -24,9 +24,11 @@ from microhive import MicroAgent, Namespace, Queue, consumer
 from microhive.agent.dispatch import _prepare
 from microhive.agent.handlers import collect
 from microhive.codecs import JsonCodec, envelope_from_dict
+from microhive.declarations import undeclared_queue
 from microhive.envelope import Envelope
 from microhive.errors import DecodeError
 from microhive.transports.amqp import wire as amqp_wire
+from microhive.transports.kafka import plain as kafka_plain
 from microhive.transports.kafka import wire as kafka_wire
 from microhive.transports.kafka.consumer import KafkaConsumer
 from microhive.transports.nats import wire as nats_wire
@@ -309,17 +311,27 @@ async def _nothing(*_: Any) -> None:
 def kafka(data: bytes) -> None:
     """A record with any headers and value, as the consumer takes it from a fetched batch."""
     source = Source(data)
-    names = (kafka_wire.GROUP, kafka_wire.ATTEMPT, kafka_wire.DUE, kafka_wire.REASON)
+    names = (
+        kafka_wire.GROUP,
+        kafka_wire.ATTEMPT,
+        kafka_wire.DUE,
+        kafka_wire.REASON,
+        kafka_plain.MARK,
+        kafka_plain.FIELDS,
+    )
     headers = []
     for _ in range(source.byte() % 4):
         name = source.text(names)
         value = None if source.byte() == 255 else source.chunk()
         headers.append((name, value))
     value = None if source.byte() == 255 else source.rest()
-    record = SimpleNamespace(offset=7, headers=tuple(headers), value=value, key=None)
+    record = SimpleNamespace(
+        topic="t", partition=0, offset=7, timestamp=0, headers=tuple(headers), value=value, key=None
+    )
     given: list[Any] = []
     consumer = SimpleNamespace(
         codec=CODEC,
+        declaration=undeclared_queue("fuzz"),
         group="microhive",
         unsettled=0,
         _idle=asyncio.Event(),

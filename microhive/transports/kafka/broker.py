@@ -1,17 +1,21 @@
 """Durable queues on Kafka topics and consumer groups (aiokafka).
 
 - A queue is the topic ``<prefix>.queue.<name>`` (``partitions`` partitions when microhive
-  creates it); ``key=`` picks the partition, so messages with one key keep their order.
-  A message is a record whose value is the envelope (docs/wire-format.md).
+  creates it), or its ``address`` verbatim; ``key=`` picks the partition, so messages with
+  one key keep their order. A message is a record whose value is the envelope
+  (docs/wire-format.md) and whose header ``microhive`` marks it; records of other clients
+  are adopted as payloads (:mod:`.plain`).
 - ``send`` returns once the cluster acknowledged the record (``acks=all`` by default);
   concurrent sends are batched by aiokafka's producer.
 - Every consumer of this broker joins the consumer group ``group`` (default
   ``microhive``): they compete, as on every transport. Offsets are committed after the
   handler, never past a message that is not processed (:mod:`.offsets`).
 - Retries and delayed sends go through the delay topic (:mod:`.delayer`); dead letters to
-  ``<prefix>.dead.<name>`` with reason and attempt in record headers.
+  ``<prefix>.dead.<name>`` with reason and attempt in record headers; requeue and purge
+  keep a done position beside them (:mod:`.deadletters`).
 - ``length()`` is the group's lag plus the delayed messages not yet moved back.
-- ``tail()`` reads the topic without a group (:mod:`.tail`).
+- ``tail()`` reads the topic without a group (:mod:`.tail`); ``tail(key=...)`` only the
+  partition of that key.
 
 The parts: :mod:`.link` (producer, admin client, connecting), :mod:`.topics` (creating
 topics, offsets and lag), :mod:`.consumer`, :mod:`.delayer`, :mod:`.tail`,
@@ -29,13 +33,16 @@ from typing import Any
 
 from ...broker import Consumer, DeadLetter, QueueBroker
 from ...capabilities import Capabilities
+from ...deadletters import Selection
+from ...declarations import Queue
 from ...envelope import Envelope, new_id
 from ...errors import TransportError
 from .consumer import KafkaConsumer
-from .deadletters import dead_letters
+from .deadletters import DeadLetters
 from .delayer import Mover
 from .link import Link
 from .options import KafkaOptions, parse
+from .plain import MARKED, outgoing
 from .producer import Outlet
 from .tail import Readers, tail
 from .topics import Topics
@@ -59,9 +66,11 @@ class KafkaBroker(QueueBroker):
         self.options: KafkaOptions = parse(url)
         what = repr(self)
         self._link = Link(self.options, what)
-        self._topics = Topics(self._link)
+        self._topics = Topics(self._link, self.declaration)
         self._outlet = Outlet(self.options, self._link.produce)
         self._readers = Readers(self.options, what)
+        self._dead = DeadLetters(self._topics, self._readers, self.codec, self.declaration)
+        self._kinds: dict[str, Queue] = {}  # the declarations of queues sent to
         self._consumers: set[KafkaConsumer] = set()
         self._movers: dict[str, Mover] = {}
 
@@ -92,13 +101,31 @@ class KafkaBroker(QueueBroker):
         if queue not in self._topics.ready:
             await self._topics.ensure(queue)
         raw_key = key.encode() if key is not None else None
-        await self._outlet.send(queue, data, raw_key, delay)
+        declared = self._kinds.get(queue)
+        if declared is None:
+            declared = self._kinds[queue] = self.declaration(queue)
+        if declared.payload == "json":
+            await self._outlet.send(queue, data, raw_key, delay, MARKED)
+        else:  # the bare text or bytes, for plain consumers; the rest in a header
+            value, marks = outgoing(declared, envelope, data)
+            await self._outlet.send(queue, value, raw_key, delay, marks)
 
-    async def publish_raw(self, queue: str, data: bytes, key: bytes | None = None) -> None:
+    async def publish_raw(
+        self,
+        queue: str,
+        data: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Produce bytes as they are (tests and tools: what a foreign producer would send)."""
         await self.connect()
         await self._topics.ensure(queue)
-        await self._outlet.send(queue, data, key, 0)
+        await self._outlet.send(queue, data, key, 0, headers)
+
+    async def _send_requeued(
+        self, queue: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        await self._outlet.send(queue, value, key, 0, headers)
 
     # -- consuming -----------------------------------------------------------------------
 
@@ -115,7 +142,7 @@ class KafkaBroker(QueueBroker):
             self.options,
             self._outlet,
             self.codec,
-            queue,
+            self.declaration(queue),
             name or f"consumer.{new_id()[:8]}",
             prefetch,
             self._consumers.discard,
@@ -151,8 +178,38 @@ class KafkaBroker(QueueBroker):
         return waiting + delayed
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
-        return await dead_letters(self._topics, self._readers, self.codec, queue, limit)
+        return await self._dead.oldest(queue, limit)
+
+    async def _requeue(self, queue: str, to: str, selection: Selection) -> int:
+        return await self._dead.requeue(queue, to, selection, self._send_requeued)
+
+    async def _purge(self, queue: str, selection: Selection) -> int:
+        return await self._dead.purge(queue, selection)
+
+    async def _declare_queue(self, queue: Queue) -> None:
+        """The queue's topic (its address, if given: created when missing), delay and
+        dead-letter topics."""
+        await self._topics.ensure(queue.name)
 
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         """The last ``last`` messages of the queue, then every new one (:mod:`.tail`)."""
-        return tail(self._topics, self._readers, self.codec, queue, last, lambda: self.connected)
+        return tail(
+            self._topics,
+            self._readers,
+            self.codec,
+            self.declaration(queue),
+            last,
+            lambda: self.connected,
+        )
+
+    def _tail_keyed(self, queue: str, last: int, key: str) -> AsyncIterator[bytes]:
+        """As :meth:`_tail`, reading only the partition ``key`` maps to."""
+        return tail(
+            self._topics,
+            self._readers,
+            self.codec,
+            self.declaration(queue),
+            last,
+            lambda: self.connected,
+            key,
+        )

@@ -27,15 +27,19 @@ from aiokafka import AIOKafkaConsumer
 
 from ...broker import Consumer, Delivery
 from ...codecs import Codec
+from ...declarations import Queue
 from ...envelope import Envelope
 from ...errors import ConsumerClosed, DecodeError
 from ..handover import Handover
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
 from .options import KafkaOptions
+from .plain import MARKED, outgoing, received
 from .producer import Outlet
-from .wire import ATTEMPT, GROUP, header, whole_number
+from .wire import ATTEMPT, CONTROL, GROUP, header, whole_number
 
 log = logging.getLogger("microhive.kafka")
+
+MARK = MARKED[0]
 
 
 class Settling(Protocol):
@@ -46,13 +50,13 @@ class Settling(Protocol):
 
     def settled(self, delivery: KafkaDelivery, done: bool) -> None: ...
 
-    async def requeue(self, data: bytes, key: bytes | None, delay: float, attempt: int) -> None: ...
+    async def requeue(self, envelope: Envelope, key: bytes | None, delay: float) -> None: ...
 
-    async def bury(self, raw: bytes, key: bytes | None, reason: str, attempt: int) -> None: ...
+    async def bury(self, delivery: KafkaDelivery, reason: str, attempt: int) -> None: ...
 
 
 class KafkaDelivery(Delivery):
-    __slots__ = ("consumer", "key", "offset", "offsets")
+    __slots__ = ("consumer", "headers", "key", "offset", "offsets")
 
     def __init__(
         self,
@@ -63,12 +67,14 @@ class KafkaDelivery(Delivery):
         raw: bytes,
         envelope: Envelope | None,
         error: str | None,
+        headers: Any,
     ) -> None:
         super().__init__(raw, envelope, error)
         self.consumer = consumer
         self.offsets = offsets
         self.offset = offset
         self.key = key
+        self.headers = headers  # the record's: a dead letter keeps them
 
     @property
     def message_id(self) -> str:
@@ -94,9 +100,7 @@ class KafkaDelivery(Delivery):
         consumer = self.consumer
         envelope = self.envelope.next_attempt(**{"x-last-error": reason})
         try:
-            await consumer.requeue(
-                consumer.codec.encode(envelope), self.key, delay, envelope.attempt
-            )
+            await consumer.requeue(envelope, self.key, delay)
         except BaseException:
             consumer.settled(self, False)  # not stored: it comes back instead
             raise
@@ -108,7 +112,7 @@ class KafkaDelivery(Delivery):
         consumer = self.consumer
         attempt = self.envelope.attempt if self.envelope is not None else 1
         try:
-            await consumer.bury(self.raw, self.key, reason, attempt)
+            await consumer.bury(self, reason, attempt)
         except BaseException:
             consumer.settled(self, False)
             raise
@@ -138,22 +142,23 @@ class KafkaConsumer(Consumer):
         options: KafkaOptions,
         outlet: Outlet,
         codec: Codec,
-        queue: str,
+        queue: Queue,
         name: str,
         prefetch: int,
         left: Callable[[KafkaConsumer], None],
     ) -> None:
         self.options = options
+        self.declaration = queue  # its payload kind: how plain records are adopted
         self.outlet = outlet
         self.codec = codec
         self.left = left  # told once the consumer left its group
-        self.queue = queue
-        self.topic = options.topic(queue)
+        self.queue = queue.name
+        self.topic = options.topic(queue.name)
         self.name = name
         self.prefetch = prefetch
         self.group = options.group
         self.client = AIOKafkaConsumer(
-            **options.common(), **options.group_settings(), group_id=options.group_id(queue)
+            **options.common(), **options.group_settings(), group_id=options.group_id(queue.name)
         )
         self.partitions: dict[Any, Offsets] = {}
         self.handover: Handover[KafkaDelivery] = Handover()  # read, not yet taken by a worker
@@ -235,27 +240,38 @@ class KafkaConsumer(Consumer):
     def _take(self, offsets: Offsets, records: list[Any]) -> None:
         codec = self.codec
         group = self.group
+        declaration = self.declaration
         taken = []
         for record in records:
             offset = record.offset
-            if record.headers:
-                owner = header(record.headers, GROUP)
-                if owner is not None and owner != group:
-                    offsets.skip(offset)  # another group's retry
+            headers: Any = record.headers or ()
+            raw = record.value or b""
+            if len(headers) == 1 and headers[0] == MARK:  # a plain send of microhive's
+                if not offsets.take(offset):
                     continue
+                try:
+                    envelope: Envelope | None = codec.decode(raw)
+                    error = None
+                except DecodeError as exc:
+                    envelope, error = None, str(exc)
+                taken.append(
+                    KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error, headers)
+                )
+                continue
+            owner = header(headers, GROUP) if headers else None
+            if owner is not None and owner != group:
+                offsets.skip(offset)  # another group's retry
+                continue
             if not offsets.take(offset):
                 continue
-            raw = record.value or b""
-            try:
-                envelope: Envelope | None = codec.decode(raw)
-                error = None
-            except DecodeError as exc:
-                envelope, error = None, str(exc)
-            if envelope is not None and record.headers:
-                attempt = whole_number(header(record.headers, ATTEMPT))
+            envelope, error = received(codec, record, declaration)
+            if envelope is not None and owner is not None:  # a retry
+                attempt = whole_number(header(headers, ATTEMPT))
                 if attempt is not None and attempt > envelope.attempt:
                     envelope.attempt = attempt
-            taken.append(KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error))
+            taken.append(
+                KafkaDelivery(self, offsets, offset, record.key, raw, envelope, error, headers)
+            )
         if taken:
             self.unsettled += len(taken)
             self._idle.clear()
@@ -271,11 +287,16 @@ class KafkaConsumer(Consumer):
 
     # -- settling and committing ---------------------------------------------------------
 
-    async def requeue(self, data: bytes, key: bytes | None, delay: float, attempt: int) -> None:
-        await self.outlet.requeue(self.queue, data, key, delay, attempt)
+    async def requeue(self, envelope: Envelope, key: bytes | None, delay: float) -> None:
+        if self.declaration.payload == "json":
+            data, marks = self.codec.encode(envelope), MARKED
+        else:
+            data, marks = outgoing(self.declaration, envelope, b"")
+        await self.outlet.requeue(self.queue, data, key, delay, envelope.attempt, marks)
 
-    async def bury(self, raw: bytes, key: bytes | None, reason: str, attempt: int) -> None:
-        await self.outlet.bury(self.queue, raw, key, reason, attempt)
+    async def bury(self, delivery: KafkaDelivery, reason: str, attempt: int) -> None:
+        kept = [(k, v) for k, v in delivery.headers or () if k not in CONTROL]
+        await self.outlet.bury(self.queue, delivery.raw, delivery.key, reason, attempt, kept)
 
     def settled(self, delivery: KafkaDelivery, done: bool) -> None:
         self.unsettled -= 1

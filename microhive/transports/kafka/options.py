@@ -10,7 +10,7 @@ docs/transports/kafka.md), and a password in a URL must never end up in a messag
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -67,6 +67,9 @@ class KafkaOptions:
     request_timeout: float = 30.0
     connect_timeout: float = CONNECT_TIMEOUT
     client_id: str = "microhive"
+    addresses: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Queues declared with ``address=``: the topic they live on, verbatim (the broker fills
+    it in as it meets them)."""
 
     @property
     def safe_url(self) -> str:
@@ -79,7 +82,8 @@ class KafkaOptions:
     # -- names -----------------------------------------------------------------------------
 
     def topic(self, queue: str) -> str:
-        return f"{self.prefix}.queue.{queue}"
+        """The queue's topic: its ``address`` verbatim, else ``<prefix>.queue.<name>``."""
+        return self.addresses.get(queue) or f"{self.prefix}.queue.{queue}"
 
     def delay_topic(self, queue: str) -> str:
         return f"{self.prefix}.delay.{queue}"
@@ -96,6 +100,11 @@ class KafkaOptions:
         """The group of the processes that move due delayed messages of ``queue``: one for
         every consumer group, so each delayed message is moved once."""
         return f"{self.prefix}.delay.{queue}"
+
+    def done_group(self, queue: str) -> str:
+        """The group whose committed offsets on the dead-letter topic say which dead letters
+        were requeued or purged (:mod:`.deadwork`)."""
+        return f"{self.prefix}.dead.{queue}"
 
     # -- client settings -------------------------------------------------------------------
 

@@ -47,19 +47,27 @@ class Outlet:
         self.options = options
         self.produce = produce
 
-    def send(self, queue: str, data: bytes, key: bytes | None, delay: float) -> Awaitable[None]:
+    def send(
+        self, queue: str, data: bytes, key: bytes | None, delay: float, headers: Headers
+    ) -> Awaitable[None]:
         """A new message: the produce to await (returned as it is, so that the hot path of
         every send pays for no coroutine of its own here)."""
         if delay > 0:
             due = encoded(due=_due(delay))
-            return self.produce(self.options.delay_topic(queue), data, key, due)
-        return self.produce(self.options.topic(queue), data, key, None)
+            return self.produce(self.options.delay_topic(queue), data, key, (headers or []) + due)
+        return self.produce(self.options.topic(queue), data, key, headers)
 
     async def requeue(
-        self, queue: str, data: bytes, key: bytes | None, delay: float, attempt: int
+        self,
+        queue: str,
+        data: bytes,
+        key: bytes | None,
+        delay: float,
+        attempt: int,
+        marks: list[tuple[str, bytes]],
     ) -> None:
         """A retry for this broker's group: to the delay topic, or at once to the queue."""
-        headers = encoded(group=self.options.group, attempt=str(attempt))
+        headers = marks + encoded(group=self.options.group, attempt=str(attempt))
         if delay > 0:
             headers += encoded(due=_due(delay))
             await self.produce(self.options.delay_topic(queue), data, key, headers)
@@ -67,9 +75,17 @@ class Outlet:
             await self.produce(self.options.topic(queue), data, key, headers)
 
     async def bury(
-        self, queue: str, raw: bytes, key: bytes | None, reason: str, attempt: int
+        self,
+        queue: str,
+        raw: bytes,
+        key: bytes | None,
+        reason: str,
+        attempt: int,
+        kept: list[tuple[str, bytes]],
     ) -> None:
-        headers = encoded(
+        """To the dead-letter topic, with the record's own headers ``kept`` (the marker, a
+        plain producer's headers) and why."""
+        headers = kept + encoded(
             reason=reason,
             attempt=str(attempt),
             queue=queue,

@@ -4,6 +4,11 @@ Kafka orders records per partition only: the history is the newest ``last`` of a
 partitions ordered by record time (then by the envelope's ``sent_at``), and what arrives
 later is yielded in that order within each fetch. Retries (records with a group header)
 are not new messages and are left out. Nothing is committed: consumers are not affected.
+
+With a key (``tail(key=...)``) only the partition the key maps to is read (murmur2, as the
+Java client and microhive's producer choose it), backwards until ``last`` records of that
+key are found. Records of clients without microhive are adopted as consumers adopt them
+(:mod:`.plain`) and yielded as envelopes.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 
 from ...codecs import Codec
+from ...declarations import Queue
 from ...errors import DecodeError
 from ..links import RECONNECT
 from .offsets import stop
 from .options import KafkaOptions
+from .plain import reencoded
 from .topics import Topics
 from .wire import GROUP, header
 
@@ -59,21 +67,33 @@ async def tail(
     topics: Topics,
     readers: Readers,
     codec: Codec,
-    queue: str,
+    queue: Queue,
     last: int,
     running: Callable[[], bool],
+    key: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """The last ``last`` messages of the queue, then every new one while ``running()``."""
-    await topics.ensure(queue)
-    partitions = await topics.partitions(topics.options.topic(queue))
+    """The last ``last`` messages of the queue (of ``key``'s, if given), then every new one
+    while ``running()``, as envelope bytes."""
+    await topics.ensure(queue.name)
+    partitions = await topics.partitions(topics.options.topic(queue.name))
+    wanted: Callable[[Any], bool] = _is_new
+    if key is not None:
+        raw_key = key.encode()
+        partitions = [_partition_of(raw_key, partitions)]
+
+        def wanted(record: Any) -> bool:
+            return record.key == raw_key and _is_new(record)
+
     starts, ends = await topics.bounds(partitions)
     async with readers.reader() as reader:
         history: list[Any] = []
         if last > 0:
             for tp in partitions:
-                history += await _newest(reader, tp, starts.get(tp, 0), ends.get(tp, 0), last)
+                start, end = starts.get(tp, 0), ends.get(tp, 0)
+                history += await _newest(reader, tp, start, end, last, wanted)
         for record in ordered(codec, history)[-last:] if last else ():
-            yield record.value
+            if (data := reencoded(codec, record, queue)) is not None:
+                yield data
         reader.assign(partitions)
         for tp in partitions:
             reader.seek(tp, ends.get(tp, 0))
@@ -86,12 +106,20 @@ async def tail(
                 if not running():
                     return
                 failures += 1
-                log.warning("tail of %r: %s; trying again", queue, exc)
+                log.warning("tail of %r: %s; trying again", queue.name, exc)
                 await asyncio.sleep(RECONNECT.delay(failures))
                 continue
-            fresh = [r for records in batch.values() for r in records if _is_new(r)]
+            fresh = [r for records in batch.values() for r in records if wanted(r)]
             for record in ordered(codec, fresh):
-                yield record.value
+                if (data := reencoded(codec, record, queue)) is not None:
+                    yield data
+
+
+def _partition_of(key: bytes, partitions: list[Any]) -> Any:
+    """The partition a producer puts ``key`` on (murmur2, as the Java client)."""
+    numbers = [tp.partition for tp in partitions]
+    chosen = DefaultPartitioner()(key, numbers, numbers)
+    return next(tp for tp in partitions if tp.partition == chosen)
 
 
 def ordered(codec: Codec, records: list[Any]) -> list[Any]:
@@ -112,16 +140,19 @@ def _is_new(record: Any) -> bool:
     return not record.headers or header(record.headers, GROUP) is None
 
 
-async def _newest(reader: Any, tp: Any, start: int, end: int, count: int) -> list[Any]:
-    """At least ``count`` new (non-retry) records from the end of a partition, when it has
-    them: reads backwards in growing steps."""
+async def _newest(
+    reader: Any, tp: Any, start: int, end: int, count: int, wanted: Callable[[Any], bool]
+) -> list[Any]:
+    """At least ``count`` records ``wanted`` from the end of a partition, when it has them:
+    reads backwards in growing steps."""
     found: list[Any] = []
     upto, begin = end, max(start, end - count)
     while True:
-        found = [r for r in await read(reader, tp, begin, upto) if _is_new(r)] + found
+        found = [r for r in await read(reader, tp, begin, upto) if wanted(r)] + found
         if len(found) >= count or begin <= start:
             return found
-        upto, begin = begin, max(start, begin - 2 * (count - len(found)))
+        step = max(2 * (count - len(found)), 2 * (upto - begin))  # doubling: keys are sparse
+        upto, begin = begin, max(start, begin - step)
 
 
 async def read(reader: Any, tp: Any, start: int, upto: int) -> list[Any]:

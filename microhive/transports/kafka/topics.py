@@ -2,18 +2,22 @@
 
 A queue has three topics (docs/transports/kafka.md): ``<prefix>.queue.<name>``
 (``partitions`` partitions), ``<prefix>.delay.<name>`` and ``<prefix>.dead.<name>`` (one
-each). microhive creates them on first use; a topic that exists already is taken as it is.
+each). microhive creates them on first use (or on ``declare()``); a topic that exists
+already is taken as it is. A queue declared with ``address=`` lives on that topic verbatim;
+its delay and dead-letter topics keep microhive's names of the queue's name.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from ...declarations import Queue
 from ...errors import TransportError
 from .link import Link
 from .offsets import stop
@@ -24,8 +28,9 @@ TOPIC_EXISTS = TopicAlreadyExistsError.errno
 class Topics:
     """Creates a broker's topics and reads their offsets (one inspecting consumer)."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, declaration: Callable[[str], Queue]) -> None:
         self.link = link
+        self.declaration = declaration  # a queue's declaration: its address
         self.options = link.options
         self.what = link.what
         self.created: dict[str, asyncio.Future[None]] = {}
@@ -57,6 +62,9 @@ class Topics:
 
     async def _create(self, queue: str) -> None:
         options = self.options
+        address = self.declaration(queue).address
+        if address is not None:
+            options.addresses[queue] = address  # the topic verbatim, from now on
         topics = [
             NewTopic(options.topic(queue), options.partitions, options.replication),
             NewTopic(options.delay_topic(queue), 1, options.replication),

@@ -1,8 +1,9 @@
 """Kafka record headers microhive writes, and reading them.
 
 The message itself is always the envelope of docs/wire-format.md in the record's value; the
-record key is the ``key=`` of ``send`` (UTF-8). Plain sends carry no record headers. These
-ones mark what microhive itself produces, for its own consumers and for other tools.
+record key is the ``key=`` of ``send`` (UTF-8). Every record microhive writes to a queue
+carries the marker header ``microhive`` (:mod:`.plain`). These ones mark microhive's moves
+(retries, delays, dead letters), for its own consumers and for other tools.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ QUEUE = "microhive-queue"
 """On a dead letter: the queue it came from."""
 DEAD_AT = "microhive-dead-at"
 """On a dead letter: when it was parked (Unix time in seconds)."""
+
+
+CONTROL = frozenset({DUE, GROUP, ATTEMPT, REASON, QUEUE, DEAD_AT})
+"""Headers of microhive's moves (retries, delays, dead letters), not of the message."""
 
 
 def header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
