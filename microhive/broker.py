@@ -359,6 +359,11 @@ class QueueBroker(Connection):
         if prefetch < 1:
             raise ConfigurationError("prefetch must be at least 1")
         target = self._resolve(queue)
+        if target.dead_of is not None:
+            from .deadconsumer import DeadLetterConsumer
+
+            await self.connect()
+            return DeadLetterConsumer(self, target.dead_of, prefetch)
         if target.bindings and not self.capabilities.routing:
             raise CapabilityError(
                 f"{self!r} cannot bind queue {target.name!r} to exchanges (no 'routing')"

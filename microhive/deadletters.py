@@ -29,6 +29,8 @@ class Selection:
     reason: str | None = None
     older_than: float | None = None
     limit: int | None = None
+    only: frozenset[tuple[float, str, bytes]] | None = None
+    """Exactly these letters (by :func:`identity`): what a dead-letter consumer settles."""
 
     def __post_init__(self) -> None:
         if self.reason is not None and not isinstance(self.reason, str):
@@ -45,6 +47,8 @@ class Selection:
             raise ConfigurationError("limit= must be an integer >= 0")
 
     def matches(self, letter: DeadLetter, now: float | None = None) -> bool:
+        if self.only is not None and identity(letter) not in self.only:
+            return False
         if self.reason is not None and self.reason not in letter.reason:
             return False
         if self.older_than is not None:
@@ -58,6 +62,12 @@ class Selection:
         now = time.time()
         chosen = [letter for letter in letters if self.matches(letter, now)]
         return chosen if self.limit is None else chosen[: self.limit]
+
+
+def identity(letter: DeadLetter) -> tuple[float, str, bytes]:
+    """What tells one dead letter from another on every engine: when and why it died, and
+    its bytes."""
+    return (letter.dead_at, letter.reason, letter.raw)
 
 
 def requeued(codec: Codec, letter: DeadLetter, queue: str) -> bytes:

@@ -222,6 +222,8 @@ class Queue:
     bindings: tuple[Binding, ...] = ()
     payload: str = "json"
     address: str | None = None
+    dead_of: str | None = None
+    """Set on ``queue.dead``: the queue whose dead letters this one consumes."""
 
     def __init__(
         self,
@@ -261,11 +263,26 @@ class Queue:
         object.__setattr__(self, "bindings", tuple(found))
         object.__setattr__(self, "payload", payload)
         object.__setattr__(self, "address", address)
+        object.__setattr__(self, "dead_of", None)
         active_registry().add("queue", self, self.shape())
 
     def shape(self) -> tuple[Any, ...]:
         """What two declarations of one name must agree on."""
         return (self.schema, self.bindings, self.payload, self.address)
+
+    @property
+    def dead(self) -> Queue:
+        """This queue's dead letters, as a queue to consume: ``@consumer(queues.calc.dead)``
+        hands the handler each :class:`~microhive.broker.DeadLetter`, removes it once the
+        handler returned, and keeps it (tried again later) when the handler fails."""
+        dead = object.__new__(Queue)
+        object.__setattr__(dead, "name", f"{self.name}.dead")
+        object.__setattr__(dead, "schema", None)
+        object.__setattr__(dead, "bindings", ())
+        object.__setattr__(dead, "payload", "json")
+        object.__setattr__(dead, "address", None)
+        object.__setattr__(dead, "dead_of", self.name)
+        return dead
 
     @property
     def exchanges(self) -> tuple[Exchange, ...]:
@@ -411,4 +428,5 @@ def undeclared_queue(name: str) -> Queue:
     object.__setattr__(queue, "bindings", ())
     object.__setattr__(queue, "payload", "json")
     object.__setattr__(queue, "address", None)
+    object.__setattr__(queue, "dead_of", None)
     return queue

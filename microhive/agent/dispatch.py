@@ -325,6 +325,8 @@ async def _process(
 
 def _prepare(agent: MicroAgent, handler: Handler, spec: ConsumerSpec, envelope: Envelope) -> Any:
     payload = envelope.payload
+    if spec.queue.dead_of is not None:  # a dead letter: the handler takes it whole
+        return handler.function(agent, payload)
     if spec.queue.schema is not None:
         return handler.function(agent, spec.queue.schema.model_validate(payload))
     if isinstance(payload, dict):

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from microhive import Backoff, CapabilityError, MicroAgent, Namespace, Queue, Reject, consumer
+from microhive import (
+    Backoff,
+    CapabilityError,
+    DeadLetter,
+    MicroAgent,
+    Namespace,
+    Queue,
+    Reject,
+    consumer,
+)
 
 from .conftest import QUEUES, Factory
 from .helpers import eventually
@@ -117,3 +126,40 @@ async def test_declare_creates_queues_before_any_consumer(factory: Factory) -> N
     producer = await factory.broker(queues=Namespace([Queue("later")], kind="queue"))
     await producer.later.send({"n": 1})
     assert await producer.later.length() == 1
+
+
+class Undertaker(MicroAgent):
+    """Consumes the dead letters of ``jobs``; fails on the first try of each, then keeps it."""
+
+    @consumer(QUEUES.jobs.dead, retries=5, backoff=Backoff(0.05, jitter=0))
+    async def letter(self, letter: DeadLetter) -> None:
+        seen = self.settings["tries"]
+        seen[letter.reason] = seen.get(letter.reason, 0) + 1
+        if seen[letter.reason] == 1:
+            raise RuntimeError("not yet")
+        self.settings["kept"].append((letter.reason, letter.attempt, letter.raw))
+
+
+async def test_dead_letters_are_consumable(factory: Factory) -> None:
+    broker = await factory.broker()
+    strict = Strict(broker=broker, settings={"done": [], "fixed": False})
+    undertaker = Undertaker(broker=broker, settings={"tries": {}, "kept": []})
+    async with strict:
+        await broker.jobs.send({"n": 1, "bad": "first"})
+        await broker.jobs.send({"n": 2, "bad": "second"})
+        await eventually(lambda: _dead(broker, 2), 30)
+        if await refused(broker.jobs.dead.purge(limit=0)):
+            pytest.skip("the transport refuses dead-letter work clearly")
+        async with undertaker:
+            await eventually(lambda: len(undertaker.settings["kept"]) == 2, 30)
+            await eventually(lambda: _none(broker.jobs.dead.list()), 30)
+            await broker.jobs.send({"n": 3, "bad": "third"})  # one that dies later is seen too
+            await eventually(lambda: len(undertaker.settings["kept"]) == 3, 30)
+    reasons = sorted(reason for reason, _, _ in undertaker.settings["kept"])
+    assert reasons == ["Reject: first", "Reject: second", "Reject: third"]
+    assert all(tries == 2 for tries in undertaker.settings["tries"].values()), "failed once each"
+    assert all(attempt == 1 for _, attempt, _ in undertaker.settings["kept"])
+
+
+async def _none(letters: Any) -> bool:
+    return not await letters

@@ -372,7 +372,9 @@ class NatsBroker(QueueBroker):
         self, queue: str, selection: Selection
     ) -> list[tuple[dead.Stored, DeadLetter]]:
         """The dead letters ``selection`` takes, oldest first, with where they are stored."""
-        unfiltered = selection.reason is None and selection.older_than is None
+        unfiltered = (
+            selection.reason is None and selection.older_than is None and selection.only is None
+        )
         stored = await self._dead(queue, selection.limit if unfiltered else None)
         where = {id(letter): item for item, letter in stored}
         return [
