@@ -298,7 +298,7 @@ class MicroAgent:
             with log_context(handler=handler.name):
                 if self._hooks.watching:
                     event = Handling("schedule", self.name, handler.name, handler.name)
-                    await observed(self, event, attempt)
+                    await observed(self, event, attempt(event))
                 else:
                     await attempt()
 

@@ -18,11 +18,11 @@ from ..errors import PartialFailure
 from ..logs import log_context
 from ..middleware import Handling
 from .dispatch import (
-    _finish,
     cancelled_from_outside,
     describe,
     failure,
     observed,
+    run_with_timeout,
     settle_failure,
 )
 from .handlers import Handler
@@ -38,7 +38,7 @@ async def process_batch(agent: MicroAgent, handler: Handler, deliveries: list[De
     assert isinstance(spec, ConsumerSpec)
     if agent._hooks.watching:
         event = Handling("batch", agent.name, handler.name, spec.queue.name, size=len(deliveries))
-        await observed(agent, event, lambda event: _process_batch(agent, handler, deliveries))
+        await observed(agent, event, _process_batch(agent, handler, deliveries))
         return
     await _process_batch(agent, handler, deliveries)
 
@@ -66,15 +66,7 @@ async def _process_batch(agent: MicroAgent, handler: Handler, deliveries: list[D
         if spec.autoack:
             await _ack_all(taken)
         try:
-            call = handler.function(agent, items)
-            try:
-                waiting_on = call.send(None)
-            except StopIteration:
-                pass
-            else:
-                timeout = spec.timeout
-                started = asyncio.get_running_loop().time() if timeout is not None else 0.0
-                await _finish(handler, timeout, started, call, waiting_on)
+            await run_with_timeout(handler, spec.timeout, handler.function(agent, items))
         except BaseException as caught:
             if cancelled_from_outside(caught):
                 if not spec.autoack:

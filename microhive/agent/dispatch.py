@@ -8,7 +8,7 @@ bad input goes to the dead-letter queue at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -235,15 +235,13 @@ async def observed_receiver(agent: MicroAgent, handler: Handler, envelope: Envel
         notify(hooks.handled, event)
 
 
-async def observed(
-    agent: MicroAgent, event: Handling, run: Callable[[Handling], Awaitable[str]]
-) -> None:
-    """``run(event)`` (a consumer's or a job's run returning its outcome) with the agent's
+async def observed(agent: MicroAgent, event: Handling, work: Awaitable[str]) -> None:
+    """``work`` (a consumer's, batch's or job's run, returning its outcome) with the agent's
     middleware told before and after."""
     hooks = agent._hooks
     notify(hooks.handling, event)
     try:
-        event.outcome = await run(event)
+        event.outcome = await work
     except BaseException as exc:
         event.outcome = "released" if cancelled_from_outside(exc) else "failed"
         event.error = event.error or exc
@@ -255,23 +253,13 @@ async def observed(
 
 async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> None:
     """Run one consumer for one delivery and settle it: ack, retry, dead-letter or release."""
-    hooks = agent._hooks
-    if not hooks.watching:
+    if not agent._hooks.watching:
         await _process(agent, handler, delivery, None)
         return
     spec = handler.spec
     assert isinstance(spec, ConsumerSpec)
     event = Handling("message", agent.name, handler.name, spec.queue.name, delivery.envelope)
-    notify(hooks.handling, event)
-    try:
-        event.outcome = await _process(agent, handler, delivery, event)
-    except BaseException as exc:
-        event.outcome = "released" if cancelled_from_outside(exc) else "failed"
-        event.error = event.error or exc
-        raise
-    finally:
-        event.duration = perf_counter() - event.started
-        notify(hooks.handled, event)
+    await observed(agent, event, _process(agent, handler, delivery, event))
 
 
 async def _process(
