@@ -1,7 +1,8 @@
 """Loading the seed's JSON catalog: ``{"version": 1, "signals": [...], "queues": [...]}``.
 
 Beyond the seed's format, a catalog may declare ``"exchanges": [{"name", "type"}]`` and give a
-queue ``"bindings": [{"exchange": "<name>", "key": "<routing key>"}]`` (docs/concepts.md).
+queue ``"bindings": [{"exchange": "<name>", "key": "<routing key>"}]``, ``"payload": "text"``
+(or ``"bytes"``) and ``"address": "<existing engine object>"`` (docs/concepts.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .registry import active_registry, declaring_from, private_catalog
 
 _TOP_KEYS = {"version", "signals", "queues", "exchanges"}
 _SIGNAL_KEYS = {"name", "providing_args"}
-_QUEUE_KEYS = {"name", "bindings"}
+_QUEUE_KEYS = {"name", "bindings", "payload", "address"}
 _EXCHANGE_KEYS = {"name", "type"}
 _BINDING_KEYS = {"exchange", "key"}
 
@@ -176,7 +177,13 @@ def _make_queue(entry: dict[str, Any], exchanges: dict[str, Exchange]) -> Queue:
                 f"{where}: exchange {name!r} is not declared in 'exchanges' (declared: {known})"
             )
         found.append(Binding(exchanges[name], key))
-    return Queue(entry["name"], bindings=found)
+    payload = entry.get("payload", "json")
+    address = entry.get("address")
+    if not isinstance(payload, str):
+        raise TypeError('\'payload\' must be "json", "text" or "bytes"')
+    if address is not None and not isinstance(address, str):
+        raise TypeError("'address' must be the engine object's name (a string)")
+    return Queue(entry["name"], bindings=found, payload=payload, address=address)
 
 
 def _no_duplicates(origin: str, section: str, names: list[str]) -> None:

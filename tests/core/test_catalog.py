@@ -263,7 +263,7 @@ def test_exchange_and_binding_errors_name_the_entry(
         ),
         (
             {"version": 1, "queues": [{"name": "q", "providing_args": []}]},
-            "queues[0] ('q'): unknown keys ['providing_args'] (allowed: ['bindings', 'name'])",
+            "queues[0] ('q'): unknown keys ['providing_args'] (allowed: ['address', 'bindings', 'name', 'payload'])",
         ),
         ({"version": 1, "signals": {"name": "a"}}, "'signals' must be a list"),
         ({"version": 1, "queues": "email"}, "'queues' must be a list"),
@@ -389,3 +389,25 @@ def test_any_valid_catalog_round_trips(generated: dict[str, Any], as_url: bool) 
         assert [
             (b.exchange.name, b.exchange.type, b.key) for b in queues[entry["name"]].bindings
         ] == [(b["exchange"], kinds[b["exchange"]], b["key"]) for b in entry.get("bindings", [])]
+
+
+def test_a_queue_can_say_its_payload_kind_and_engine_address(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "queues": [
+                    {"name": "hello", "payload": "text"},
+                    {"name": "telemetry", "address": "terra_topic"},
+                ],
+            }
+        )
+    )
+    _, queues = load_stuff(path)
+    assert queues.hello.payload == "text"
+    assert queues.telemetry.address == "terra_topic"
+    assert queues.telemetry.payload == "json"
+    path.write_text(json.dumps({"version": 1, "queues": [{"name": "x", "payload": "xml"}]}))
+    with pytest.raises(CatalogError, match=r"queues\[0\] \('x'\): .*payload must be one of"):
+        load_stuff(path)
