@@ -110,7 +110,7 @@ class Redis(_Remote):
     def queue(self, queue: Queue) -> Channel:
         name = queue.name
         return Channel(
-            self.options.stream(name),
+            queue.address or self.options.stream(name),
             extra={
                 "redis": "stream; one entry per message, field data = the envelope (XADD)",
                 "consumer_group": self.options.group,
@@ -154,7 +154,7 @@ class Amqp(_Remote):
         )
 
     def queue(self, queue: Queue) -> Channel:
-        name = self.options.queue(queue.name)
+        name = queue.address or self.options.queue(queue.name)
         binding = {
             "is": "queue",
             "queue": {
@@ -236,7 +236,7 @@ class Nats(_Remote):
     def queue(self, queue: Queue) -> Channel:
         name = queue.name
         return Channel(
-            self.options.queue_subject(name),
+            queue.address or self.options.queue_subject(name),
             extra={
                 "nats": "JetStream stream, read through one durable pull consumer",
                 "stream": self.options.stream(name),
@@ -270,7 +270,7 @@ class Kafka(_Remote):
         self.options = parse(url)
 
     def queue(self, queue: Queue) -> Channel:
-        topic = self.options.topic(queue.name)
+        topic = queue.address or self.options.topic(queue.name)
         binding = {
             "topic": topic,
             "partitions": int(self.options.partitions),
