@@ -21,7 +21,7 @@ from typing import Any
 from .codecs import Codec, JsonCodec, envelope_from_dict
 from .declarations import Queue
 from .envelope import Envelope, Kind, new_id
-from .errors import DecodeError
+from .errors import DecodeError, PayloadError
 
 _MARKED_PREFIXES = (b'{"v":1,', b'{"v": 1,')
 """How microhive's own JSON (and the documented examples) start: the fast path."""
@@ -95,3 +95,18 @@ def adopt(payload: Any, queue: Queue, meta: Metadata | None = None) -> Envelope:
         meta.sent_at if meta.sent_at is not None else time.time(),
         1,
     )
+
+
+def plain_body(queue: Queue, payload: Any) -> bytes:
+    """What microhive writes as the body of a message to a text or bytes queue: the payload
+    itself, as plain consumers of that queue read it (the envelope's other fields travel in
+    the engine's headers)."""
+    if queue.payload == "text":
+        if not isinstance(payload, str):
+            raise PayloadError(
+                f"queue {queue.name!r} takes text (a str), not {type(payload).__name__}"
+            )
+        return payload.encode()
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise PayloadError(f"queue {queue.name!r} takes bytes, not {type(payload).__name__}")
+    return bytes(payload)

@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from ...adoption import Metadata, incoming
+from ...adoption import Metadata, incoming, plain_body
 from ...codecs import Codec, envelope_from_dict
 from ...declarations import Queue
 from ...envelope import Envelope
-from ...errors import DecodeError, PayloadError
+from ...errors import DecodeError
 
 MARK = "microhive"
 """The record header microhive sets on what it writes to a queue."""
@@ -41,17 +41,7 @@ def outgoing(
     kind = queue.payload
     if kind == "json":
         return data, MARKED
-    payload = envelope.payload
-    if kind == "text":
-        if not isinstance(payload, str):
-            raise PayloadError(
-                f"queue {queue.name!r} takes text (a str), not {type(payload).__name__}"
-            )
-        value = payload.encode()
-    else:
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise PayloadError(f"queue {queue.name!r} takes bytes, not {type(payload).__name__}")
-        value = bytes(payload)
+    value = plain_body(queue, envelope.payload)
     fields = {
         "v": 1,
         "id": envelope.id,

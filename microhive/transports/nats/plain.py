@@ -18,11 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from ...adoption import Metadata, incoming
+from ...adoption import Metadata, incoming, plain_body
 from ...codecs import Codec
 from ...declarations import Queue
 from ...envelope import Envelope, Kind
-from ...errors import DecodeError, PayloadError
+from ...errors import DecodeError
 from . import wire
 from .wire import ATTEMPT, MSG_ID, to_float, to_int
 
@@ -41,17 +41,7 @@ def frame(codec: Codec, envelope: Envelope, queue: Queue) -> tuple[bytes, dict[s
     """The body and headers microhive stores for ``envelope`` in ``queue``."""
     if queue.payload == "json":
         return codec.encode(envelope), {MARKER: ENVELOPE}
-    payload = envelope.payload
-    if queue.payload == "text":
-        if not isinstance(payload, str):
-            raise PayloadError(
-                f"queue {queue.name!r} takes text (str), not {type(payload).__name__}"
-            )
-        body = payload.encode()
-    else:
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise PayloadError(f"queue {queue.name!r} takes bytes, not {type(payload).__name__}")
-        body = bytes(payload)
+    body = plain_body(queue, envelope.payload)
     headers = {key: value for key, value in envelope.headers.items() if not _ours(key)}
     headers[MARKER] = PAYLOAD
     headers[ID] = envelope.id
