@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..catalog import Catalog
-from ..errors import ConfigurationError, MicroHiveError
+from ..errors import ConfigurationError, MicroHiveError, PayloadError
 from ..runner import load_catalog
 from ..settings import RunSettings, load_settings
 
@@ -121,16 +121,19 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def guarded(command: F) -> F:
-    """Configuration errors raised before any engine work (settings, catalogs) exit 2."""
+    """One error line: exit 2 for what the user gave (options, settings, catalogs, payloads),
+    1 for what the engine or a remote handler did; 130 on Ctrl-C."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except ConfigurationError as exc:
+        except (ConfigurationError, PayloadError) as exc:  # what the user typed is wrong
             fail(str(exc), 2)
         except (MicroHiveError, OSError) as exc:
             fail(str(exc), 1)
+        except KeyboardInterrupt:  # Ctrl-C while waiting: no traceback
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 

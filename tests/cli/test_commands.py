@@ -24,6 +24,13 @@ from .helpers import REPO, Process, run
 MH = ("-m", "microhive")
 
 
+@pytest.fixture(autouse=True)
+def piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output goes to a pipe here: no variable may make rich draw for a terminal anyway."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
     """The shared Redis with a prefix of this test's own, deleted afterwards."""
@@ -101,15 +108,17 @@ def test_queues_shows_length_and_dead_letters(redis_url: str) -> None:
     for n in range(3):
         assert run(*MH, "send", "orders", str(n), "--broker", redis_url).returncode == 0
     asyncio.run(dead_letter(redis_url, "orders", ["bad"]))
+    later = run(*MH, "send", "orders", "4", "--delay", "3600", "--broker", redis_url)
+    assert later.returncode == 0, later.stderr
 
     table = run(*MH, "queues", "orders", "empty", "--broker", redis_url)
     assert table.returncode == 0, table.stderr
-    assert lines(table.stdout) == ["queue\tlength\tdead letters", "orders\t2\t1", "empty\t0\t0"]
+    assert lines(table.stdout) == ["queue\tlength\tdead letters", "orders\t3\t1", "empty\t0\t0"]
 
     as_json = run(*MH, "queues", "orders", "--json", "--broker", redis_url)
     assert json.loads(as_json.stdout) == {
         "queue": "orders",
-        "length": 2,
+        "length": 3,
         "dead_letters": 1,
         "dead_letters_capped": False,
     }
@@ -382,6 +391,24 @@ def test_agents_lists_handlers_and_next_fire_times() -> None:
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0] == "examples.social.agents:StatsAgent"
     assert "  schedules:" in text.stdout and "hourly_report: cron 0 * * * *" in text.stdout
+
+
+def test_a_terminal_gets_a_drawn_table(redis_url: str) -> None:
+    result = run(*MH, "queues", "jobs", "--broker", redis_url, env={"FORCE_COLOR": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "\t" not in result.stdout
+    assert "┃" in result.stdout and "jobs" in result.stdout
+
+
+def test_a_catalog_signal_checks_its_arguments(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(
+        json.dumps({"version": 1, "signals": [{"name": "greet", "providing_args": ["name"]}]})
+    )
+    result = run(*MH, "signal", "greet", "nome=ann", "--catalog", str(catalog))
+    assert result.returncode == 2, result.stderr
+    [line] = lines(result.stderr)
+    assert line.startswith("microhive: error: signal 'greet' takes ['name']")
 
 
 # -- other engines: one command each -------------------------------------------------------
