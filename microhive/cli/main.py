@@ -17,8 +17,12 @@ from ..errors import ConfigurationError, MicroHiveError
 from ..runner import load_targets, run_agents
 from ..settings import RunSettings, load_settings
 from ..urls import redact, resolve
+from .agents import agents
 from .asyncapi import asyncapi
 from .declare import declare
+from .dlq import dlq
+from .queues import queues, tail
+from .send import call, send, signal_command
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -140,6 +144,13 @@ def _supervise(
 
 main.add_command(asyncapi)
 main.add_command(declare)
+main.add_command(send)
+main.add_command(signal_command)
+main.add_command(call)
+main.add_command(queues)
+main.add_command(tail)
+main.add_command(dlq)
+main.add_command(agents)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,205 @@
+"""``microhive dlq list|show|requeue|purge QUEUE``: a queue's dead letters, from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..broker import DeadLetter
+from ..deadletters import Selection
+from .common import F, Options, connection_options, fail, guarded, resolve_options
+from .queues import envelope_data, timestamp
+
+LIST_LIMIT = 1000
+"""``list`` and ``show`` look at this many of the oldest dead letters at most."""
+
+
+def filters(command: F) -> F:
+    """``--reason``/``--older-than``/``--limit``: the filters of the dead-letter API."""
+    for option in (
+        click.option(
+            "--limit", type=click.IntRange(min=0), help="At most this many, oldest first."
+        ),
+        click.option("--older-than", type=click.FloatRange(min=0), help="Dead for over S seconds."),
+        click.option("--reason", help="Only those whose reason contains this text."),
+    ):
+        command = option(command)
+    return command
+
+
+@click.group()
+def dlq() -> None:
+    """A queue's dead letters: list, show one, requeue or purge them."""
+
+
+async def _chosen(options: Options, queue: str, selection: Selection) -> list[DeadLetter]:
+    from ..broker import QueueBroker
+
+    async with QueueBroker.from_url(options.broker_url) as broker:
+        return selection.choose(await broker.queue(queue).dead.list(LIST_LIMIT))
+
+
+def _summary(letter: DeadLetter) -> dict[str, Any]:
+    envelope = letter.envelope
+    return {
+        "queue": letter.queue,
+        "id": envelope.id if envelope is not None else None,
+        "dead_at": letter.dead_at,
+        "attempt": letter.attempt,
+        "reason": letter.reason,
+    }
+
+
+@dlq.command(name="list")
+@click.argument("queue")
+@filters
+@connection_options
+@guarded
+def list_command(
+    queue: str,
+    reason: str | None,
+    older_than: float | None,
+    limit: int | None,
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """The dead letters of QUEUE, oldest first: number, id, when, attempt, reason."""
+    options = resolve_options(as_json=as_json, **common)
+    letters = asyncio.run(_chosen(options, queue, Selection(reason, older_than, limit)))
+    if options.as_json:
+        for letter in letters:
+            options.emit_json(_summary(letter))
+        return
+    options.table(
+        f"dead letters of {queue}",
+        ("#", "id", "dead at", "attempt", "reason"),
+        [
+            (
+                number,
+                letter.envelope.id if letter.envelope is not None else "(undecodable)",
+                timestamp(letter.dead_at),
+                letter.attempt,
+                letter.reason,
+            )
+            for number, letter in enumerate(letters, 1)
+        ],
+    )
+
+
+def _raw_text(raw: bytes) -> dict[str, str]:
+    try:
+        return {"raw_text": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"raw_hex": raw.hex()}
+
+
+@dlq.command()
+@click.argument("queue")
+@click.argument("which", required=False, default="1", metavar="[N|ID]")
+@filters
+@connection_options
+@guarded
+def show(
+    queue: str,
+    which: str,
+    reason: str | None,
+    older_than: float | None,
+    limit: int | None,
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """One dead letter in full: the N-th of `list` (default the oldest) or the one with ID."""
+    options = resolve_options(as_json=as_json, **common)
+    letters = asyncio.run(_chosen(options, queue, Selection(reason, older_than, limit)))
+    letter = _pick(letters, which)
+    document: dict[str, Any] = _summary(letter)
+    if letter.envelope is not None:
+        document["envelope"] = envelope_data(letter.envelope)
+    else:
+        document.update(_raw_text(letter.raw))
+    if options.as_json:
+        options.emit_json(document)
+        return
+    for field in ("queue", "id", "reason", "attempt"):
+        click.echo(f"{field}: {document[field]}")
+    click.echo(f"dead_at: {timestamp(letter.dead_at)}")
+    if "envelope" in document:
+        click.echo("envelope:")
+        click.echo(json.dumps(document["envelope"], indent=2, ensure_ascii=False, default=str))
+    elif "raw_text" in document:
+        click.echo(f"raw (text, undecodable): {document['raw_text']}")
+    else:
+        click.echo(f"raw (hex, undecodable): {document['raw_hex']}")
+
+
+def _pick(letters: list[DeadLetter], which: str) -> DeadLetter:
+    if which.isdigit():
+        number = int(which)
+        if 1 <= number <= len(letters):
+            return letters[number - 1]
+        fail(f"no dead letter number {number} (there are {len(letters)})", 1)
+    for letter in letters:
+        if letter.envelope is not None and letter.envelope.id == which:
+            return letter
+    fail(f"no dead letter with id {which!r}", 1)
+
+
+def _bulk(verb: str, operate: Callable[..., Any]) -> Callable[..., None]:
+    def command(
+        queue: str,
+        reason: str | None,
+        older_than: float | None,
+        limit: int | None,
+        as_json: bool,
+        to: str | None = None,
+        **common: Any,
+    ) -> None:
+        from ..broker import QueueBroker
+
+        options = resolve_options(as_json=as_json, **common)
+        extra = {"to": to} if to is not None else {}
+
+        async def work() -> int:
+            async with QueueBroker.from_url(options.broker_url) as broker:
+                dead = broker.queue(queue).dead
+                count: int = await operate(
+                    dead, reason=reason, older_than=older_than, limit=limit, **extra
+                )
+                return count
+
+        count = asyncio.run(work())
+        if options.as_json:
+            options.emit_json({"queue": queue, verb: count, **extra})
+        else:
+            where = f" to {to}" if to is not None else ""
+            click.echo(f"{verb} {count} dead letter(s) of {queue}{where}")
+
+    return command
+
+
+def _requeue(dead: Any, **kwargs: Any) -> Any:
+    return dead.requeue(**kwargs)
+
+
+def _purge(dead: Any, **kwargs: Any) -> Any:
+    return dead.purge(**kwargs)
+
+
+requeue = dlq.command(
+    name="requeue",
+    help="Send the chosen dead letters back as first attempts (to --to, default QUEUE).",
+)(
+    click.argument("queue")(
+        click.option("--to", help="Replay them on this queue instead.")(
+            filters(connection_options(guarded(_bulk("requeued", _requeue))))
+        )
+    )
+)
+
+purge = dlq.command(name="purge", help="Delete the chosen dead letters for good.")(
+    click.argument("queue")(filters(connection_options(guarded(_bulk("purged", _purge)))))
+)
