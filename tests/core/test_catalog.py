@@ -263,7 +263,8 @@ def test_exchange_and_binding_errors_name_the_entry(
         ),
         (
             {"version": 1, "queues": [{"name": "q", "providing_args": []}]},
-            "queues[0] ('q'): unknown keys ['providing_args'] (allowed: ['address', 'bindings', 'name', 'payload'])",
+            "queues[0] ('q'): unknown keys ['providing_args'] "
+            "(allowed: ['address', 'bindings', 'name', 'payload'])",
         ),
         ({"version": 1, "signals": {"name": "a"}}, "'signals' must be a list"),
         ({"version": 1, "queues": "email"}, "'queues' must be a list"),
