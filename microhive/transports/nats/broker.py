@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -40,6 +40,7 @@ from ...errors import TransportError
 from ..links import RECONNECT, LinkDown
 from . import dead, keyed, places, plain
 from .consumer import NatsConsumer
+from .consumers import Consumers
 from .jetstream import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStream
 from .link import Link
 from .options import NatsOptions, parse
@@ -47,7 +48,6 @@ from .options import consumer_name as instance_name
 from .places import Place
 from .settle import Settler
 from .tail import Follower
-from .trim import Trimmer
 from .wire import (
     DUE,
     KEY,
@@ -55,57 +55,6 @@ from .wire import (
     STATUS,
     Message,
 )
-
-
-class Declare(Protocol):
-    async def __call__(self, queue: str, *, force: bool = False) -> None: ...
-
-
-class Consumers:
-    """The consumers of one broker and the trimmers of their queues: what a consumer tells
-    its broker about its life cycle (:class:`~.consumer.Owner`)."""
-
-    def __init__(self, declare: Declare, jetstream: JetStream) -> None:
-        self.declare = declare
-        self.jetstream = jetstream
-        self.running: set[NatsConsumer] = set()
-        self.trimmers: dict[str, Trimmer] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
-
-    def add(self, consumer: NatsConsumer) -> None:
-        self.running.add(consumer)
-        if not consumer.place.owned:
-            return  # an operator's stream: its own limits, never purged by microhive
-        trimmer = self.trimmers.get(consumer.queue)
-        if trimmer is None:
-            trimmer = self.trimmers[consumer.queue] = Trimmer(self.jetstream, consumer.queue)
-            trimmer.start()
-        trimmer.users += 1
-
-    async def redeclare(self, queue: str) -> None:
-        await self.declare(queue, force=True)
-
-    def stopped(self, consumer: NatsConsumer) -> None:
-        """It stays known while its keeper runs (it may still hold deliveries)."""
-        trimmer = self.trimmers.get(consumer.queue)
-        if trimmer is not None and consumer.place.owned:
-            trimmer.users -= 1
-            if trimmer.users <= 0:
-                del self.trimmers[consumer.queue]
-                task = asyncio.get_running_loop().create_task(trimmer.stop())
-                self._stopping.add(task)
-                task.add_done_callback(self._stopping.discard)
-
-    def ended(self, consumer: NatsConsumer) -> None:
-        self.running.discard(consumer)
-
-    async def abort(self) -> None:
-        running, self.running = list(self.running), set()
-        for consumer in running:
-            await consumer.abort()
-        trimmers, self.trimmers = list(self.trimmers.values()), {}
-        for trimmer in trimmers:
-            await trimmer.stop()
 
 
 class NatsBroker(QueueBroker):
