@@ -27,18 +27,9 @@ from microhive import (
 )
 from microhive.testing import eventually
 
-SEED_CATALOG = {
-    "version": 1,
-    "signals": [
-        {"name": "post", "providing_args": ["post", "user"]},
-        {"name": "user_enter", "providing_args": ["name"]},
-        {"name": "user_exit", "providing_args": ["name"]},
-        {"name": "new_post", "providing_args": ["num"]},
-        {"name": "check_user", "providing_args": ["user"]},
-        {"name": "started", "providing_args": []},
-    ],
-    "queues": [{"name": "post"}, {"name": "email"}, {"name": "started"}],
-}
+from ..examples.test_seed_talk import CATALOG
+
+SEED_CATALOG = CATALOG  # the talk's signals.json, as tests/examples/test_seed_talk.py has it
 
 
 async def test_what_load_stuff_declared_is_usable_on_a_bare_bus_and_broker(tmp_path: Path) -> None:

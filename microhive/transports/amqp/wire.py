@@ -152,6 +152,13 @@ def message_properties(envelope: Envelope, content_type: str, persistent: bool =
         headers = dict(envelope.headers)
         if envelope.attempt > 1:
             headers["x-attempt"] = envelope.attempt
+    return _envelope_properties(envelope, content_type, persistent, headers)
+
+
+def _envelope_properties(
+    envelope: Envelope, content_type: str, persistent: bool, headers: dict[str, Any] | None
+) -> bytes:
+    """The standard properties that repeat the envelope's fields (id, sender, kind, time)."""
     return properties(
         content_type=content_type,
         delivery_mode=PERSISTENT if persistent else TRANSIENT,
@@ -328,17 +335,8 @@ def payload_properties(
     if envelope.attempt > 1:
         headers["x-attempt"] = envelope.attempt
     headers.update(extra)
-    return properties(
-        content_type="text/plain; charset=utf-8" if form == "text" else "application/octet-stream",
-        delivery_mode=PERSISTENT if persistent else TRANSIENT,
-        message_id=envelope.id,
-        app_id=envelope.sender or None,
-        kind=envelope.kind.value,
-        timestamp=envelope.sent_at,
-        headers=headers,
-        correlation_id=envelope.correlation_id,
-        reply_to=envelope.reply_to,
-    )
+    content_type = "text/plain; charset=utf-8" if form == "text" else "application/octet-stream"
+    return _envelope_properties(envelope, content_type, persistent, headers)
 
 
 _DEAD_HEADERS = frozenset({"x-reason", "x-queue", "x-dead-at", "x-attempt"})
