@@ -10,6 +10,8 @@ import pytest
 
 from microhive import private_catalog
 
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:

@@ -1,0 +1,1 @@
+"""One :class:`~microhive.tasks.store.ResultStore` per engine."""
