@@ -5,7 +5,7 @@ The same agent code runs on ``memory://`` and on real engines; see docs/concepts
 
 from .agent.agent import MicroAgent
 from .agent.context import current_message
-from .agent.decorators import consumer, cron, on, periodic, receiver
+from .agent.decorators import consumer, cron, on, periodic, receiver, task
 from .broker import MAX_DELAY, Consumer, DeadLetter, Delivery, QueueBroker, QueueHandle
 from .bus import Reply, SignalBus, SignalHandle
 from .capabilities import Capabilities
@@ -28,13 +28,20 @@ from .errors import (
     PayloadTooLarge,
     Reject,
     RemoteError,
+    ResultTimeout,
     Retry,
+    TaskFailed,
+    TaskRevoked,
     TransportError,
     UnknownNameError,
     UnroutableError,
 )
 from .registry import private_catalog
 from .retry import Backoff
+from .tasks.canvas import Chain, Chord, Group, Signature, chain, chord, group
+from .tasks.context import current_job
+from .tasks.job import Job
+from .tasks.store import JobRecord, JobState, ResultStore
 
 Agent = MicroAgent
 
@@ -49,6 +56,8 @@ __all__ = [
     "CapabilityError",
     "Catalog",
     "CatalogError",
+    "Chain",
+    "Chord",
     "Codec",
     "ConfigurationError",
     "Consumer",
@@ -57,8 +66,12 @@ __all__ = [
     "Delivery",
     "Envelope",
     "Exchange",
+    "Group",
     "HandlerAborted",
     "HandlerTimeout",
+    "Job",
+    "JobRecord",
+    "JobState",
     "JsonCodec",
     "Kind",
     "MicroAgent",
@@ -73,20 +86,30 @@ __all__ = [
     "Reject",
     "RemoteError",
     "Reply",
+    "ResultStore",
+    "ResultTimeout",
     "Retry",
     "Signal",
     "SignalBus",
     "SignalHandle",
+    "Signature",
+    "TaskFailed",
+    "TaskRevoked",
     "TransportError",
     "UnknownNameError",
     "UnroutableError",
+    "chain",
+    "chord",
     "consumer",
     "cron",
+    "current_job",
     "current_message",
+    "group",
     "load_stuff",
     "on",
     "parse_catalog",
     "periodic",
     "private_catalog",
     "receiver",
+    "task",
 ]

@@ -13,7 +13,8 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
 
@@ -44,7 +45,14 @@ from .middleware import Hooks, Middleware, chain, notify
 from .registry import active_registry
 from .urls import redact, resolve
 
+if TYPE_CHECKING:
+    from .tasks.canvas import Signature, Workflow
+    from .tasks.job import Job
+    from .tasks.submit import Callbacks
+
 log = logging.getLogger("microhive.broker")
+
+R = TypeVar("R")
 
 MAX_DELAY = 49 * 24 * 3600.0
 """The longest ``delay=`` every engine accepts (seconds; 49 days). RabbitMQ holds delayed
@@ -428,6 +436,49 @@ class QueueBroker(Connection):
             )
         return found[exchange]
 
+    # -- tasks (microhive/tasks) -----------------------------------------------------------
+
+    async def submit(
+        self,
+        target: Signature[R] | Workflow,
+        *,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        job_id: str | None = None,
+        link: Callbacks = None,
+        link_error: Callbacks = None,
+        sender: str = "",
+    ) -> Job[R]:
+        """Submit a task (``queues.add.s(x=1, y=1)``) or a workflow (``chain``, ``group``,
+        ``chord``); returns its :class:`~microhive.tasks.job.Job` at once (docs/tasks.md)."""
+        from .tasks.submit import submit
+
+        return await submit(
+            self,
+            target,
+            delay=delay,
+            at=at,
+            job_id=job_id,
+            link=link,
+            link_error=link_error,
+            sender=sender,
+        )
+
+    def job(self, job_id: str) -> Job[Any]:
+        """The job ``job_id`` (submitted here or by any other process) to ask or wait for."""
+        from .tasks.job import Job
+        from .tasks.stores import store_for
+
+        return Job(store_for(self), job_id)
+
+    async def close(self) -> None:
+        """Close the connection and the result store the broker's jobs opened."""
+        await super().close()
+        if getattr(self, "_result_store", None) is not None:
+            from .tasks.stores import close_store
+
+            await close_store(self)
+
     # -- transport primitives ----------------------------------------------------------
 
     @abstractmethod
@@ -521,6 +572,31 @@ class QueueHandle:
 
     async def length(self) -> int:
         return await self.broker.length(self.queue)
+
+    def s(self, **arguments: Any) -> Signature[Any]:
+        """A signature of this queue's task: ``broker.add.s(x=1)``."""
+        return self.queue.s(**arguments)
+
+    async def submit(
+        self,
+        *,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        job_id: str | None = None,
+        link: Callbacks = None,
+        link_error: Callbacks = None,
+        **arguments: Any,
+    ) -> Job[Any]:
+        """Submit this queue's task with keyword ``arguments``: ``broker.add.submit(x=1, y=1)``."""
+        return await self.broker.submit(
+            self.queue.s(**arguments),
+            delay=delay,
+            at=at,
+            job_id=job_id,
+            link=link,
+            link_error=link_error,
+            sender=self.sender,
+        )
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.broker.dead_letters(self.queue, limit)

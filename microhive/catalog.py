@@ -2,7 +2,8 @@
 
 Beyond the seed's format, a catalog may declare ``"exchanges": [{"name", "type"}]`` and give a
 queue ``"bindings": [{"exchange": "<name>", "key": "<routing key>"}]``, ``"payload": "text"``
-(or ``"bytes"``) and ``"address": "<existing engine object>"`` (docs/concepts.md).
+(or ``"bytes"``), ``"address": "<existing engine object>"`` and, for a task queue,
+``"providing_args": [...]`` (its arguments, checked at the sender; docs/tasks.md).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .registry import active_registry, declaring_from, private_catalog
 
 _TOP_KEYS = {"version", "signals", "queues", "exchanges"}
 _SIGNAL_KEYS = {"name", "providing_args"}
-_QUEUE_KEYS = {"name", "bindings", "payload", "address"}
+_QUEUE_KEYS = {"name", "bindings", "payload", "address", "providing_args"}
 _EXCHANGE_KEYS = {"name", "type"}
 _BINDING_KEYS = {"exchange", "key"}
 
@@ -183,7 +184,12 @@ def _make_queue(entry: dict[str, Any], exchanges: dict[str, Exchange]) -> Queue:
         raise TypeError('\'payload\' must be "json", "text" or "bytes"')
     if address is not None and not isinstance(address, str):
         raise TypeError("'address' must be the engine object's name (a string)")
-    return Queue(entry["name"], bindings=found, payload=payload, address=address)
+    args = entry.get("providing_args")
+    if args is not None and not isinstance(args, list):
+        raise TypeError("'providing_args' must be a list of names (a task's arguments)")
+    return Queue(
+        entry["name"], bindings=found, payload=payload, address=address, providing_args=args
+    )
 
 
 def _no_duplicates(origin: str, section: str, names: list[str]) -> None:

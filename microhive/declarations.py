@@ -10,15 +10,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigurationError, PayloadError, UnknownNameError
 from .registry import Registry, active_registry
 
+if TYPE_CHECKING:
+    from .tasks.canvas import Signature
+
 RESERVED_ARGUMENTS = frozenset({"sender", "signal", "timeout", "expect"})
 """Names that ``send``/``call``/``gather`` or receivers already use for themselves."""
+
+TASK_OPTIONS = frozenset({"delay", "at", "job_id", "link", "link_error"})
+"""``submit``'s own keyword options: no task argument may be called so."""
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
@@ -224,6 +230,8 @@ class Queue:
     address: str | None = None
     dead_of: str | None = None
     """Set on ``queue.dead``: the queue whose dead letters this one consumes."""
+    providing_args: tuple[str, ...] | None = None
+    """A task queue's argument names (``None``: not declared; a schema declares them too)."""
 
     def __init__(
         self,
@@ -233,8 +241,10 @@ class Queue:
         bindings: Iterable[BindingLike] = (),
         payload: str = "json",
         address: str | None = None,
+        providing_args: Iterable[str] | None = None,
     ) -> None:
         check_name("queue", name)
+        args = _task_arguments(name, schema, providing_args)
         if isinstance(bindings, Binding | Exchange | str):
             raise ConfigurationError(f"queue {name!r}: bindings must be a list of bindings")
         if payload not in PAYLOAD_KINDS:
@@ -264,11 +274,35 @@ class Queue:
         object.__setattr__(self, "payload", payload)
         object.__setattr__(self, "address", address)
         object.__setattr__(self, "dead_of", None)
+        object.__setattr__(self, "providing_args", args)
         active_registry().add("queue", self, self.shape())
 
     def shape(self) -> tuple[Any, ...]:
         """What two declarations of one name must agree on."""
-        return (self.schema, self.bindings, self.payload, self.address)
+        return (self.schema, self.bindings, self.payload, self.address, self.providing_args)
+
+    @property
+    def arguments(self) -> tuple[str, ...] | None:
+        """The task arguments this queue declares (``providing_args`` or the schema's
+        fields), or ``None`` when it declares none: then only the worker checks them."""
+        if self.schema is not None:
+            return tuple(self.schema.model_fields)
+        return self.providing_args
+
+    @property
+    def required(self) -> frozenset[str]:
+        """The declared arguments a complete call must give (all of ``providing_args``; a
+        schema's fields without a default)."""
+        if self.schema is not None:
+            fields = self.schema.model_fields
+            return frozenset(name for name, info in fields.items() if info.is_required())
+        return frozenset(self.providing_args or ())
+
+    def s(self, **arguments: Any) -> Signature[Any]:
+        """A signature: this task with (some of) its arguments, for ``submit`` and workflows."""
+        from .tasks.canvas import Signature
+
+        return Signature(self, arguments)
 
     @property
     def dead(self) -> Queue:
@@ -282,6 +316,7 @@ class Queue:
         object.__setattr__(dead, "payload", "json")
         object.__setattr__(dead, "address", None)
         object.__setattr__(dead, "dead_of", self.name)
+        object.__setattr__(dead, "providing_args", None)
         return dead
 
     @property
@@ -314,10 +349,38 @@ class Queue:
             parts.append(f"payload={self.payload!r}")
         if self.address is not None:
             parts.append(f"address={self.address!r}")
+        if self.providing_args is not None:
+            parts.append(f"providing_args={list(self.providing_args)!r}")
         if self.bindings:
             keys = [(b.exchange.name, b.key) for b in self.bindings]
             parts.append(f"bindings={keys!r}")
         return f"Queue({', '.join(parts)})"
+
+
+def _task_arguments(
+    queue: str, schema: type[BaseModel] | None, providing_args: Iterable[str] | None
+) -> tuple[str, ...] | None:
+    """Check a queue's declared task arguments: identifiers, no duplicates, no name that
+    ``submit`` keeps for its own options."""
+    if providing_args is None and schema is None:
+        return None
+    if providing_args is not None and schema is not None:
+        raise ConfigurationError(f"queue {queue!r}: give providing_args or schema, not both")
+    if isinstance(providing_args, str):
+        raise ConfigurationError(f"queue {queue!r}: providing_args must be a list of names")
+    args = tuple(providing_args) if providing_args is not None else ()
+    names = args if schema is None else tuple(schema.model_fields)
+    for arg in names:
+        if not isinstance(arg, str) or not arg.isidentifier():
+            raise ConfigurationError(f"queue {queue!r}: argument {arg!r} is not an identifier")
+        if arg in TASK_OPTIONS:
+            raise ConfigurationError(
+                f"queue {queue!r}: argument name {arg!r} is reserved "
+                f"({', '.join(sorted(TASK_OPTIONS))} are submit's own options)"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"queue {queue!r}: duplicate argument in {list(names)}")
+    return args if schema is None else None
 
 
 T = TypeVar("T", bound=Signal | Queue)
@@ -429,4 +492,5 @@ def undeclared_queue(name: str) -> Queue:
     object.__setattr__(queue, "payload", "json")
     object.__setattr__(queue, "address", None)
     object.__setattr__(queue, "dead_of", None)
+    object.__setattr__(queue, "providing_args", None)
     return queue

@@ -140,3 +140,39 @@ class Retry(MicroHiveError):
             raise ValueError(f"Retry(delay=...) must be a number of seconds >= 0, not {delay!r}")
         super().__init__(reason)
         self.delay = delay
+
+
+class TaskError(MicroHiveError):
+    """Base class of what waiting for a job's result raises at the caller."""
+
+
+class TaskFailed(TaskError):
+    """The job failed for good: ``remote_type`` and ``remote_message`` describe the
+    exception the task raised on the worker (or why the worker could not run it)."""
+
+    def __init__(self, job_id: str, remote_type: str, remote_message: str) -> None:
+        self.job_id = job_id
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        super().__init__(f"job {job_id}: {remote_type}: {remote_message}")
+
+
+class TaskRevoked(TaskError):
+    """The job was revoked (``job.revoke()``): it will never have a result.
+
+    Also raised inside a running task at its next ``progress()`` or ``check_revoked()``
+    once someone revoked it, so it can stop cooperatively."""
+
+    def __init__(self, job_id: str, reason: str = "revoked") -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"job {job_id} was revoked: {reason}")
+
+
+class ResultTimeout(TaskError, TimeoutError):
+    """The job was not finished within ``result(timeout=...)``; it may still finish."""
+
+    def __init__(self, job_id: str, state: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.state = state
+        super().__init__(f"job {job_id} is still {state} after {timeout:g} s")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from ..declarations import Queue, Signal
+from ..declarations import TASK_OPTIONS, Queue, Signal
 from ..errors import ConfigurationError
 from ..retry import Backoff
+from ..tasks.store import DEFAULT_MAX_RESULT_SIZE, DEFAULT_RESULT_TTL
 from .specs import (
     HOOK_EVENTS,
     ConsumerSpec,
@@ -22,6 +24,7 @@ from .specs import (
     PeriodicSpec,
     ReceiverSpec,
     Spec,
+    TaskOptions,
     check_timeout,
     make_cron,
 )
@@ -75,32 +78,59 @@ def consumer(
     ``batch_timeout`` seconds after the first arrived, and acknowledged together when it
     returns; ``timeout`` then covers the whole batch.
     """
+    spec = _consumer_spec(
+        "@consumer",
+        queue,
+        timeout,
+        concurrency,
+        retries,
+        backoff,
+        dead_letter,
+        autoack,
+        batch,
+        batch_timeout,
+    )
+    return lambda function: _attach(function, spec)
+
+
+def _consumer_spec(
+    what: str,
+    queue: Queue,
+    timeout: float | None,
+    concurrency: int,
+    retries: int,
+    backoff: float | Backoff,
+    dead_letter: bool,
+    autoack: bool,
+    batch: int | None,
+    batch_timeout: float,
+) -> ConsumerSpec:
     if not isinstance(queue, Queue):
-        raise ConfigurationError("@consumer needs a Queue declaration")
+        raise ConfigurationError(f"{what} needs a Queue declaration")
     if not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"@consumer({queue.name!r}): concurrency must be >= 1")
+        raise ConfigurationError(f"{what}({queue.name!r}): concurrency must be >= 1")
     if not isinstance(retries, int) or retries < 0:
-        raise ConfigurationError(f"@consumer({queue.name!r}): retries must be >= 0")
+        raise ConfigurationError(f"{what}({queue.name!r}): retries must be >= 0")
     if isinstance(backoff, int | float) and not isinstance(backoff, bool):
         try:
             backoff = Backoff(initial=float(backoff))
         except ConfigurationError as exc:
-            raise ConfigurationError(f"@consumer({queue.name!r}): {exc}") from None
+            raise ConfigurationError(f"{what}({queue.name!r}): {exc}") from None
     elif not isinstance(backoff, Backoff):
         raise ConfigurationError(
-            f"@consumer({queue.name!r}): backoff must be seconds (a number) or a Backoff"
+            f"{what}({queue.name!r}): backoff must be seconds (a number) or a Backoff"
         )
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
-        raise ConfigurationError(f"@consumer({queue.name!r}): batch must be an integer >= 1")
+        raise ConfigurationError(f"{what}({queue.name!r}): batch must be an integer >= 1")
     if (
         not isinstance(batch_timeout, int | float)
         or not math.isfinite(batch_timeout)
         or batch_timeout < 0
     ):
-        raise ConfigurationError(f"@consumer({queue.name!r}): batch_timeout must be a number >= 0")
+        raise ConfigurationError(f"{what}({queue.name!r}): batch_timeout must be a number >= 0")
     spec = ConsumerSpec(
         queue,
-        check_timeout(f"@consumer({queue.name!r})", timeout),
+        check_timeout(f"{what}({queue.name!r})", timeout),
         concurrency,
         retries,
         backoff,
@@ -109,7 +139,75 @@ def consumer(
         batch or 0,
         float(batch_timeout),
     )
-    return lambda function: _attach(function, spec)
+    return spec
+
+
+def task(
+    queue: Queue,
+    *,
+    timeout: float | None = 60,
+    concurrency: int = 1,
+    retries: int = 0,
+    backoff: float | Backoff = 1.0,
+    dead_letter: bool = False,
+    result_ttl: float = DEFAULT_RESULT_TTL,
+    max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
+) -> Callable[[F], F]:
+    """A task on ``queue``: a consumer whose return value is kept as the job's result.
+
+    Submitted with ``broker.<queue>.submit(**arguments)``; arguments are keywords. Failures
+    are retried ``retries`` times (state ``retrying`` in between; none by default, as in
+    Celery), then the job fails; its message is dead-lettered only with
+    ``dead_letter=True`` (a requeued message of a finished job is skipped). The record is
+    kept ``result_ttl`` seconds after its last change; a result bigger than
+    ``max_result_size`` bytes once encoded (or not JSON) fails the job with that reason.
+    """
+    spec = _consumer_spec(
+        "@task", queue, timeout, concurrency, retries, backoff, dead_letter, False, None, 0.05
+    )
+    if not isinstance(result_ttl, int | float) or not math.isfinite(result_ttl) or result_ttl <= 0:
+        raise ConfigurationError(f"@task({queue.name!r}): result_ttl must be seconds > 0")
+    if not isinstance(max_result_size, int) or max_result_size < 1:
+        raise ConfigurationError(f"@task({queue.name!r}): max_result_size must be bytes >= 1")
+    spec = replace(spec, task=TaskOptions(float(result_ttl), max_result_size))
+
+    def decorate(function: F) -> F:
+        _check_task(function, queue)
+        return _attach(function, spec)
+
+    return decorate
+
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _check_task(function: Callable[..., Any], queue: Queue) -> None:
+    """A task method takes keywords, none of them ``submit``'s options, and (when the queue
+    declares its arguments) exactly what the queue declares."""
+    name = getattr(function, "__qualname__", repr(function))
+    parameters = list(inspect.signature(function).parameters.values())[1:]  # drop self
+    for parameter in parameters:
+        if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
+            raise ConfigurationError(f"{name}: task arguments are keywords, not {parameter}")
+        if parameter.name in TASK_OPTIONS:
+            raise ConfigurationError(
+                f"{name}: argument name {parameter.name!r} is reserved "
+                f"({', '.join(sorted(TASK_OPTIONS))} are submit's own options)"
+            )
+    declared = queue.arguments
+    if declared is None:
+        return
+    accepted = {p.name for p in parameters if p.kind in _NAMED}
+    var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    if not var_keyword and (missing := [a for a in declared if a not in accepted]):
+        raise ConfigurationError(
+            f"{name}: queue {queue.name!r} declares arguments {missing} it does not take"
+        )
+    required = {p.name for p in parameters if p.kind in _NAMED and p.default is p.empty}
+    if never := sorted(required - set(declared)):
+        raise ConfigurationError(
+            f"{name}: requires {never}, which queue {queue.name!r} does not declare"
+        )
 
 
 def periodic(

@@ -8,7 +8,7 @@ bad input goes to the dead-letter queue at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -253,13 +253,20 @@ async def observed(agent: MicroAgent, event: Handling, work: Awaitable[str]) -> 
 
 async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> None:
     """Run one consumer for one delivery and settle it: ack, retry, dead-letter or release."""
-    if not agent._hooks.watching:
-        await _process(agent, handler, delivery, None)
-        return
     spec = handler.spec
     assert isinstance(spec, ConsumerSpec)
+    work = _process if spec.task is None else _run_task()  # a task also keeps its outcome
+    if not agent._hooks.watching:
+        await work(agent, handler, delivery, None)
+        return
     event = Handling("message", agent.name, handler.name, spec.queue.name, delivery.envelope)
-    await observed(agent, event, _process(agent, handler, delivery, event))
+    await observed(agent, event, work(agent, handler, delivery, event))
+
+
+def _run_task() -> Callable[[MicroAgent, Handler, Delivery, Handling | None], Awaitable[str]]:
+    from ..tasks.running import run_task  # the task layer builds on this module
+
+    return run_task
 
 
 async def _process(

@@ -38,6 +38,14 @@ class ReceiverSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """What makes a consumer a task (``@task``): its result is kept, this long, this big."""
+
+    ttl: float
+    max_result_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerSpec:
     queue: Queue
     timeout: float | None
@@ -49,6 +57,8 @@ class ConsumerSpec:
     batch: int = 0
     """0: the handler gets one message at a time; N: a list of up to N payloads."""
     batch_timeout: float = 0.05
+    task: TaskOptions | None = None
+    """Set by ``@task``: the outcome is also written to the result store (microhive/tasks)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..broker import QueueBroker, QueueHandle
 from ..bus import SignalBus, SignalHandle
 from ..declarations import Exchange, Namespace, Queue, Signal, lookup
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..tasks.job import Job
 
 
 class BusView:
@@ -111,6 +114,13 @@ class BrokerView:
             sender=self._agent,
             queues=self._queues.values(),
         )
+
+    async def submit(self, target: Any, **options: Any) -> Job[Any]:
+        """``self.broker.submit(chain(...))``: as QueueBroker.submit, from this agent."""
+        return await self.transport.submit(target, sender=self._agent, **options)
+
+    def job(self, job_id: str) -> Job[Any]:
+        return self.transport.job(job_id)
 
     def __getattr__(self, name: str) -> QueueHandle:
         if name.startswith("_"):

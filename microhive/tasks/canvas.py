@@ -1,0 +1,192 @@
+"""Signatures and workflows: what to run, built and checked at the sender.
+
+A :class:`Signature` is a task queue with (some of) its keyword arguments. Workflows combine
+them: :func:`chain` (each step gets the previous result), :func:`group` (run together, the
+results in order) and :func:`chord` (a group, then one callback with the list of results).
+A step that receives a value — a chain step after the first, a chord callback, a ``link`` or
+``link_error`` callback — leaves exactly one declared argument out, and the value fills it;
+anything else is refused here, before a message is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ..declarations import TASK_OPTIONS, Queue
+from ..errors import ConfigurationError, PayloadError
+
+T = TypeVar("T")
+
+
+def _undeclared(queue: Queue, arguments: Iterable[str]) -> list[str]:
+    declared = queue.arguments
+    if declared is None:
+        return []
+    return sorted(set(arguments) - set(declared))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Signature(Generic[T]):
+    """A task with (some of) its arguments: ``queues.add.s(x=1, y=2)``.
+
+    Arguments the queue does not declare are refused at once; whether enough are given is
+    checked where the signature is used (submit: all of them; a callback: all but one).
+    """
+
+    queue: Queue
+    arguments: Mapping[str, Any]
+
+    def __init__(self, queue: Queue, arguments: Mapping[str, Any]) -> None:
+        if not isinstance(queue, Queue):
+            raise ConfigurationError(f"a signature needs a Queue declaration, not {queue!r}")
+        if queue.dead_of is not None:
+            raise ConfigurationError(f"{queue.name!r} holds dead letters: it runs no tasks")
+        if reserved := sorted(TASK_OPTIONS & arguments.keys()):
+            raise PayloadError(
+                f"task {queue.name!r}: {reserved} are submit's own options, not task arguments "
+                "(give them to submit(...))"
+            )
+        if extra := _undeclared(queue, arguments):
+            raise PayloadError(
+                f"task {queue.name!r} takes {list(queue.arguments or ())}: undeclared {extra}"
+            )
+        object.__setattr__(self, "queue", queue)
+        object.__setattr__(self, "arguments", dict(arguments))
+
+    @property
+    def name(self) -> str:
+        return self.queue.name
+
+    def left_out(self) -> list[str]:
+        """The declared arguments this signature does not give (required ones only)."""
+        if self.queue.arguments is None:
+            raise PayloadError(
+                f"task {self.name!r} does not declare its arguments, so the one that takes the "
+                "previous result cannot be known: declare them on the queue (providing_args=[...] "
+                "or a schema, in Python or in the JSON catalog)"
+            )
+        return sorted(self.queue.required - self.arguments.keys())
+
+    def complete(self) -> dict[str, Any]:
+        """The payload of a call with no value to fill in: every required argument given,
+        checked against the queue's schema when it has one."""
+        if self.queue.arguments is not None and (missing := self.left_out()):
+            raise PayloadError(
+                f"task {self.name!r} takes {list(self.queue.arguments)}: missing {missing}"
+            )
+        payload: dict[str, Any] = self.queue.make_payload(dict(self.arguments))
+        return payload
+
+    def slot(self, role: str) -> str:
+        """The one argument a value fills (``role`` says which value, for the error)."""
+        missing = self.left_out()
+        if len(missing) != 1:
+            given = sorted(self.arguments)
+            raise PayloadError(
+                f"task {self.name!r} as {role}: it must leave exactly one of its arguments "
+                f"{list(self.queue.arguments or ())} out for the value, but leaves "
+                f"{missing or 'none'} out (given {given})"
+            )
+        return missing[0]
+
+    def __or__(self, other: Signature[Any] | Chain) -> Chain:
+        """``add.s(x=4, y=4) | mul.s(y=8)``: Celery's spelling of a chain."""
+        return chain(self, other)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+        return f"{self.name}.s({args})"
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Steps run one after another; each gets the previous result. Its job is the last
+    step's, and a failed step fails it."""
+
+    steps: tuple[Signature[Any], ...]
+
+    def __or__(self, other: Signature[Any] | Chain) -> Chain:
+        return chain(self, other)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Members run in parallel; its result is the list of their results, in order."""
+
+    members: tuple[Signature[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Chord:
+    """A group, then ``callback`` with the list of the group's results."""
+
+    header: Group
+    callback: Signature[Any]
+
+
+Workflow = Chain | Group | Chord
+
+
+def chain(*steps: Signature[Any] | Chain) -> Chain:
+    """``chain(add.s(x=4, y=4), mul.s(y=8))``: ``mul`` gets ``add``'s result as ``x``."""
+    flat: list[Signature[Any]] = []
+    for step in steps:
+        if isinstance(step, Chain):
+            flat += step.steps
+        elif isinstance(step, Signature):
+            flat.append(step)
+        else:
+            raise ConfigurationError(
+                f"a chain's steps are signatures (queue.s(...)), not {type(step).__name__}; "
+                "a group inside a chain is not supported: use chord(group, callback)"
+            )
+    if not flat:
+        raise ConfigurationError("a chain needs at least one step")
+    for index, step in enumerate(flat[1:], start=1):
+        step.slot(f"step {index} of a chain")
+    flat[0].complete()
+    return Chain(tuple(flat))
+
+
+def group(*members: Signature[Any] | Iterable[Signature[Any]]) -> Group:
+    """``group(add.s(x=i, y=i) for i in range(10))`` or ``group(a.s(), b.s())``."""
+    found: list[Any] = []
+    for item in members:
+        if isinstance(item, Signature):
+            found.append(item)
+        elif isinstance(item, Chain | Group | Chord):
+            raise ConfigurationError("a group's members are signatures; nested workflows are not")
+        else:
+            found += list(item)
+    for member in found:
+        if not isinstance(member, Signature):
+            raise ConfigurationError(
+                f"a group's members are signatures (queue.s(...)), not {type(member).__name__}"
+            )
+        member.complete()
+    return Group(tuple(found))
+
+
+def chord(header: Group | Iterable[Signature[Any]], callback: Signature[Any]) -> Chord:
+    """``chord(group(...), xsum.s())``: ``xsum`` gets the list of results, once."""
+    members = header if isinstance(header, Group) else group(header)
+    if not members.members:
+        raise ConfigurationError("a chord needs at least one member in its group")
+    if not isinstance(callback, Signature):
+        raise ConfigurationError("a chord's callback is a signature (queue.s(...))")
+    callback.slot("a chord's callback")
+    return Chord(members, callback)
+
+
+def callbacks(given: Signature[Any] | Iterable[Signature[Any]] | None, role: str) -> list[Any]:
+    """``link=`` / ``link_error=``: one signature or several, each leaving one argument out."""
+    if given is None:
+        return []
+    found = [given] if isinstance(given, Signature) else list(given)
+    for item in found:
+        if not isinstance(item, Signature):
+            raise ConfigurationError(f"{role} takes signatures (queue.s(...)), not {item!r}")
+        item.slot(role)
+    return found

@@ -1,0 +1,225 @@
+"""The worker side of a task: a consumer whose outcome is also written to the result store.
+
+For each message: mark the job started (or skip it when its record is already final: it
+was revoked, or this is a redelivery of a finished job — whose workflow is carried on
+again, idempotently), run the method with the message's keyword arguments, store the result
+or the failure (``retrying`` between attempts), carry the workflow on, and only then settle
+the message by the consumer's policy. A crash anywhere before the ack means redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from pydantic import BaseModel
+
+from ..agent.dispatch import (
+    cancelled_from_outside,
+    describe,
+    failure,
+    run_with_timeout,
+    settle_failure,
+)
+from ..agent.specs import ConsumerSpec, TaskOptions
+from ..broker import Delivery
+from ..codecs import JsonCodec
+from ..envelope import Envelope
+from ..errors import PayloadError, Reject, TaskRevoked
+from ..logs import enter_handling, leave_handling
+from ..middleware import Handling
+from .context import JobContext, enter_job, leave_job
+from .continuation import Continuer
+from .store import JobRecord, JobState, ResultStore
+from .stores import store_for
+from .wire import JOB, Continuation
+
+if TYPE_CHECKING:
+    from ..agent.agent import MicroAgent
+    from ..agent.handlers import Handler
+
+
+async def run_task(
+    agent: MicroAgent, handler: Handler, delivery: Delivery, event: Handling | None
+) -> str:
+    spec = handler.spec
+    assert isinstance(spec, ConsumerSpec) and spec.task is not None
+    envelope = delivery.envelope
+    if envelope is None:
+        reason = f"undecodable message: {delivery.error}"
+        agent.log.error("%s (%d bytes); dead-lettered", reason, len(delivery.raw))
+        await delivery.dead_letter(reason)
+        return "dead-lettered"
+    assert agent._broker is not None
+    token = enter_handling(handler.name, envelope)
+    try:
+        store = store_for(agent._broker)
+        run = _Run(agent, handler, spec, spec.task, delivery, envelope, store)
+        return await run.go(event)
+    finally:
+        leave_handling(token)
+
+
+class _Run:
+    """One delivery of one task message."""
+
+    def __init__(
+        self,
+        agent: MicroAgent,
+        handler: Handler,
+        spec: ConsumerSpec,
+        options: TaskOptions,
+        delivery: Delivery,
+        envelope: Envelope,
+        store: ResultStore,
+    ) -> None:
+        self.agent = agent
+        self.handler = handler
+        self.spec = spec
+        self.options = options
+        self.delivery = delivery
+        self.envelope = envelope
+        self.store = store
+        self.job = envelope.headers.get(JOB) or envelope.id
+        assert agent._broker is not None
+        self.continuer = Continuer(agent._broker, store, agent.name)
+        self.rest = Continuation()
+
+    async def go(self, event: Handling | None) -> str:
+        try:
+            self.rest = Continuation.of(self.envelope.headers)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return await self.refuse(f"invalid task headers: {exc}")
+        record = await self.start()
+        if record.state.final:  # revoked before it ran, or done before a crash: carry on
+            await self.continuer.after(record, self.rest)
+            await self.delivery.ack()
+            return "skipped"
+        try:
+            call = self.prepare()
+        except Exception as exc:
+            return await self.refuse(f"invalid payload: {describe(exc)}", exc)
+        context = JobContext(
+            self.store, self.job, self.spec.queue.name, self.envelope.attempt, self.options.ttl
+        )
+        token = enter_job(context)
+        try:
+            value = await run_with_timeout(self.handler, self.spec.timeout, call)
+        except BaseException as caught:
+            if cancelled_from_outside(caught):  # shutdown: the message runs again later
+                await asyncio.shield(self.delivery.release())
+                raise
+            error = failure(caught)
+            if isinstance(error, TaskRevoked) and error.job_id == self.job:
+                return await self.finished(None)
+            if event is not None:
+                event.error = error
+            await self.agent._error_hooks(self.handler, error, self.envelope)
+            return await self.failed(error)
+        finally:
+            leave_job(token)
+        try:
+            data = encode_result(value, self.options.max_result_size)
+        except PayloadError as exc:
+            return await self.failed(Reject(f"result cannot be stored: {exc}"))
+        changes = {"result": data, "finished_at": time.time()}
+        return await self.finished(
+            await self.store.transition(self.job, JobState.SUCCEEDED, changes, ttl=self.options.ttl)
+        )
+
+    async def start(self) -> JobRecord:
+        """The job's record, marked started unless it is final already."""
+        now = time.time()
+        attempt = self.envelope.attempt
+        changes = {"attempt": attempt, "started_at": now}
+        ttl = self.options.ttl
+        record = await self.store.transition(self.job, JobState.STARTED, changes, ttl=ttl)
+        if record is not None:
+            return record
+        found = await self.store.get(self.job)
+        if found is not None:
+            return found
+        record = JobRecord(
+            id=self.job,
+            queue=self.spec.queue.name,
+            state=JobState.STARTED,
+            attempt=attempt,
+            created_at=self.envelope.sent_at,
+            started_at=now,
+        )
+        if await self.store.create(record, ttl=ttl):
+            return record
+        return await self.store.get(self.job) or record
+
+    def prepare(self) -> Any:
+        payload = self.envelope.payload
+        if not isinstance(payload, dict):
+            raise TypeError(
+                f"task arguments are a JSON object of keywords, not {type(payload).__name__}"
+            )
+        schema = self.spec.queue.schema
+        if schema is not None:
+            payload = dict(schema.model_validate(payload))
+        if problem := self.handler.parameters.misfit(payload):
+            raise TypeError(f"arguments do not fit {self.handler.name}: {problem}")
+        return self.handler.function(self.agent, **payload)
+
+    async def finished(self, record: JobRecord | None) -> str:
+        """The job is final (this run's write, or one before it: a revoke): carry on, ack."""
+        if record is None:
+            record = await self.store.get(self.job)
+        if record is not None:
+            await self.continuer.after(record, self.rest)
+        await self.delivery.ack()
+        return "acked"
+
+    async def failed(self, error: Exception) -> str:
+        """Store the failure (``retrying`` while attempts remain), then settle the message."""
+        attempts = self.spec.retries + 1
+        changes: dict[str, Any] = {"error_type": type(error).__name__, "error_message": str(error)}
+        ttl = self.options.ttl
+        if not isinstance(error, Reject) and self.envelope.attempt < attempts:
+            await self.store.transition(self.job, JobState.RETRYING, changes, ttl=ttl)
+        else:
+            if isinstance(error, Reject):
+                changes["error_message"] = error.reason
+            changes["finished_at"] = time.time()
+            record = await self.store.transition(self.job, JobState.FAILED, changes, ttl=ttl)
+            record = record or await self.store.get(self.job)
+            if record is not None:
+                await self.continuer.after(record, self.rest)
+        return await settle_failure(self.agent, self.spec, self.delivery, self.envelope, error)
+
+    async def refuse(self, reason: str, exc: Exception | None = None) -> str:
+        """Bad input: the job fails with the reason, the message goes to the dead letters."""
+        self.agent.log.error("%s; dead-lettered", reason)
+        changes: dict[str, Any] = {
+            "error_type": type(exc).__name__ if exc is not None else "PayloadError",
+            "error_message": reason,
+            "finished_at": time.time(),
+        }
+        record = await self.store.transition(self.job, JobState.FAILED, changes)
+        if record is None and await self.store.get(self.job) is None:
+            record = JobRecord(
+                id=self.job, queue=self.spec.queue.name, state=JobState.FAILED, **changes
+            )
+            await self.store.create(record)
+        if record is not None:
+            await self.continuer.after(record, self.rest)
+        await self.delivery.dead_letter(reason)
+        return "dead-lettered"
+
+
+_codecs: dict[int, JsonCodec] = {}
+
+
+def encode_result(value: Any, limit: int) -> bytes:
+    """The result as JSON bytes; :class:`PayloadError` when it cannot be or is too big."""
+    codec = _codecs.get(limit)
+    if codec is None:
+        codec = _codecs[limit] = JsonCodec(limit)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    return codec.encode_value(value)
