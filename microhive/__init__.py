@@ -38,7 +38,7 @@ from .errors import (
 )
 from .registry import private_catalog
 from .retry import Backoff
-from .tasks.canvas import Chain, Chord, Group, Signature, chain, chord, group
+from .tasks.canvas import Chain, Chord, Group, Signature, chain, chord, group, signature
 from .tasks.context import current_job
 from .tasks.job import Job
 from .tasks.store import JobRecord, JobState, ResultStore
@@ -111,5 +111,6 @@ __all__ = [
     "periodic",
     "private_catalog",
     "receiver",
+    "signature",
     "task",
 ]

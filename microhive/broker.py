@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from pydantic import ValidationError
 
@@ -438,9 +438,10 @@ class QueueBroker(Connection):
 
     # -- tasks (microhive/tasks) -----------------------------------------------------------
 
+    @overload
     async def submit(
         self,
-        target: Signature[R] | Workflow,
+        target: Signature[R],
         *,
         delay: float | None = None,
         at: datetime | float | None = None,
@@ -448,7 +449,32 @@ class QueueBroker(Connection):
         link: Callbacks = None,
         link_error: Callbacks = None,
         sender: str = "",
-    ) -> Job[R]:
+    ) -> Job[R]: ...
+
+    @overload
+    async def submit(
+        self,
+        target: Workflow,
+        *,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        job_id: str | None = None,
+        link: Callbacks = None,
+        link_error: Callbacks = None,
+        sender: str = "",
+    ) -> Job[Any]: ...
+
+    async def submit(
+        self,
+        target: Signature[Any] | Workflow,
+        *,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        job_id: str | None = None,
+        link: Callbacks = None,
+        link_error: Callbacks = None,
+        sender: str = "",
+    ) -> Job[Any]:
         """Submit a task (``queues.add.s(x=1, y=1)``) or a workflow (``chain``, ``group``,
         ``chord``); returns its :class:`~microhive.tasks.job.Job` at once (docs/tasks.md)."""
         from .tasks.submit import submit

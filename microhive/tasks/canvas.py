@@ -10,14 +10,15 @@ anything else is refused here, before a message is sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from ..declarations import TASK_OPTIONS, Queue
 from ..errors import ConfigurationError, PayloadError
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _undeclared(queue: Queue, arguments: Iterable[str]) -> list[str]:
@@ -190,3 +191,21 @@ def callbacks(given: Signature[Any] | Iterable[Signature[Any]] | None, role: str
             raise ConfigurationError(f"{role} takes signatures (queue.s(...)), not {item!r}")
         item.slot(role)
     return found
+
+
+def signature(
+    method: Callable[Concatenate[Any, P], Awaitable[T]], *args: P.args, **arguments: P.kwargs
+) -> Signature[T]:
+    """A typed signature of a ``@task`` method: ``signature(Math.add, x=1, y=1)`` is a
+    ``Signature[int]``, so ``await broker.submit(...)`` is a ``Job[int]`` and the type
+    checker checks the arguments against the method."""
+    from ..agent.decorators import specs_of
+    from ..agent.specs import ConsumerSpec
+
+    if args:
+        raise PayloadError("task arguments are keywords: signature(Task.method, name=value)")
+    for spec in specs_of(method):
+        if isinstance(spec, ConsumerSpec) and spec.task is not None:
+            return Signature(spec.queue, arguments)
+    name = getattr(method, "__qualname__", repr(method))
+    raise ConfigurationError(f"{name} is not a @task method")

@@ -1,0 +1,147 @@
+"""The task queues and the agent the task contract tests run (the seed's Celery sample)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from microhive import MicroAgent, Namespace, Queue, QueueBroker, private_catalog, task
+from microhive.tasks.job import Job
+
+from .. import engines
+from .conftest import Factory, Transport
+
+with private_catalog("task-contract"):
+    TASK_QUEUES = Namespace(
+        [
+            Queue("add", providing_args=["x", "y"]),
+            Queue("mul", providing_args=["x", "y"]),
+            Queue("xsum", providing_args=["numbers"]),
+            Queue("broken", providing_args=[]),
+            Queue("flaky", providing_args=["fails"]),
+            Queue("slow", providing_args=["steps"]),
+            Queue("big", providing_args=["size"]),
+            Queue("on_error", providing_args=["job", "task_name"]),
+            Queue("record", providing_args=["value"]),
+            Queue("loose"),
+        ],
+        kind="queue",
+    )
+q = TASK_QUEUES
+
+
+class Math(MicroAgent):
+    """Every call is counted in ``settings["runs"]`` (a list shared by the test)."""
+
+    def ran(self, name: str, **arguments: Any) -> None:
+        self.settings.setdefault("runs", []).append((name, arguments))
+
+    @task(q.add, retries=3, timeout=30)
+    async def add(self, x: int, y: int) -> int:
+        self.ran("add", x=x, y=y)
+        return x + y
+
+    @task(q.mul)
+    async def mul(self, x: int, y: int) -> int:
+        self.ran("mul", x=x, y=y)
+        return x * y
+
+    @task(q.xsum)
+    async def xsum(self, numbers: list[int]) -> int:
+        self.ran("xsum", numbers=numbers)
+        return sum(numbers)
+
+    @task(q.broken)
+    async def broken(self) -> None:
+        self.ran("broken")
+        raise ZeroDivisionError("division by zero")
+
+    @task(q.flaky, retries=3, backoff=0.3)
+    async def flaky(self, fails: int) -> str:
+        self.ran("flaky", fails=fails)
+        from microhive import current_job
+
+        if current_job().attempt <= fails:
+            raise ConnectionError(f"attempt {current_job().attempt}")
+        return f"ok after {current_job().attempt}"
+
+    @task(q.slow, timeout=None)
+    async def slow(self, steps: int) -> int:
+        from microhive import TaskRevoked, current_job
+
+        job = current_job()
+        gate: asyncio.Event = self.settings["gate"]
+        try:
+            for step in range(steps):
+                await job.progress({"done": step})
+                await gate.wait()
+                gate.clear()
+        except TaskRevoked:
+            self.ran("slow-revoked")
+            raise
+        return steps
+
+    @task(q.big, max_result_size=1000)
+    async def big(self, size: int) -> Any:
+        return object() if size < 0 else "x" * size
+
+    @task(q.on_error)
+    async def on_error(self, job: str, task_name: str) -> str:
+        self.ran("on_error", job=job, task_name=task_name)
+        return f"{task_name} failed as {job}"
+
+    @task(q.record)
+    async def record(self, value: Any) -> Any:
+        self.ran("record", value=value)
+        return value
+
+    @task(q.loose)
+    async def loose(self, a: int, b: int = 2) -> int:
+        return a + b
+
+
+def task_url(transport: Transport, url: str) -> str:
+    """The test's URL with a result store: the engine's own, or Redis for AMQP and Kafka."""
+    if transport.name == "memory":
+        return url
+    pytest.importorskip(
+        "microhive.tasks.stores.engines", reason="result stores on engines not installed"
+    )
+    if transport.name in ("amqp", "kafka"):
+        engines.require_redis()
+        return engines.with_query(url, results=engines.REDIS_URL)
+    return url
+
+
+class TaskFactory(Factory):
+    """Brokers that know the task queues; the runs of every Math agent in one list."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.runs: list[tuple[str, dict[str, Any]]] = []
+
+    async def broker(self, queues: Any = TASK_QUEUES, **options: Any) -> QueueBroker:
+        return await super().broker(queues, **options)
+
+    async def math(self, **settings: Any) -> Math:
+        agent = Math(None, await self.broker(), settings={"runs": self.runs, **settings})
+        self.opened.append(_Stopper(agent))
+        await agent.start()
+        return agent
+
+    def count(self, name: str) -> int:
+        return sum(1 for ran, _ in self.runs if ran == name)
+
+
+class _Stopper:
+    def __init__(self, agent: MicroAgent) -> None:
+        self.agent = agent
+
+    async def close(self) -> None:
+        await self.agent.stop(grace_period=1)
+
+
+async def results(*jobs: Job[Any], timeout: float = 10) -> list[Any]:
+    return [await job.result(timeout=timeout) for job in jobs]
