@@ -15,6 +15,9 @@ are pipelined together. ``send`` returns the message id once the engine accepted
 broker's ``retry_timeout`` (:class:`~microhive.errors.TransportError`), or at once when the
 message is refused (unroutable, queue full, bad payload). It works with any broker URL.
 
+Tasks too: ``job = events.submit(Queue("add").s(x=1, y=1))`` returns at once, and
+``job.result(timeout=3)`` blocks until the result is there (docs/tasks.md).
+
 After ``os.fork()`` (gunicorn, multiprocessing) the child starts a loop and connection of its
 own on first use; connections are never shared across processes.
 """
@@ -27,8 +30,9 @@ import contextlib
 import os
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from .broker import QueueBroker
 from .codecs import Codec
@@ -36,7 +40,14 @@ from .declarations import Exchange, Namespace, Queue, queues_of
 from .errors import TransportError
 from .urls import redact
 
+if TYPE_CHECKING:
+    from .tasks.canvas import Signature, Workflow
+    from .tasks.job import Job
+    from .tasks.store import JobState
+    from .tasks.submit import Callbacks
+
 T = TypeVar("T")
+R = TypeVar("R")
 
 EXTRA_WAIT = 30.0
 """How much longer than the broker's own ``retry_timeout`` a caller waits for an answer."""
@@ -98,10 +109,10 @@ class Publisher:
                 self._pid = os.getpid()
             return self._loop, self._broker
 
-    def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _wait(self, coroutine: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
         loop, broker = self._start()
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-        timeout = self.timeout
+        timeout = self.timeout if timeout is None else timeout
         if timeout is None:
             retry = getattr(getattr(broker, "options", None), "retry_timeout", 30.0)
             timeout = float(retry) * 2 + EXTRA_WAIT
@@ -167,6 +178,36 @@ class Publisher:
             )
         )
 
+    def submit(
+        self,
+        target: Signature[T] | Workflow,
+        *,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        job_id: str | None = None,
+        link: Callbacks = None,
+        link_error: Callbacks = None,
+    ) -> SyncJob[Any]:
+        """Submit a task or workflow (``Queue("add").s(x=1, y=1)``); returns at once."""
+        _, broker = self._start()
+        job = self._wait(
+            broker.submit(
+                target,
+                delay=delay,
+                at=at,
+                job_id=job_id,
+                link=link,
+                link_error=link_error,
+                sender=self.sender,
+            )
+        )
+        return SyncJob(self, job)
+
+    def job(self, job_id: str) -> SyncJob[Any]:
+        """The job ``job_id``, submitted by anyone, to ask or wait for."""
+        _, broker = self._start()
+        return SyncJob(self, broker.job(job_id))
+
     def close(self) -> None:
         """Close the connection and stop the loop; later sends raise."""
         with self._lock:
@@ -195,3 +236,33 @@ class Publisher:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class SyncJob(Generic[T]):
+    """A :class:`~microhive.tasks.job.Job` for blocking code: ``job.result(timeout=3)``."""
+
+    __slots__ = ("_job", "_publisher")
+
+    def __init__(self, publisher: Publisher, job: Job[T]) -> None:
+        self._publisher = publisher
+        self._job = job
+
+    @property
+    def id(self) -> str:
+        return self._job.id
+
+    def __repr__(self) -> str:
+        return f"<SyncJob {self.id}>"
+
+    def status(self) -> JobState:
+        return self._publisher._wait(self._job.status())
+
+    def progress(self) -> Any:
+        return self._publisher._wait(self._job.progress())
+
+    def result(self, timeout: float) -> T:
+        """Block until the result is there (raises as ``Job.result`` does)."""
+        return self._publisher._wait(self._job.result(timeout), timeout + EXTRA_WAIT)
+
+    def revoke(self, reason: str = "revoked") -> bool:
+        return self._publisher._wait(self._job.revoke(reason))

@@ -5,6 +5,7 @@ async with run_agents(UserAgent, MentionAgent, catalog=catalog) as hive:
     recorder = await hive.record(signals.user_enter)
     ...
     await recorder.wait(1)
+    assert await hive.run_task(queues.add.s(x=1, y=1)) == 2   # tasks run in-process too
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .bus import SignalBus, Subscription
 from .catalog import Catalog
 from .declarations import Queue, Signal
 from .envelope import Envelope, new_id
+from .tasks.job import Job
 from .transports.memory import Hive, MemoryBroker, MemoryBus
 
 A = TypeVar("A", bound=MicroAgent)
@@ -100,6 +102,19 @@ class TestHive:
     ) -> Any:
         """Poll ``condition`` (sync or async) until it returns something truthy."""
         return await eventually(condition, timeout, interval)
+
+    async def submit(self, target: Any, **options: Any) -> Job[Any]:
+        """Submit a task or workflow to the hive's agents (``queues.add.s(x=1, y=1)``)."""
+        return await self.broker.submit(target, **options)
+
+    async def run_task(self, target: Any, timeout: float = 5.0, **options: Any) -> Any:
+        """Submit and wait for the result: ``assert await hive.run_task(add.s(x=1, y=1)) == 2``
+        (a failure raises :class:`~microhive.errors.TaskFailed` here)."""
+        job = await self.broker.submit(target, **options)
+        return await job.result(timeout=timeout)
+
+    def job(self, job_id: str) -> Job[Any]:
+        return self.broker.job(job_id)
 
     async def drain(self, queue: Queue | str, timeout: float = 5.0) -> None:
         """Wait until every message of ``queue`` is acknowledged (or dead-lettered)."""

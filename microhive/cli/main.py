@@ -21,6 +21,7 @@ from .agents import agents
 from .asyncapi import asyncapi
 from .declare import declare
 from .dlq import dlq
+from .jobs import job, jobs
 from .queues import queues, tail
 from .send import call, send, signal_command
 
@@ -151,6 +152,8 @@ main.add_command(queues)
 main.add_command(tail)
 main.add_command(dlq)
 main.add_command(agents)
+main.add_command(job)
+main.add_command(jobs)
 
 if __name__ == "__main__":
     main()
