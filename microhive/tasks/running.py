@@ -190,6 +190,18 @@ class _Run:
             record = record or await self.store.get(self.job)
             if record is not None:
                 await self.continuer.after(record, self.rest)
+            if not self.spec.dead_letter:  # the failure is kept in the store: that is enough
+                tries = self.envelope.attempt
+                self.agent.log.error(
+                    "job %s failed after %d attempt%s: %s",
+                    self.job,
+                    tries,
+                    "s" if tries > 1 else "",
+                    describe(error),
+                    exc_info=error if not isinstance(error, Reject | TimeoutError) else None,
+                )
+                await self.delivery.ack()
+                return "failed"
         return await settle_failure(self.agent, self.spec, self.delivery, self.envelope, error)
 
     async def refuse(self, reason: str, exc: Exception | None = None) -> str:
