@@ -262,9 +262,9 @@ def test_exchange_and_binding_errors_name_the_entry(
             "signals[0] ('a'): unknown keys ['args'] (allowed: ['name', 'providing_args'])",
         ),
         (
-            {"version": 1, "queues": [{"name": "q", "providing_args": []}]},
-            "queues[0] ('q'): unknown keys ['providing_args'] "
-            "(allowed: ['address', 'bindings', 'name', 'payload'])",
+            {"version": 1, "queues": [{"name": "q", "args": []}]},
+            "queues[0] ('q'): unknown keys ['args'] "
+            "(allowed: ['address', 'bindings', 'name', 'payload', 'providing_args'])",
         ),
         ({"version": 1, "signals": {"name": "a"}}, "'signals' must be a list"),
         ({"version": 1, "queues": "email"}, "'queues' must be a list"),
