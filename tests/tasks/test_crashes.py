@@ -6,31 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from microhive import QueueBroker
-from microhive.envelope import new_id
 
-from .. import engines
 from ..cli.helpers import Process
 from ..processes import ready, stop, until
 from .crash_agents import QUEUES
 
 WORKER = "tests.tasks.crash_agents:Worker"
-
-
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    engines.require_redis()
-    pytest.importorskip("microhive.tasks.stores.engines", reason="result stores not installed")
-    prefix = f"microhive-test.crash{new_id()[:8]}:"
-    # entries a killed worker left pending are claimed by the other after 1 s
-    made = engines.with_query(engines.REDIS_URL, prefix=prefix, claim_idle=1)
-    yield made
-    await engines.delete_prefix(made, prefix)
 
 
 def runs(base: Path) -> Counter[str]:
