@@ -232,6 +232,7 @@ class Queue:
     """Set on ``queue.dead``: the queue whose dead letters this one consumes."""
     providing_args: tuple[str, ...] | None = None
     """A task queue's argument names (``None``: not declared; a schema declares them too)."""
+    _required: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __init__(
         self,
@@ -275,6 +276,7 @@ class Queue:
         object.__setattr__(self, "address", address)
         object.__setattr__(self, "dead_of", None)
         object.__setattr__(self, "providing_args", args)
+        object.__setattr__(self, "_required", _required(schema, args))
         active_registry().add("queue", self, self.shape())
 
     def shape(self) -> tuple[Any, ...]:
@@ -293,16 +295,15 @@ class Queue:
     def required(self) -> frozenset[str]:
         """The declared arguments a complete call must give (all of ``providing_args``; a
         schema's fields without a default)."""
-        if self.schema is not None:
-            fields = self.schema.model_fields
-            return frozenset(name for name, info in fields.items() if info.is_required())
-        return frozenset(self.providing_args or ())
+        return self._required
 
     def s(self, **arguments: Any) -> Signature[Any]:
         """A signature: this task with (some of) its arguments, for ``submit`` and workflows."""
-        from .tasks.canvas import Signature
+        if not _SIGNATURE:
+            from .tasks.canvas import Signature  # the task layer builds on this module
 
-        return Signature(self, arguments)
+            _SIGNATURE.append(Signature)
+        return _SIGNATURE[0](self, arguments)
 
     @property
     def dead(self) -> Queue:
@@ -317,6 +318,7 @@ class Queue:
         object.__setattr__(dead, "address", None)
         object.__setattr__(dead, "dead_of", self.name)
         object.__setattr__(dead, "providing_args", None)
+        object.__setattr__(dead, "_required", frozenset())
         return dead
 
     @property
@@ -355,6 +357,16 @@ class Queue:
             keys = [(b.exchange.name, b.key) for b in self.bindings]
             parts.append(f"bindings={keys!r}")
         return f"Queue({', '.join(parts)})"
+
+
+_SIGNATURE: list[type[Signature[Any]]] = []
+
+
+def _required(schema: type[BaseModel] | None, args: tuple[str, ...] | None) -> frozenset[str]:
+    if schema is not None:
+        fields = schema.model_fields
+        return frozenset(name for name, info in fields.items() if info.is_required())
+    return frozenset(args or ())
 
 
 def _task_arguments(
@@ -493,4 +505,5 @@ def undeclared_queue(name: str) -> Queue:
     object.__setattr__(queue, "address", None)
     object.__setattr__(queue, "dead_of", None)
     object.__setattr__(queue, "providing_args", None)
+    object.__setattr__(queue, "_required", frozenset())
     return queue

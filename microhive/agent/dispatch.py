@@ -263,10 +263,15 @@ async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> No
     await observed(agent, event, work(agent, handler, delivery, event))
 
 
-def _run_task() -> Callable[[MicroAgent, Handler, Delivery, Handling | None], Awaitable[str]]:
-    from ..tasks.running import run_task  # the task layer builds on this module
+_task_runner: list[Callable[[MicroAgent, Handler, Delivery, Handling | None], Awaitable[str]]] = []
 
-    return run_task
+
+def _run_task() -> Callable[[MicroAgent, Handler, Delivery, Handling | None], Awaitable[str]]:
+    if not _task_runner:
+        from ..tasks.running import run_task  # the task layer builds on this module
+
+        _task_runner.append(run_task)
+    return _task_runner[0]
 
 
 async def _process(

@@ -21,11 +21,12 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 
-def _undeclared(queue: Queue, arguments: Iterable[str]) -> list[str]:
-    declared = queue.arguments
-    if declared is None:
-        return []
-    return sorted(set(arguments) - set(declared))
+def _undeclared(queue: Queue, arguments: Mapping[str, Any]) -> list[str]:
+    if queue.schema is None:
+        if queue.providing_args is None or arguments.keys() <= queue.required:
+            return []
+        return sorted(arguments.keys() - queue.required)
+    return sorted(set(arguments) - set(queue.schema.model_fields))
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -44,7 +45,9 @@ class Signature(Generic[T]):
             raise ConfigurationError(f"a signature needs a Queue declaration, not {queue!r}")
         if queue.dead_of is not None:
             raise ConfigurationError(f"{queue.name!r} holds dead letters: it runs no tasks")
-        if reserved := sorted(TASK_OPTIONS & arguments.keys()):
+        if not TASK_OPTIONS.isdisjoint(arguments) and (
+            reserved := sorted(TASK_OPTIONS & arguments.keys())
+        ):
             raise PayloadError(
                 f"task {queue.name!r}: {reserved} are submit's own options, not task arguments "
                 "(give them to submit(...))"
@@ -73,10 +76,14 @@ class Signature(Generic[T]):
     def complete(self) -> dict[str, Any]:
         """The payload of a call with no value to fill in: every required argument given,
         checked against the queue's schema when it has one."""
-        if self.queue.arguments is not None and (missing := self.left_out()):
-            raise PayloadError(
-                f"task {self.name!r} takes {list(self.queue.arguments)}: missing {missing}"
-            )
+        queue = self.queue
+        declared = queue.arguments
+        if (
+            declared is not None
+            and not queue.required <= self.arguments.keys()
+            and (missing := self.left_out())
+        ):
+            raise PayloadError(f"task {self.name!r} takes {list(declared)}: missing {missing}")
         payload: dict[str, Any] = self.queue.make_payload(dict(self.arguments))
         return payload
 

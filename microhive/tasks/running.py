@@ -85,7 +85,7 @@ class _Run:
         self.job = envelope.headers.get(JOB) or envelope.id
         assert agent._broker is not None
         self.continuer = Continuer(agent._broker, store, agent.name)
-        self.rest = Continuation()
+        self.rest = Continuation.of({})
 
     async def go(self, event: Handling | None) -> str:
         try:
@@ -234,4 +234,6 @@ def encode_result(value: Any, limit: int) -> bytes:
         codec = _codecs[limit] = JsonCodec(limit)
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
-    return codec.encode_value(value)
+    # a right-sized copy: many of orjson's shrunk buffers held at once fragment the heap
+    # (see microhive/transports/memory/queues.py)
+    return bytes(memoryview(codec.encode_value(value)))

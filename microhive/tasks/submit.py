@@ -103,15 +103,16 @@ async def submit(
     store = store_for(broker)
     now = time.time()
 
-    async def send(step: Signature[Any], headers: dict[str, str]) -> None:
-        await broker.send(step.queue, step.complete(), delay=wait, headers=headers, sender=sender)
+    async def send(step: Signature[Any], headers: dict[str, str], payload: Any = None) -> None:
+        payload = step.complete() if payload is None else payload
+        await broker.send(step.queue, payload, delay=wait, headers=headers, sender=sender)
 
     if isinstance(target, Chain) and len(target.steps) == 1:
         target = target.steps[0]
     if isinstance(target, Signature):
-        target.complete()
+        payload = target.complete()
         if await store.create(JobRecord(id=job, queue=target.name, created_at=now)):
-            await send(target, headers_for(job, link=links, link_error=errors))
+            await send(target, headers_for(job, link=links, link_error=errors), payload)
     elif isinstance(target, Chain):
         first, *rest = target.steps
         ids = [f"{job}.{index}" for index in range(len(rest))] + [job]

@@ -63,6 +63,8 @@ class Continuation(msgspec.Struct, kw_only=True):
     @classmethod
     def of(cls, headers: Mapping[str, str]) -> Continuation:
         """Read the headers; a malformed one raises ``msgspec.DecodeError``."""
+        if (len(headers) <= 1 and JOB in headers) or not headers:
+            return _NOTHING  # a plain job: nothing follows it (never changed by readers)
         chain = headers.get(CHAIN)
         group = headers.get(GROUP)
         link = headers.get(LINK)
@@ -73,6 +75,9 @@ class Continuation(msgspec.Struct, kw_only=True):
             link=_steps.decode(link) if link else [],
             link_error=_steps.decode(link_error) if link_error else [],
         )
+
+
+_NOTHING = Continuation()
 
 
 def headers_for(

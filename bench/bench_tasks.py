@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Tasks with results: submit → result round trip, throughput end to end, a group of 1,000.
+
+For each engine, one process runs a ``@task(add, concurrency=64)`` agent and the caller:
+
+- **round trip**: one ``await (await broker.add.submit(x=i, y=i)).result()`` at a time,
+  p50 / p99 of ``--calls`` after 50 untimed;
+- **tasks/s**: ``--n`` submits with 64 in flight, then every result awaited; from the first
+  submit to the last result;
+- **group of 1,000**: ``await (await broker.submit(group(add.s(...) for i in range(1000)))).result()``.
+
+    .venv/bin/python bench/bench_tasks.py                          # memory, redis, amqp
+    .venv/bin/python bench/bench_tasks.py --engines memory --n 2000
+    .venv/bin/python bench/bench_tasks.py --json
+
+AMQP keeps results in Redis (``?results=redis://...``). Peers (Celery, Dramatiq with a result
+backend) are not in this script yet: see the report in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script from a checkout: import the package beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from microhive import MicroAgent, Namespace, Queue, QueueBroker, group, task
+from microhive.envelope import new_id
+
+QUEUES = Namespace([Queue("bench_add", providing_args=["x", "y"])], kind="queue")
+REDIS = "redis://127.0.0.1:6379/0"
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class Adder(MicroAgent):
+    @task(QUEUES.bench_add, concurrency=64)
+    async def add(self, x: int, y: int) -> int:
+        return x + y
+
+
+def url_for(engine: str, token: str) -> str:
+    if engine == "memory":
+        return f"memory://bench-{token}"
+    if engine == "redis":
+        return f"{REDIS}?prefix=bench-tasks-{token}:"
+    if engine == "amqp":
+        return f"{AMQP}?prefix=bench-tasks-{token}&results={REDIS}"
+    raise SystemExit(f"unknown engine {engine!r}")
+
+
+async def measure(engine: str, n: int, calls: int) -> dict[str, Any]:
+    token = new_id()[:8]
+    broker = QueueBroker.from_url(url_for(engine, token), queues=QUEUES)
+    await broker.connect()
+    handle = broker.bench_add
+    out: dict[str, Any] = {"engine": engine}
+    async with Adder(None, broker):
+        for i in range(50):
+            await (await handle.submit(x=i, y=i)).result(timeout=30)
+        times = []
+        for i in range(calls):
+            started = time.perf_counter()
+            await (await handle.submit(x=i, y=i)).result(timeout=30)
+            times.append(time.perf_counter() - started)
+        times.sort()
+        out["p50_ms"] = statistics.median(times) * 1000
+        out["p99_ms"] = times[int(len(times) * 0.99) - 1] * 1000
+
+        jobs: list[Any] = [None] * n
+
+        async def lane(first: int) -> None:
+            for i in range(first, n, 64):
+                jobs[i] = await handle.submit(x=i, y=1)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane(k) for k in range(64)))
+        submitted = time.perf_counter() - started
+        values = await asyncio.gather(*(job.result(timeout=120) for job in jobs))
+        elapsed = time.perf_counter() - started
+        assert values == [i + 1 for i in range(n)]
+        out["submit_per_s"] = n / submitted
+        out["tasks_per_s"] = n / elapsed
+
+        started = time.perf_counter()
+        job = await broker.submit(group(QUEUES.bench_add.s(x=i, y=i) for i in range(1000)))
+        assert len(await job.result(timeout=120)) == 1000
+        out["group_1000_s"] = time.perf_counter() - started
+    await broker.close()
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", default="memory,redis,amqp")
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    for engine in args.engines.split(","):
+        try:
+            rows.append(await measure(engine, args.n, args.calls))
+        except Exception as exc:  # an engine not running: say so, go on
+            rows.append({"engine": engine, "error": f"{type(exc).__name__}: {exc}"})
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'engine':8} {'p50 ms':>8} {'p99 ms':>8} {'submit/s':>10} {'tasks/s':>10} {'group 1000':>11}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['engine']:8} n/a ({row['error']})")
+            continue
+        print(
+            f"{row['engine']:8} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
+            f"{row['submit_per_s']:10,.0f} {row['tasks_per_s']:10,.0f} {row['group_1000_s']:10.3f}s"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
