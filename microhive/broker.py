@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Unpack, overload
 
 from pydantic import ValidationError
 
@@ -48,7 +48,7 @@ from .urls import redact, resolve
 if TYPE_CHECKING:
     from .tasks.canvas import Signature, Workflow
     from .tasks.job import Job
-    from .tasks.submit import Callbacks
+    from .tasks.submit import Callbacks, SubmitOptions
 
 log = logging.getLogger("microhive.broker")
 
@@ -439,56 +439,20 @@ class QueueBroker(Connection):
     # -- tasks (microhive/tasks) -----------------------------------------------------------
 
     @overload
-    async def submit(
-        self,
-        target: Signature[R],
-        *,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        job_id: str | None = None,
-        link: Callbacks = None,
-        link_error: Callbacks = None,
-        sender: str = "",
-    ) -> Job[R]: ...
+    async def submit(self, target: Signature[R], **options: Unpack[SubmitOptions]) -> Job[R]: ...
 
     @overload
-    async def submit(
-        self,
-        target: Workflow,
-        *,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        job_id: str | None = None,
-        link: Callbacks = None,
-        link_error: Callbacks = None,
-        sender: str = "",
-    ) -> Job[Any]: ...
+    async def submit(self, target: Workflow, **options: Unpack[SubmitOptions]) -> Job[Any]: ...
 
     async def submit(
-        self,
-        target: Signature[Any] | Workflow,
-        *,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        job_id: str | None = None,
-        link: Callbacks = None,
-        link_error: Callbacks = None,
-        sender: str = "",
+        self, target: Signature[Any] | Workflow, **options: Unpack[SubmitOptions]
     ) -> Job[Any]:
         """Submit a task (``queues.add.s(x=1, y=1)``) or a workflow (``chain``, ``group``,
-        ``chord``); returns its :class:`~microhive.tasks.job.Job` at once (docs/tasks.md)."""
+        ``chord``); returns its :class:`~microhive.tasks.job.Job` at once. Options (keyword
+        only): ``delay``, ``at``, ``job_id``, ``link``, ``link_error`` (docs/tasks.md)."""
         from .tasks.submit import submit
 
-        return await submit(
-            self,
-            target,
-            delay=delay,
-            at=at,
-            job_id=job_id,
-            link=link,
-            link_error=link_error,
-            sender=sender,
-        )
+        return await submit(self, target, **options)
 
     def job(self, job_id: str) -> Job[Any]:
         """The job ``job_id`` (submitted here or by any other process) to ask or wait for."""

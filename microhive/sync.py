@@ -30,9 +30,8 @@ import contextlib
 import os
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
-from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, Unpack
 
 from .broker import QueueBroker
 from .codecs import Codec
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from .tasks.canvas import Signature, Workflow
     from .tasks.job import Job
     from .tasks.store import JobState
-    from .tasks.submit import Callbacks
+    from .tasks.submit import SubmitOptions
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -179,29 +178,13 @@ class Publisher:
         )
 
     def submit(
-        self,
-        target: Signature[T] | Workflow,
-        *,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        job_id: str | None = None,
-        link: Callbacks = None,
-        link_error: Callbacks = None,
+        self, target: Signature[Any] | Workflow, **options: Unpack[SubmitOptions]
     ) -> SyncJob[Any]:
-        """Submit a task or workflow (``Queue("add").s(x=1, y=1)``); returns at once."""
+        """Submit a task or workflow (``Queue("add").s(x=1, y=1)``); returns at once.
+        Options as ``QueueBroker.submit``."""
         _, broker = self._start()
-        job = self._wait(
-            broker.submit(
-                target,
-                delay=delay,
-                at=at,
-                job_id=job_id,
-                link=link,
-                link_error=link_error,
-                sender=self.sender,
-            )
-        )
-        return SyncJob(self, job)
+        options.setdefault("sender", self.sender)
+        return SyncJob(self, self._wait(broker.submit(target, **options)))
 
     def job(self, job_id: str) -> SyncJob[Any]:
         """The job ``job_id``, submitted by anyone, to ask or wait for."""

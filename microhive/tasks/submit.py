@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Awaitable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..envelope import new_id
 from ..errors import ConfigurationError, PayloadError
@@ -26,6 +26,18 @@ if TYPE_CHECKING:
     from ..broker import QueueBroker
 
 Callbacks = Signature[Any] | Iterable[Signature[Any]] | None
+
+
+class SubmitOptions(TypedDict, total=False):
+    """``submit``'s own keyword options (no task argument may use these names)."""
+
+    delay: float | None
+    at: datetime | float | None
+    job_id: str | None
+    link: Callbacks
+    link_error: Callbacks
+    sender: str
+
 
 CONCURRENCY = 64
 """Store writes and sends a group's submit keeps in flight at once."""
