@@ -33,7 +33,7 @@ from .. import engines
 from .conftest import TRANSPORTS, Transport
 from .result_stores import cleanup, open_store
 
-STORES = [t for t in TRANSPORTS if t.name in ("memory", "redis")]
+STORES = [t for t in TRANSPORTS if t.name in ("memory", "redis", "nats")]
 
 Stores = Callable[[], Awaitable[ResultStore]]
 GUARD = 30.0  # seconds: only ever a failure guard, never a speed requirement

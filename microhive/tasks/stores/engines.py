@@ -21,6 +21,10 @@ def open_engine_store(url: str) -> ResultStore:
         from .redis import RedisStore
 
         return RedisStore(url)
+    if scheme in NATS_SCHEMES:
+        from .nats import NatsStore
+
+        return NatsStore(url)
     raise ConfigurationError(
         f"results cannot be kept at {redact(url)!r}: a result store URL is redis://, "
         "rediss://, redis+unix://, nats:// or tls:// (memory:// keeps them in the broker)"
