@@ -30,7 +30,9 @@ from ...transports.nats.options import NatsOptions, parse
 from ..store import DEFAULT_RESULT_TTL, JobRecord, JobState, ResultStore
 from ..store import decode_record as decode
 from ..store import encode_record as encode
+from . import nats_index
 from . import nats_layout as layout
+from .fields import changed
 from .nats_layout import Layout
 
 T = TypeVar("T")
@@ -222,9 +224,6 @@ class NatsStore(ResultStore):
         *,
         ttl: float = DEFAULT_RESULT_TTL,
     ) -> JobRecord | None:
-        fields = dict(changes or {})
-        if state is not None:
-            fields["state"] = state
         subject = self.layout.job(job_id)
         while True:
             value, last = await self._read(subject)
@@ -233,7 +232,7 @@ class NatsStore(ResultStore):
             current = decode(value)
             if current.state.final:
                 return None
-            record = msgspec.structs.replace(current, **fields)
+            record = changed(current, state, changes)
             if await self._write(subject, encode(record), last, ttl):
                 return record
 
@@ -299,7 +298,9 @@ class NatsStore(ResultStore):
         self, queue: str | None = None, state: JobState | None = None, limit: int = 100
     ) -> list[JobRecord]:
         newest: dict[str, float] = {}
-        for created_at, job_id in await self._index(queue):
+        js = await self._jetstream()
+        entries = await self._retrying(lambda: nats_index.read(js, self.layout, queue))
+        for created_at, job_id in entries:
             newest[job_id] = max(created_at, newest.get(job_id, created_at))
         ids = sorted(newest, key=newest.__getitem__, reverse=True)
         found: list[JobRecord] = []
@@ -314,47 +315,6 @@ class NatsStore(ResultStore):
                 break
         found.sort(key=lambda record: record.created_at, reverse=True)
         return found[:limit]
-
-    async def _index(self, queue: str | None) -> list[tuple[float, str]]:
-        """Every ``[created_at, id]`` of the index (bounded by ``index_limit`` per queue)."""
-        from nats.js import api
-
-        js = await self._jetstream()
-        subject = self.layout.index(queue)
-        info = await self._retrying(
-            lambda: js.stream_info(self.layout.index_stream, subjects_filter=subject)
-        )
-        total = sum((info.state.subjects or {}).values())
-        if not total:
-            return []
-        entries: list[tuple[float, str]] = []
-        done = asyncio.get_running_loop().create_future()
-
-        async def delivered(message: Any) -> None:
-            created_at, job_id = msgspec.json.decode(message.data, type=tuple[float, str])
-            entries.append((created_at, job_id))
-            if message.metadata.num_pending == 0 and not done.done():
-                done.set_result(None)
-
-        subscription = await self._retrying(
-            lambda: js.subscribe(
-                subject,
-                stream=self.layout.index_stream,
-                cb=delivered,
-                ordered_consumer=True,
-                deliver_policy=api.DeliverPolicy.ALL,
-                inactive_threshold=30.0,
-            )
-        )
-        try:
-            async with asyncio.timeout(self.options.request_timeout):
-                await done
-        except TimeoutError:
-            pass  # entries aged out since the count: what came is all there is
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-        return entries
 
     async def close(self) -> None:
         self._closed = True

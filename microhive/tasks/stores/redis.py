@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-import msgspec
-
 from ...errors import ConfigurationError
 from ...transports.links import RECONNECT, LinkDown
 from ...transports.redis.options import RedisOptions, parse
@@ -34,6 +32,7 @@ from ..store import DEFAULT_RESULT_TTL, JobRecord, JobState, ResultStore
 from ..store import decode_record as decode
 from ..store import encode_record as encode
 from . import redis_scripts as scripts
+from .fields import changed
 from .redis_wakeups import RECHECK, Wakeups
 
 T = TypeVar("T")
@@ -140,9 +139,6 @@ class RedisStore(ResultStore):
         *,
         ttl: float = DEFAULT_RESULT_TTL,
     ) -> JobRecord | None:
-        fields = dict(changes or {})
-        if state is not None:
-            fields["state"] = state
         key = self.key(job_id)
         current = self._seen.get(job_id)
         expected = "" if current is None else hashlib.sha1(current).hexdigest()
@@ -150,7 +146,7 @@ class RedisStore(ResultStore):
         value = b""
         while True:
             if current is not None:
-                record = msgspec.structs.replace(decode(current), **fields)
+                record = changed(decode(current), state, changes)
                 value = encode(record)
             final = int(record is not None and record.state.final)
             sha = hashlib.sha1(value).hexdigest() if value else ""
