@@ -20,6 +20,11 @@ from microhive.agent.agent import MicroAgent
 from microhive.errors import ConfigurationError, MicroHiveError
 from microhive.runner import run_agents
 from microhive.settings import RunSettings
+from microhive.urls import redact, resolve
+
+NO_ROUTING = (
+    "{broker} has no exchanges (no 'routing' capability): run this example on memory:// or amqp://"
+)
 
 F = Callable[..., Any]
 
@@ -80,6 +85,8 @@ def run_example(
             grace_period=5.0,
             agents={agent.__name__: dict(settings) for agent in agents},
         )
+        if not resolve(url, "broker").capabilities.routing:
+            raise ConfigurationError(NO_ROUTING.format(broker=redact(url)))
         logs.configure(run_settings.log_level)
         asyncio.run(run_agents(agents, run_settings))
     except ConfigurationError as exc:
@@ -96,10 +103,7 @@ def require_routing(agent: MicroAgent) -> None:
     """Refuse to start on a transport without exchanges, rather than fail every publish."""
     transport = agent.broker.transport
     if not transport.capabilities.routing:
-        raise ConfigurationError(
-            f"{transport!r} has no exchanges (no 'routing' capability): "
-            "run this example on memory:// or amqp://"
-        )
+        raise ConfigurationError(NO_ROUTING.format(broker=repr(transport)))
 
 
 def _fail(message: str, code: int) -> None:
