@@ -24,59 +24,24 @@ letters are requeued to in the README).
 
 from __future__ import annotations
 
-import json
-import math
-import operator
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from examples.logfile import LogFile
 from examples.runner import require_routing
-from microhive import MicroAgent, Reject, consumer, current_message, load_stuff, on, periodic
+from microhive import MicroAgent, consumer, current_message, load_stuff, on, periodic
 from microhive.broker import DeadLetter
+
+from .calculator import OPERATIONS, Calculator, log_file, operands
 
 CATALOG_FILE = Path(__file__).resolve().parent / "calc.json"
 CATALOG = load_stuff(CATALOG_FILE)
 signals, queues = CATALOG
 
 EXCHANGE = "calc"
-OPERATIONS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
-    "add": ("+", operator.add),
-    "sub": ("-", operator.sub),
-    "mul": ("*", operator.mul),
-    "div": ("/", operator.truediv),
-}
-"""Operation (queue name, and the last word of the routing key) → its symbol and function."""
-
 BAD_OPERANDS: tuple[Any, ...] = ("seven", "7", "2.5", None, "", True, [1, 2], {"x": 1})
 """What the producer sometimes sends instead of a number, so the consumers must reject it
 (the numbers in strings are accepted by consumers run with the setting ``strings``)."""
-
-
-def log_file(agent: MicroAgent) -> LogFile:
-    return LogFile(agent.settings.get("log", "calc.log"))
-
-
-def operands(a: Any, b: Any) -> str:
-    return f"a={json.dumps(a)} b={json.dumps(b)}"
-
-
-def is_number(value: Any) -> bool:
-    """JSON numbers only: ``True`` is an int to Python, but not an operand here."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def number_in(text: str) -> int | float | None:
-    """``"7"`` → 7, ``"2.5"`` → 2.5; anything else (``"seven"``, ``"nan"``) → None."""
-    for parse in (int, float):
-        try:
-            value = parse(text)
-        except ValueError:
-            continue
-        return value if is_number(value) else None
-    return None
 
 
 class CalcProducer(MicroAgent):
@@ -124,45 +89,6 @@ class CalcProducer(MicroAgent):
             )
             self.out.write("sent", f"n={self.sent} id={message_id} {key} {operands(a, b)}")
             self.log.info("task %d: %s %s", self.sent, key, operands(a, b))
-
-
-class Calculator(MicroAgent):
-    """What every operation's consumer does; the subclasses say which queue they consume."""
-
-    operation = ""
-
-    @on("pre_start")
-    def setup(self) -> None:
-        self.out = log_file(self)
-        self.strings = bool(self.settings.get("strings", False))
-
-    @on("post_stop")
-    def close(self) -> None:
-        self.out.close()
-
-    def operand(self, name: str, value: Any) -> int | float:
-        if is_number(value):
-            return value  # type: ignore[no-any-return]
-        if self.strings and isinstance(value, str) and (number := number_in(value)) is not None:
-            return number
-        raise Reject(f"bad operand: {name}={json.dumps(value)} is not a number")
-
-    def solve(self, n: int, a: Any, b: Any) -> None:
-        """Log the result, or reject the task: it goes to the queue's dead letters at once
-        (retrying cannot make it succeed), with the reason."""
-        symbol, function = OPERATIONS[self.operation]
-        message = current_message()
-        where = f"n={n} id={message.id if message else '?'}"
-        try:
-            a, b = self.operand("a", a), self.operand("b", b)
-            try:
-                result = function(a, b)
-            except ZeroDivisionError:
-                raise Reject("division by zero") from None
-        except Reject as exc:
-            self.out.write("rejected", f"{where} calc.{self.operation}: {exc.reason}")
-            raise
-        self.out.write("result", f"{where} {a} {symbol} {b} = {result!r}")
 
 
 class AddAgent(Calculator):
