@@ -20,9 +20,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from examples.logfile import LogFile
 from examples.runner import require_routing
-from microhive import MicroAgent, consumer, current_message, load_stuff, on, periodic
+from microhive import MicroAgent, consumer, load_stuff, on, periodic
+
+from .logger import Logger, log_file
 
 CATALOG_FILE = Path(__file__).resolve().parent / "logs.json"
 CATALOG = load_stuff(CATALOG_FILE)
@@ -35,10 +36,6 @@ MESSAGES = {
 }
 """The two message types (the last word of the routing key) and what they say."""
 USERS = ("ann", "bob", "carol", "dave")
-
-
-def log_file(agent: MicroAgent, name: str) -> LogFile:
-    return LogFile(Path(agent.settings.get("dir", ".")) / name)
 
 
 class LogGenerator(MicroAgent):
@@ -76,26 +73,6 @@ class LogGenerator(MicroAgent):
                 EXCHANGE, {"n": self.sent, "text": text}, routing_key=f"log.{level}"
             )
             self.out.write(level, f"n={self.sent} id={message_id} {text}")
-
-
-class Logger(MicroAgent):
-    """A client that prints the messages of its queue to its log file."""
-
-    file_name = ""
-
-    @on("pre_start")
-    def setup(self) -> None:
-        self.out = log_file(self, self.file_name)
-
-    @on("post_stop")
-    def close(self) -> None:
-        self.out.close()
-
-    def print(self, n: int, text: str) -> None:
-        message = current_message()
-        assert message is not None  # always set inside a consumer
-        level = message.headers.get("x-routing-key", "log.?").removeprefix("log.")
-        self.out.write(level, f"n={n} id={message.id} {text}")
 
 
 class AllLogger(Logger):
