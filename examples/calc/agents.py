@@ -24,6 +24,7 @@ letters are requeued to in the README).
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ class AuditAgent(MicroAgent):
         message = current_message()
         assert message is not None  # always set inside a consumer
         key = message.headers.get("x-routing-key", "?")
-        self.out.write("audit", f"n={n} id={message.id} {key} {operands(a, b)}")
+        self.out.write("audit", f"n={json.dumps(n)} id={message.id} {key} {operands(a, b)}")
 
 
 class DeadLetterWatcher(MicroAgent):
@@ -178,7 +179,7 @@ class DeadLetterWatcher(MicroAgent):
         payload = envelope.payload if envelope is not None else None
         n = payload.get("n") if isinstance(payload, dict) else None
         text = f"{operation}: {letter.reason} (attempt {letter.attempt})"
-        self.out.write("dead", f"n={n} id={message_id} {text}")
+        self.out.write("dead", f"n={json.dumps(n)} id={message_id} {text}")
         self.log.warning("dead letter of %s: task %s, %s", operation, n, letter.reason)
 
 

@@ -74,13 +74,15 @@ class Calculator(MicroAgent):
         (retrying cannot make it succeed), with the reason."""
         symbol, function = OPERATIONS[self.operation]
         message = current_message()
-        where = f"n={n} id={message.id if message else '?'}"
+        where = f"n={json.dumps(n)} id={message.id if message else '?'}"
         try:
             a, b = self.operand("a", a), self.operand("b", b)
             try:
                 result = function(a, b)
             except ZeroDivisionError:
                 raise Reject("division by zero") from None
+            except OverflowError:  # 10**400 / 3: a huge integer from another producer
+                raise Reject("result too large for a float") from None
         except Reject as exc:
             self.out.write("rejected", f"{where} calc.{self.operation}: {exc.reason}")
             raise
