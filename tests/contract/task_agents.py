@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-
-import pytest
+from urllib.parse import parse_qsl, urlsplit
 
 from microhive import MicroAgent, Namespace, Queue, QueueBroker, private_catalog, task
+from microhive.envelope import new_id
 from microhive.tasks.job import Job
 
 from .. import engines
@@ -102,17 +102,24 @@ class Math(MicroAgent):
         return a + b
 
 
+RESULTS_PREFIX = "microhive-test.results-"
+
+
 def task_url(transport: Transport, url: str) -> str:
-    """The test's URL with a result store: the engine's own, or Redis for AMQP and Kafka."""
-    if transport.name == "memory":
-        return url
-    pytest.importorskip(
-        "microhive.tasks.stores.engines", reason="result stores on engines not installed"
-    )
+    """The test's URL with a result store: the engine's own, or for AMQP and Kafka Redis
+    under a key prefix of the test's own (removed by :func:`forget_results`)."""
     if transport.name in ("amqp", "kafka"):
         engines.require_redis()
-        return engines.with_query(url, results=engines.REDIS_URL)
+        prefix = f"{RESULTS_PREFIX}{new_id()[:10]}:"
+        return engines.with_query(url, results=engines.with_query(engines.REDIS_URL, prefix=prefix))
     return url
+
+
+async def forget_results(url: str) -> None:
+    """Delete the Redis result keys :func:`task_url` chose for AMQP and Kafka."""
+    results = dict(parse_qsl(urlsplit(url).query)).get("results")
+    if results:
+        await engines.delete_prefix(results, dict(parse_qsl(urlsplit(results).query))["prefix"])
 
 
 class TaskFactory(Factory):

@@ -30,7 +30,7 @@ from microhive.tasks.wire import JOB
 
 from .conftest import Transport
 from .helpers import eventually
-from .task_agents import TASK_QUEUES, TaskFactory, q, results, task_url
+from .task_agents import TASK_QUEUES, TaskFactory, forget_results, q, results, task_url
 
 
 @pytest.fixture
@@ -41,6 +41,7 @@ async def tasks(transport: Transport, url: str) -> AsyncIterator[TaskFactory]:
     finally:
         for item in reversed(made.opened):
             await item.close()
+        await forget_results(made.url)
 
 
 async def test_submit_then_result(tasks: TaskFactory) -> None:

@@ -25,7 +25,7 @@ from microhive.tasks.wire import CHAIN, JOB
 
 from .conftest import Transport
 from .helpers import eventually
-from .task_agents import TaskFactory, q, task_url
+from .task_agents import TaskFactory, forget_results, q, task_url
 
 add, mul, xsum = q.add, q.mul, q.xsum
 
@@ -38,6 +38,7 @@ async def tasks(transport: Transport, url: str) -> AsyncIterator[TaskFactory]:
     finally:
         for item in reversed(made.opened):
             await item.close()
+        await forget_results(made.url)
 
 
 async def test_group_chain_and_chord_as_in_the_seed(tasks: TaskFactory) -> None:
