@@ -115,11 +115,12 @@ class Publisher:
         if timeout is None:
             retry = getattr(getattr(broker, "options", None), "retry_timeout", 30.0)
             timeout = float(retry) * 2 + EXTRA_WAIT
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        # not future.result(timeout): its TimeoutError is also what a ResultTimeout raised
+        # by the coroutine is, and that must reach the caller as itself
+        if not concurrent.futures.wait([future], timeout).done:
             future.cancel()
-            raise TransportError(f"{self!r}: no answer within {timeout:g} s") from None
+            raise TransportError(f"{self!r}: no answer within {timeout:g} s")
+        return future.result()
 
     # -- user API ------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ async def test_sync_submit_result_and_the_job_commands(url: str, tmp_path: Path)
             )
             with pytest.raises(ResultTimeout):
                 await asyncio.to_thread(later.result, 0.2)
-        listed = [json.loads(line) for line in cli("jobs", "--broker", url, "--json").split()]
+        listed = [json.loads(line) for line in cli("jobs", "--broker", url, "--json").splitlines()]
         assert {(r["id"], r["state"]) for r in listed} >= {(job.id, "succeeded")}
         shown = json.loads(cli("job", "show", job.id, "--broker", url, "--json"))
         assert shown["result"] == "3" and shown["queue"] == "crash_add"
