@@ -7,7 +7,7 @@ For each engine, one process runs a ``@task(add, concurrency=64)`` agent and the
   p50 / p99 of ``--calls`` after 50 untimed;
 - **tasks/s**: ``--n`` submits with 64 in flight, then every result awaited; from the first
   submit to the last result;
-- **group of 1,000**: ``await (await broker.submit(group(add.s(...) for i in range(1000)))).result()``.
+- **group of 1,000**: ``await (await broker.submit(group(...1,000 add.s(...)))).result()``.
 
     .venv/bin/python bench/bench_tasks.py                          # memory, redis, amqp
     .venv/bin/python bench/bench_tasks.py --engines memory --n 2000
@@ -112,7 +112,8 @@ async def main() -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    print(f"{'engine':8} {'p50 ms':>8} {'p99 ms':>8} {'submit/s':>10} {'tasks/s':>10} {'group 1000':>11}")
+    columns = ("p50 ms", "p99 ms", "submit/s", "tasks/s", "group 1000")
+    print(f"{'engine':8} " + " ".join(f"{c:>10}" for c in columns))
     for row in rows:
         if "error" in row:
             print(f"{row['engine']:8} n/a ({row['error']})")
