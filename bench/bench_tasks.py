@@ -119,8 +119,8 @@ async def main() -> None:
             print(f"{row['engine']:8} n/a ({row['error']})")
             continue
         print(
-            f"{row['engine']:8} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
-            f"{row['submit_per_s']:10,.0f} {row['tasks_per_s']:10,.0f} {row['group_1000_s']:10.3f}s"
+            f"{row['engine']:8} {row['p50_ms']:10.2f} {row['p99_ms']:10.2f} "
+            f"{row['submit_per_s']:10,.0f} {row['tasks_per_s']:10,.0f} {row['group_1000_s']:9.3f}s"
         )
 
 
