@@ -27,6 +27,7 @@ from .specs import (
     TaskOptions,
     check_timeout,
     make_cron,
+    parse_rate,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,6 +153,7 @@ def task(
     dead_letter: bool = False,
     result_ttl: float = DEFAULT_RESULT_TTL,
     max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
+    rate_limit: str | None = None,
 ) -> Callable[[F], F]:
     """A task on ``queue``: a consumer whose return value is kept as the job's result.
 
@@ -161,6 +163,9 @@ def task(
     ``dead_letter=True`` (a requeued message of a finished job is skipped). The record is
     kept ``result_ttl`` seconds after its last change; a result bigger than
     ``max_result_size`` bytes once encoded (or not JSON) fails the job with that reason.
+    ``rate_limit="10/s"`` (or ``/m``, ``/h``, ``/30s``) starts at most that many jobs per
+    window across every worker, counted in the result store; the others wait, pending,
+    for the next window.
     """
     spec = _consumer_spec(
         "@task", queue, timeout, concurrency, retries, backoff, dead_letter, False, None, 0.05
@@ -169,7 +174,8 @@ def task(
         raise ConfigurationError(f"@task({queue.name!r}): result_ttl must be seconds > 0")
     if not isinstance(max_result_size, int) or max_result_size < 1:
         raise ConfigurationError(f"@task({queue.name!r}): max_result_size must be bytes >= 1")
-    spec = replace(spec, task=TaskOptions(float(result_ttl), max_result_size))
+    rate = parse_rate(f"@task({queue.name!r})", rate_limit)
+    spec = replace(spec, task=TaskOptions(float(result_ttl), max_result_size, rate))
 
     def decorate(function: F) -> F:
         _check_task(function, queue)

@@ -43,6 +43,8 @@ class TaskOptions:
 
     ttl: float
     max_result_size: int
+    rate: tuple[int, float] | None = None
+    """At most this many starts per this many seconds, across every worker (fixed windows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,26 @@ class CronSpec:
         naive = moment.astimezone().replace(tzinfo=None)
         fire: datetime = croniter(self.expression, naive).get_next(datetime)
         return fire.astimezone().astimezone(UTC)
+
+
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(what: str, rate: str | None) -> tuple[int, float] | None:
+    """``"100/s"``, ``"10/m"``, ``"5/h"`` (or ``"3/10s"``): a count per period of seconds."""
+    if rate is None:
+        return None
+    count, _, per = rate.partition("/") if isinstance(rate, str) else ("", "", "")
+    number, unit = per[:-1], per[-1:]
+    try:
+        limit, seconds = int(count), float(number or 1) * RATE_UNITS[unit]
+    except (KeyError, ValueError):
+        limit, seconds = 0, 0.0
+    if limit < 1 or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(
+            f"{what}: rate_limit is 'N/s', 'N/m', 'N/h' or 'N/<k>s' (N >= 1), not {rate!r}"
+        )
+    return limit, seconds
 
 
 def make_cron(expression: str, timeout: float | None, tz: str | ZoneInfo | None) -> CronSpec:

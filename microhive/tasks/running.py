@@ -86,6 +86,7 @@ class _Run:
         assert agent._broker is not None
         self.continuer = Continuer(agent._broker, store, agent.name)
         self.rest = Continuation.of({})
+        self.started = 0.0
 
     async def go(self, event: Handling | None) -> str:
         try:
@@ -97,6 +98,8 @@ class _Run:
             await self.continuer.after(record, self.rest)
             await self.delivery.ack()
             return "skipped"
+        if self.options.rate is not None and await self.over_rate(*self.options.rate):
+            return "rate-limited"
         try:
             call = self.prepare()
         except Exception as exc:
@@ -131,7 +134,7 @@ class _Run:
 
     async def start(self) -> JobRecord:
         """The job's record, marked started unless it is final already."""
-        now = time.time()
+        now = self.started = time.time()
         attempt = self.envelope.attempt
         changes = {"attempt": attempt, "started_at": now}
         ttl = self.options.ttl
@@ -152,6 +155,32 @@ class _Run:
         if await self.store.create(record, ttl=ttl):
             return record
         return await self.store.get(self.job) or record
+
+    async def over_rate(self, limit: int, period: float) -> bool:
+        """Past this window's share of starts: back to pending, sent again for the next window.
+
+        The count is a join set per window in the store (one member per job, so a
+        redelivered job counts once): the ``limit + 1``-th member makes it complete.
+        """
+        if not self.agent._broker or not self.agent._broker.capabilities.delayed_delivery:
+            return False  # nothing could hold the job back until the next window
+        now = self.started  # the started_at of the record: its window is the one it counts in
+        window = int(now // period)
+        key = f"rate:{self.spec.queue.name}:{window}"
+        if not await self.store.join(key, self.job, limit + 1, ttl=period * 2):
+            return False
+        await self.store.transition(self.job, JobState.PENDING, {}, ttl=self.options.ttl)
+        envelope = self.envelope
+        assert self.agent._broker is not None
+        await self.agent._broker.send(
+            self.spec.queue,
+            envelope.payload,
+            delay=(window + 1) * period - now,
+            headers=envelope.headers,
+            sender=envelope.sender,
+        )
+        await self.delivery.ack()
+        return True
 
     def prepare(self) -> Any:
         payload = self.envelope.payload

@@ -26,6 +26,7 @@ with private_catalog("task-contract"):
             Queue("on_error", providing_args=["job", "task_name"]),
             Queue("record", providing_args=["value"]),
             Queue("loose"),
+            Queue("limited", providing_args=["n"]),
         ],
         kind="queue",
     )
@@ -96,6 +97,10 @@ class Math(MicroAgent):
     async def record(self, value: Any) -> Any:
         self.ran("record", value=value)
         return value
+
+    @task(q.limited, rate_limit="4/s", concurrency=8)
+    async def limited(self, n: int) -> int:
+        return n
 
     @task(q.loose)
     async def loose(self, a: int, b: int = 2) -> int:

@@ -265,3 +265,20 @@ def test_queue_declarations_carry_task_arguments() -> None:
     assert TASK_QUEUES.add.arguments == ("x", "y")
     assert TASK_QUEUES.loose.arguments is None
     assert q.add.s(x=1).arguments == {"x": 1}
+
+
+async def test_a_rate_limit_holds_across_workers(tasks: TaskFactory) -> None:
+    broker = await tasks.broker()
+    if not broker.capabilities.delayed_delivery:
+        pytest.skip("no delayed delivery: a rate limit cannot hold jobs back")
+    await tasks.math()
+    await tasks.math()
+    jobs = [await broker.limited.submit(n=n) for n in range(10)]
+    assert await results(*jobs, timeout=30) == list(range(10))
+    windows: dict[int, int] = {}
+    for job in jobs:
+        record = await job.record()
+        assert record is not None and record.started_at is not None
+        windows[int(record.started_at)] = windows.get(int(record.started_at), 0) + 1
+    assert max(windows.values()) <= 4, windows
+    assert len(windows) >= 3
