@@ -13,8 +13,11 @@ For each engine, one process runs a ``@task(add, concurrency=64)`` agent and the
     .venv/bin/python bench/bench_tasks.py --engines memory --n 2000
     .venv/bin/python bench/bench_tasks.py --json
 
-AMQP keeps results in Redis (``?results=redis://...``). Peers (Celery, Dramatiq with a result
-backend) are not in this script yet: see the report in bench/README.md.
+AMQP keeps results in Redis (``?results=redis://...``). ``--peers celery,dramatiq`` runs
+Celery (``acks_late``, its result backend on the same engine) and Dramatiq (the ``Results``
+middleware on Redis) on the same engines in the same run with bench/peers/tasks_peers.py and
+the peers' venv (``bench/peers/setup.sh`` once; ``PEERS_PYTHON`` to choose another), and
+prints microhive's ratio to each.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -96,31 +101,62 @@ async def measure(engine: str, n: int, calls: int) -> dict[str, Any]:
     return out
 
 
+HERE = Path(__file__).resolve().parent
+PEERS_PYTHON = os.environ.get("PEERS_PYTHON", str(HERE / "peers" / ".venv" / "bin" / "python"))
+
+
+def peer_row(peer: str, engine: str, n: int, calls: int) -> dict[str, Any]:
+    """One peer on one engine, measured by bench/peers/tasks_peers.py in the peers' venv."""
+    command = [PEERS_PYTHON, str(HERE / "peers" / "tasks_peers.py"), peer, engine]
+    command += ["--n", str(n), "--calls", str(calls)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"engine": engine, "peer": peer, "error": str(exc)}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"engine": engine, "peer": peer, "error": tail}
+    row: dict[str, Any] = json.loads(lines[-1])
+    return row
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="memory,redis,amqp")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--peers", default="", help="celery,dramatiq (on redis and amqp)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = []
     for engine in args.engines.split(","):
         try:
-            rows.append(await measure(engine, args.n, args.calls))
+            rows.append({"peer": "microhive", **await measure(engine, args.n, args.calls)})
         except Exception as exc:  # an engine not running: say so, go on
             rows.append({"engine": engine, "error": f"{type(exc).__name__}: {exc}"})
+        for peer in filter(None, args.peers.split(",")):
+            if engine != "memory":
+                rows.append(await asyncio.to_thread(peer_row, peer, engine, args.n, args.calls))
     if args.json:
         print(json.dumps(rows))
         return
-    columns = ("p50 ms", "p99 ms", "submit/s", "tasks/s", "group 1000")
-    print(f"{'engine':8} " + " ".join(f"{c:>10}" for c in columns))
+    columns = ("p50 ms", "p99 ms", "submit/s", "tasks/s", "group 1000", "ours x")
+    print(f"{'engine':8} {'peer':10} " + " ".join(f"{c:>10}" for c in columns))
+    ours = {r["engine"]: r for r in rows if r.get("peer") == "microhive"}
     for row in rows:
+        where = f"{row['engine']:8} {row.get('peer', 'microhive'):10}"
         if "error" in row:
-            print(f"{row['engine']:8} n/a ({row['error']})")
+            print(f"{where} n/a ({row['error']})")
             continue
+        group_s = f"{row['group_1000_s']:9.3f}s" if "group_1000_s" in row else f"{'':10}"
+        mine = ours.get(row["engine"])
+        ratio = (
+            "" if mine is None or row is mine else f"{mine['tasks_per_s'] / row['tasks_per_s']:.1f}"
+        )
         print(
-            f"{row['engine']:8} {row['p50_ms']:10.2f} {row['p99_ms']:10.2f} "
-            f"{row['submit_per_s']:10,.0f} {row['tasks_per_s']:10,.0f} {row['group_1000_s']:9.3f}s"
+            f"{where} {row['p50_ms']:10.2f} {row['p99_ms']:10.2f} "
+            f"{row['submit_per_s']:10,.0f} {row['tasks_per_s']:10,.0f} {group_s} {ratio:>10}"
         )
 
 
