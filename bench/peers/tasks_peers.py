@@ -6,8 +6,9 @@ JSON line with the same fields as bench_tasks.py:
     bench/peers/.venv/bin/python bench/peers/tasks_peers.py celery redis --n 3000
 
 - **celery**: ``task_acks_late=True`` (ack after the task, as microhive), prefork pool with
-  2 children in a process of its own; results in Redis on Redis, ``rpc://`` on RabbitMQ
-  (the result backends on the same engine); ``add.delay(x, y).get(timeout=...)``.
+  2 children in a process of its own; results in Redis on both engines (as microhive's
+  ``results=redis://`` on RabbitMQ; Celery's ``rpc://`` backend timed out here when results
+  were fetched from several threads); ``add.delay(x, y).get(timeout=...)``.
 - **dramatiq**: a ``Worker`` (8 threads) in this process, the ``Results`` middleware with a
   Redis backend on both engines (Dramatiq has none on RabbitMQ);
   ``add.send(x, y).get_result(block=True)``; RabbitMQ with publisher confirms.
@@ -36,8 +37,7 @@ def celery_app(engine: str, token: str) -> Any:
     from celery import Celery
 
     broker = REDIS if engine == "redis" else AMQP
-    backend = REDIS if engine == "redis" else "rpc://"
-    app = Celery(f"tasks_{token}", broker=broker, backend=backend)
+    app = Celery(f"tasks_{token}", broker=broker, backend=REDIS)
     app.conf.task_default_queue = f"tasks_{token}"
     app.conf.task_acks_late = True
     app.conf.worker_prefetch_multiplier = 4
