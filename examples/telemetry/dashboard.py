@@ -38,7 +38,7 @@ def slug(name: str) -> str:
 
 def build(host: Host, satellites: Sequence[str], queue: Queue) -> dash.Dash:
     """The Dash app showing ``satellites`` from ``queue`` through ``host``."""
-    app = dash.Dash(__name__, title="Satellite telemetry", update_title=None)
+    app = dash.Dash(__name__, title="Satellite telemetry", update_title="")
     app.layout = html.Div(
         [
             html.H3("Satellite telemetry", style={"fontFamily": "sans-serif"}),

@@ -20,7 +20,7 @@ from ..agent.agent import MicroAgent
 from ..broker import QueueBroker
 from ..bus import SignalBus
 from ..catalog import Catalog, load_stuff
-from ..declarations import Queue
+from ..declarations import Queue, Signal
 from ..middleware import Middleware
 from ..settings import DEFAULT_TRANSPORT
 from .views import Latest, Tail, View, follow
@@ -177,11 +177,11 @@ class WebHive:
         options.setdefault("sender", self.name)
         return await self.broker.send(queue, payload, **options)
 
-    async def signal(self, signal: str, **kwargs: Any) -> None:
+    async def signal(self, signal: Signal | str, **kwargs: Any) -> None:
         """Broadcast a signal on the hive's bus, sent by the hive's name."""
         await self.bus.send(signal, self.name, **kwargs)
 
-    async def call(self, signal: str, *, timeout: float = 60, **kwargs: Any) -> Any:
+    async def call(self, signal: Signal | str, *, timeout: float = 60, **kwargs: Any) -> Any:
         """A call over the hive's bus: the first answer, or :class:`CallTimeout`."""
         return await self.bus.call(signal, self.name, timeout=timeout, **kwargs)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine
 from types import FrameType, TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
 
-from ..declarations import Queue
+from ..declarations import Queue, Signal
 from ..errors import TransportError
 from .hive import AgentFactory, WebHive
 from .views import Latest, Tail
@@ -93,6 +93,7 @@ class Host:
         if loop is None or thread is None:
             return
         atexit.unregister(self.stop)
+        self._release_sigterm()
         try:
             asyncio.run_coroutine_threadsafe(self.hive.stop(), loop).result(
                 self.hive.grace_period + self.start_timeout
@@ -103,11 +104,20 @@ class Host:
 
     def _catch_sigterm(self) -> None:
         """SIGTERM ends a process without ``atexit``; turn it into ``SystemExit`` (which runs
-        it) unless the program set a handler of its own."""
+        it) unless the program set a handler of its own; :meth:`stop` puts the default back."""
         if threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            self._previous_sigterm = signal.SIG_DFL
+
+    def _release_sigterm(self) -> None:
+        if self._previous_sigterm is None:
+            return
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -141,11 +151,11 @@ class Host:
         returns the message id once the engine accepted it."""
         return self._wait(self.hive.send(queue, payload, **options))
 
-    def signal(self, signal: str, **kwargs: Any) -> None:
+    def signal(self, signal: Signal | str, **kwargs: Any) -> None:
         """Broadcast a signal on the host's bus."""
         self._wait(self.hive.signal(signal, **kwargs))
 
-    def call(self, signal: str, *, timeout: float = 60, **kwargs: Any) -> Any:
+    def call(self, signal: Signal | str, *, timeout: float = 60, **kwargs: Any) -> Any:
         """A call over the host's bus: the first answer, or :class:`CallTimeout`."""
         return self._wait(self.hive.call(signal, timeout=timeout, **kwargs), timeout)
 
@@ -162,6 +172,8 @@ class Host:
         try:
             return future.result(limit)
         except concurrent.futures.TimeoutError:
+            if future.done():  # a CallTimeout is a TimeoutError too: the loop's own answer
+                raise
             future.cancel()
             raise TransportError(f"{self!r}: no answer within {limit:g} s") from None
 
@@ -185,4 +197,5 @@ def _halt(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    """SIGTERM is the way to stop a service: a clean exit (0), as ``microhive run``'s."""
+    raise SystemExit(0)
