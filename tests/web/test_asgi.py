@@ -114,7 +114,7 @@ async def test_bad_arguments_say_what_is_wrong() -> None:
         lifespan(hive, transport="memory://")
     with pytest.raises(RuntimeError, match="not running"):
         hive.tail(JOBS, last=1)
-    with pytest.raises(ConfigurationError, match="scheme|transport"):
+    with pytest.raises(ConfigurationError, match=r"scheme|transport"):
         await WebHive(Echo, transport="nope://x").start()
     async with hive:
         with pytest.raises(ConfigurationError, match="last"):
