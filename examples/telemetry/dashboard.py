@@ -29,6 +29,7 @@ SILENT_AFTER = 3.0
 
 COLUMN = {"flex": "1", "minWidth": "0", "padding": "0 8px"}
 LINE = {"padding": "4px", "fontSize": "15px"}
+COLORS = {"live": "#1a7f37", "silent": "#cf222e", "waiting": "#57606a"}
 
 
 def slug(name: str) -> str:
@@ -76,14 +77,15 @@ def follow(app: dash.Dash, host: Host, name: str, queue: Queue) -> None:
     @app.callback(
         Output(f"{key}-status", "children"),
         Output(f"{key}-status", "className"),
+        Output(f"{key}-status", "style"),
         Output(f"{key}-text", "children"),
         Output(f"{key}-graph", "figure"),
         Input("tick", "n_intervals"),
     )
-    def refresh(_: int) -> tuple[str, str, list[Any], Any]:
+    def refresh(_: int) -> tuple[str, str, dict[str, str], list[Any], Any]:
         tail = host.tail(queue, last=HISTORY, key=name)  # the same live view on every tick
         state, text = status(tail, time.time())
-        return text, state, metrics(tail), figure(tail)
+        return text, state, {**LINE, "color": COLORS[state]}, metrics(tail), figure(tail)
 
 
 def status(tail: Tail, now: float) -> tuple[str, str]:
