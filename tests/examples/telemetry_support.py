@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,18 +46,19 @@ def check_readings(name: str, readings: list[Reading]) -> None:
         assert reading.satellite == name
         assert -90 <= reading.lat <= 90 and -180 <= reading.lon <= 180, reading
         assert low <= reading.alt <= high, reading
-    gaps = [(b.time - a.time).total_seconds() for a, b in zip(readings, readings[1:], strict=False)]
+    gaps = [(b.time - a.time).total_seconds() for a, b in itertools.pairwise(readings)]
     assert all(gap > 0 for gap in gaps), gaps
     assert 0.8 <= statistics.median(gaps) <= 1.2, gaps  # the schedule's period, not a deadline
 
 
-@pytest.fixture
-def queue() -> str:
+@pytest.fixture(name="queue")
+def queue_fixture() -> str:
+    """A queue name of the test's own."""
     return f"telemetry_{new_id()[:10]}"
 
 
-@pytest.fixture
-async def kafka(queue: str) -> AsyncIterator[str]:
+@pytest.fixture(name="kafka")
+async def kafka_fixture() -> AsyncIterator[str]:
     """The shared Kafka-protocol broker with a topic prefix of the test's own."""
     base = engines.require_kafka()
     prefix = f"mhtel_{new_id()[:10]}"

@@ -23,8 +23,8 @@ from .telemetry_support import (  # noqa: F401 - fixtures
     ALTITUDES,
     WAIT,
     check_readings,
-    kafka,
-    queue,
+    kafka_fixture,
+    queue_fixture,
     satellite,
     stop_all,
 )

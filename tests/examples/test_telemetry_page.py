@@ -19,8 +19,8 @@ from .telemetry_support import (  # noqa: F401 - fixtures
     WAIT,
     address,
     dashboard,
-    kafka,
-    queue,
+    kafka_fixture,
+    queue_fixture,
     satellite,
     stop_all,
 )
