@@ -6,7 +6,10 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import shutil
 import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -28,6 +31,8 @@ from .telemetry_support import (  # noqa: F401 - fixtures
     satellite,
     stop_all,
 )
+
+COMPOSE = Path(__file__).resolve().parents[2] / "examples" / "telemetry" / "docker-compose.yml"
 
 
 def test_the_shipped_tles_are_the_three_satellites() -> None:
@@ -92,3 +97,27 @@ async def test_a_process_per_satellite_on_kafka(kafka: str, queue: str) -> None:
     finally:
         await broker.close()
         stop_all(*processes)
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` (v2) or ``docker-compose`` (v1), whichever validates here."""
+    docker = shutil.which("docker")
+    if docker and _run(docker, "compose", "version").returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        return [legacy]
+    pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+
+
+def test_the_compose_file_is_valid() -> None:
+    """The Compose file the seed asks for (its syntax: no Docker engine runs the tests)."""
+    compose = [*compose_command(), "-f", str(COMPOSE)]
+    checked = _run(*compose, "config", "-q")
+    assert checked.returncode == 0, checked.stderr
+    services = _run(*compose, "config", "--services")
+    assert set(services.stdout.split()) == {"kafka", "terra", "aqua", "noaa20", "dashboard"}
