@@ -27,6 +27,7 @@ class Echo(MicroAgent):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.done: list[int] = []
+        self.pinged: list[str] = []
 
     @consumer(JOBS)
     async def job(self, n: int) -> None:
@@ -34,6 +35,7 @@ class Echo(MicroAgent):
 
     @receiver(PING)
     async def ping(self, name: str) -> str:
+        self.pinged.append(name)
         return f"pong {name}"
 
 

@@ -74,6 +74,8 @@ async def test_host_serves_tails_latest_values_and_a_blocking_bridge(urls: Urls)
         assert isinstance(echo, Echo)
         with serving(make_app(host)) as base:
             assert await fetch(f"{base}/ping/bob") == "pong bob"
+            await asyncio.to_thread(host.signal, PING, name="eve")  # a broadcast, no answer
+            await eventually(lambda: echo.pinged == ["bob", "eve"], WAIT)
             for n in range(6):
                 await fetch(f"{base}/jobs", {"n": n, "key": "odd" if n % 2 else "even"})
             await eventually(lambda: sorted(echo.done) == list(range(6)), WAIT)
