@@ -119,8 +119,8 @@ def figure(tail: Tail) -> Any:
     times = [r.time for r in readings]
     fig = make_subplots(rows=2, cols=1, vertical_spacing=0.2)
     fig.update_layout(
-        margin={"l": 40, "r": 10, "b": 30, "t": 10},
-        legend={"x": 0, "y": 1, "xanchor": "left"},
+        margin={"l": 50, "r": 10, "b": 30, "t": 30},
+        legend={"orientation": "h", "x": 0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"},
         height=450,
         uirevision="keep",  # zoom and pan survive the refreshes
     )

@@ -21,6 +21,7 @@ from ..broker import QueueBroker
 from ..bus import SignalBus
 from ..catalog import Catalog, load_stuff
 from ..declarations import Queue, Signal
+from ..errors import ConfigurationError
 from ..middleware import Middleware
 from ..settings import DEFAULT_TRANSPORT
 from .views import Latest, Tail, View, follow
@@ -40,7 +41,8 @@ class WebHive:
     ``transport`` is the URL of both; ``bus`` and ``broker`` override it (the Kafka broker has
     no signals: ``broker="kafka://..."`` keeps the bus on ``transport``, ``memory://`` by
     default). ``catalog`` declares signals and queues (a :class:`Catalog` or the seed's JSON
-    files). Agents are listed upstream first, as for ``microhive run``.
+    files). Agents are listed upstream first, as for ``microhive run``. ``grace_period`` is
+    the longest any agent's in-flight handlers get when the hive stops.
     """
 
     def __init__(
@@ -136,7 +138,10 @@ class WebHive:
     def tail(self, queue: Queue | str, *, last: int, key: str | None = None) -> Tail:
         """A :class:`Tail` of the last ``last`` messages of ``queue`` (of ``key``'s), kept
         following new ones until the hive stops. The same arguments give the same view, so a
-        page callback may ask for it on every refresh. Call it in the hive's event loop."""
+        page callback may ask for it on every refresh. The view holds ``last`` messages (at
+        least 1). Call it in the hive's event loop (from threads: :meth:`Host.tail`)."""
+        if isinstance(last, int) and not isinstance(last, bool) and last < 1:
+            raise ConfigurationError("a tail view holds the last `last` messages: last >= 1")
         name = queue.name if isinstance(queue, Queue) else queue
         found = self._views.get(("tail", name, last, key))
         if isinstance(found, Tail):
@@ -165,9 +170,13 @@ class WebHive:
     def _open(
         self, ident: tuple[Any, ...], view: View, source: Callable[[int], Any], replay: int
     ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            follow(view, source, replay), name=f"microhive-view-{view!r}"
-        )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"{self!r}: open views in the hive's event loop (from threads: Host)"
+            ) from None
+        task = loop.create_task(follow(view, source, replay), name=f"microhive-view-{view!r}")
         self._views[ident] = view
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -73,7 +73,7 @@ class Tail(View):
     def __init__(self, queue: str, size: int, key: str | None = None) -> None:
         super().__init__()
         self.queue, self.size, self.key = queue, size, key
-        self._items: deque[Envelope] = deque(maxlen=size or None)
+        self._items: deque[Envelope] = deque(maxlen=size)
         self._ids: set[str] = set()
 
     def __repr__(self) -> str:
@@ -105,7 +105,7 @@ class Tail(View):
             return envelope_id in self._ids
 
     def _take(self, envelope: Envelope) -> None:
-        if self.size and len(self._items) == self.size:
+        if len(self._items) == self.size:
             self._ids.discard(self._items[0].id)
         self._items.append(envelope)
         self._ids.add(envelope.id)

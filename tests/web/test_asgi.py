@@ -119,3 +119,5 @@ async def test_bad_arguments_say_what_is_wrong() -> None:
     async with hive:
         with pytest.raises(ConfigurationError, match="last"):
             hive.tail(JOBS, last=-1)
+        with pytest.raises(ConfigurationError, match="last >= 1"):
+            hive.tail(JOBS, last=0)
