@@ -121,3 +121,20 @@ async def test_bad_arguments_say_what_is_wrong() -> None:
             hive.tail(JOBS, last=-1)
         with pytest.raises(ConfigurationError, match="last >= 1"):
             hive.tail(JOBS, last=0)
+
+
+async def test_fastapi_takes_the_lifespan_too() -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI(lifespan=lifespan(Echo, transport="memory://mhweb_fastapi", grace_period=1))
+
+    @app.post("/jobs")
+    async def post(request: Request, job: dict[str, int]) -> str:
+        return await request.state.hive.send(JOBS, job)  # type: ignore[no-any-return]
+
+    async with serving(app) as base:
+        (echo,) = app.state.hive.agents
+        message_id = await fetch(f"{base}/jobs", {"n": 7})
+        assert isinstance(message_id, str) and message_id
+        await eventually(lambda: echo.done == [7], WAIT)
+    assert not echo.running
