@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import logging
 import signal
 import threading
@@ -73,11 +74,21 @@ class Host:
                 target=_run_forever, args=(loop,), name="microhive-host", daemon=True
             )
             thread.start()
+            future = asyncio.run_coroutine_threadsafe(self.hive.start(), loop)
             try:
-                future = asyncio.run_coroutine_threadsafe(self.hive.start(), loop)
                 future.result(self.start_timeout)
-            except BaseException:
+            except BaseException as exc:
+                stuck = not future.done()
+                future.cancel()
+                with contextlib.suppress(Exception):  # undo a half start, then end the thread
+                    asyncio.run_coroutine_threadsafe(self.hive.stop(), loop).result(
+                        self.start_timeout
+                    )
                 _halt(loop, thread)
+                if stuck:
+                    raise TransportError(
+                        f"{self!r}: the agents did not start within {self.start_timeout:g} s"
+                    ) from exc
                 raise
             self._loop, self._thread = loop, thread
         atexit.register(self.stop)

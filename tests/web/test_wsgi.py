@@ -15,7 +15,7 @@ import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-from microhive import CallTimeout
+from microhive import CallTimeout, TransportError, on
 from microhive.testing import eventually
 from microhive.web import Host
 
@@ -107,6 +107,32 @@ def test_the_bridge_raises_what_the_loop_raised() -> None:
         host.stop()
     with pytest.raises(RuntimeError, match="start"):
         host.send(JOBS, {"n": 1})
+
+
+class Failing(Echo):
+    @on("pre_start")
+    async def fail(self) -> None:
+        raise ConnectionError("no database")
+
+
+class Slow(Echo):
+    @on("pre_start")
+    async def hang(self) -> None:
+        await asyncio.sleep(120)
+
+
+def test_a_host_whose_agents_cannot_start_raises_and_leaves_no_thread() -> None:
+    before = {t for t in threading.enumerate() if t.name == "microhive-host"}
+    host = Host(Echo, Failing, transport="memory://mhweb_failing")
+    with pytest.raises(ConnectionError, match="no database"):
+        host.start()
+    assert not host.running and host.hive.agents == []
+    slow = Host(Slow, transport="memory://mhweb_slow", start_timeout=0.5)
+    with pytest.raises(TransportError, match=r"did not start within 0\.5 s"):
+        slow.start()
+    assert not slow.running
+    after = {t for t in threading.enumerate() if t.name == "microhive-host"}
+    assert after == before
 
 
 SCRIPT = """
