@@ -66,7 +66,6 @@ async def test_a_lease_whose_holder_is_gone_is_taken_over(factory: Factory) -> N
         assert await until(a.acquire, 30, "a to take the free lease")
         assert await a.claim(10)
         await a.close()  # gone without releasing: a crash, as far as the engine can tell
-        assert not await b.acquire()
         assert await until(b.acquire, 30, "b to take the lease over")
         assert not await b.claim(10)
         assert await b.claim(11)
