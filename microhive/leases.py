@@ -8,8 +8,8 @@ holder may have run tick N an instant before it died, and the new holder's clock
 on tick N), so the holder also *claims* each tick before running it: the engine keeps the last
 tick run, and a claim of a tick at or before it is refused.
 
-Each engine implements :class:`Lease` in ``microhive/transports/<engine>/lease.py`` as a
-function ``open_lease(transport, name, holder, ttl) -> Lease``; :func:`open_lease` finds it
+Each engine implements :class:`Lease` in ``microhive/transports/<engine>/lease.py``, with a
+function ``open_lease(transport, name, holder, ttl) -> Lease`` that :func:`open_lease` finds
 from the transport's package.
 """
 
@@ -82,16 +82,25 @@ def check_ttl(what: str, ttl: float) -> float:
 def open_lease(transport: Any, name: str, holder: str, ttl: float) -> Lease:
     """The lease ``name`` on ``transport``'s engine (a bus or broker, connected or not).
 
-    Raises :class:`ConfigurationError` for a transport whose package has no ``lease`` module.
+    A transport of microhive's own has a ``lease`` module in its package; another transport
+    may offer leases with a method ``open_lease(name, holder, ttl)``. Anything else raises
+    :class:`ConfigurationError`.
     """
-    module_name = type(transport).__module__
-    package = module_name.rpartition(".")[0]
-    try:
-        module = importlib.import_module(f"{package}.lease")
-    except ModuleNotFoundError:
+    own = getattr(transport, "open_lease", None)
+    if callable(own):
+        offered: Lease = own(name, holder, ttl)
+        return offered
+    package = type(transport).__module__.rpartition(".")[0]
+    module = None
+    if package.startswith(f"{__package__}.transports."):
+        try:
+            module = importlib.import_module(f"{package}.lease")
+        except ModuleNotFoundError:
+            module = None
+    if module is None:
         raise ConfigurationError(
             f"{type(transport).__name__} offers no leases, so single=True schedules cannot "
             "run on it (use a memory, redis, amqp, nats or kafka bus or broker)"
-        ) from None
+        )
     lease: Lease = module.open_lease(transport, name, holder, ttl)
     return lease

@@ -253,7 +253,9 @@ class MicroAgent:
             with log_context(agent=self.name, handler=handler.name):
                 await coroutine
 
-        return asyncio.get_running_loop().create_task(guarded(), name=f"{self.name}.{handler.name}")
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"{self.name}.{handler.name}")
+        task.add_done_callback(lambda _: coroutine.close())  # cancelled before it began
+        return task
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a task in the agent's log context, tracked so stop() can wait for it.

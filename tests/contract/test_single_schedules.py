@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from microhive import MicroAgent, QueueBroker, periodic
-from microhive.errors import ConfigurationError
+from microhive import QueueBroker
 from microhive.leases import Lease, open_lease
 
 from ..cli.helpers import Process
@@ -72,27 +71,6 @@ async def test_a_lease_whose_holder_is_gone_is_taken_over(factory: Factory) -> N
         assert await b.claim(11)
     finally:
         await b.close()
-
-
-def test_single_needs_a_bus_or_broker() -> None:
-    class Alone(MicroAgent):
-        @periodic(1, single=True)
-        async def job(self) -> None:
-            pass
-
-    with pytest.raises(ConfigurationError, match="single=True schedules"):
-        Alone()
-
-
-@pytest.mark.parametrize("bad", [0, -1, float("nan"), "10", True])
-def test_a_bad_lease_ttl_is_refused(bad: object) -> None:
-    with pytest.raises(ConfigurationError, match="lease_ttl"):
-        periodic(1, single=True, lease_ttl=bad)  # type: ignore[arg-type]
-
-
-def test_single_must_be_a_bool() -> None:
-    with pytest.raises(ConfigurationError, match="single"):
-        periodic(1, single="yes")  # type: ignore[arg-type]
 
 
 def _check(ticks: Counter[int], before: list[int], after: list[int]) -> None:
