@@ -84,14 +84,6 @@ class KafkaLease(Lease):
         self._held = False
         self._last: int | None = None  # the last tick run, read when the partition came
 
-    async def _start(self) -> AIOKafkaConsumer:
-        """The member, joined once: the join outlives a caller's timeout (a group forms in
-        seconds), so an impatient keeper never leaves half-started members behind."""
-        starting = self._starting
-        if starting is None or (starting.done() and starting.exception() is not None):
-            starting = self._starting = asyncio.get_running_loop().create_task(self._open())
-        return await asyncio.shield(starting)
-
     async def _open(self) -> AIOKafkaConsumer:
         await self._create_topic()
         ms = round(self.ttl * 1000)
@@ -128,7 +120,16 @@ class KafkaLease(Lease):
                 raise TransportError(f"cannot create lease topic {self.topic!r}: error {error[1]}")
 
     async def _check(self) -> bool:
-        consumer = await self._start()
+        # joining takes seconds and must outlive an impatient caller's timeout, else every
+        # attempt would leave a half-joined member behind: it runs as a task of its own
+        starting = self._starting
+        if starting is None or (starting.done() and starting.exception() is not None):
+            starting = self._starting = asyncio.get_running_loop().create_task(self._open())
+        if not starting.done():
+            await asyncio.wait({starting}, timeout=self.ttl / 4)
+            if not starting.done():
+                return False  # still joining: not held yet
+        consumer = starting.result()
         await consumer.getmany(timeout_ms=0)  # keeps the member polling (max_poll_interval)
         held = self.partition in consumer.assignment()
         if held and not self._held:  # newly assigned: what did the previous holder run?
@@ -141,7 +142,7 @@ class KafkaLease(Lease):
         return await self._check()
 
     async def renew(self) -> bool:
-        if self._consumer is None:
+        if self._starting is None:
             return False
         return await self._check()
 
