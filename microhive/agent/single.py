@@ -18,13 +18,13 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import ConfigurationError
 from ..leases import Lease, open_lease
 from ..retry import Backoff
 from .dispatch import describe
+from .schedules import cron_fires
 from .specs import CronSpec, PeriodicSpec
 
 RunJob = Callable[[], Awaitable[None]]
@@ -203,15 +203,5 @@ async def _periodic(
 
 
 async def _cron(spec: CronSpec, keeper: LeaseKeeper, run: RunJob, log: Log) -> None:
-    last = datetime.now(UTC)
-    while True:
-        try:
-            fire = spec.next_after(max(datetime.now(UTC), last))
-        except Exception as exc:  # validated at declaration; a loop that dies must say so
-            log.error("cron %r has no next fire time, schedule ended: %s", spec.expression, exc)
-            return
-        wait = (fire - datetime.now(UTC)).total_seconds()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        last = fire
+    async for fire in cron_fires(spec, log):
         await run_tick(keeper, int(fire.timestamp()), fire.timestamp(), run, log)
