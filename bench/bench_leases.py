@@ -3,8 +3,9 @@
 until another replica runs its first tick.
 
 Per engine and run: three replica processes of an agent with
-``@periodic(0.1, single=True, lease_ttl=TTL)``, each appending ``<wall time> <tick>`` per run
-to a file of its own; once ticks flow, the replica that ran the last one is SIGKILLed. The
+``@periodic(0.1, single=True, lease_ttl=TTL)``, each appending ``<wall time> <tick>`` per
+tick it claimed (from the schedule's debug record, just before the job runs) to a file of its
+own; once ticks flow, the replica that ran the last one is SIGKILLed. The
 takeover time is the wall time of the first tick run by another replica after the kill,
 minus the time of the kill. The median over ``--runs`` is printed with min and max, and
 the check that no tick ran twice.
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import signal
@@ -53,13 +55,24 @@ URLS = {
 def replica(url: str, record: str, ttl: float) -> None:
     """One replica (a process of its own): runs the schedule until it is killed."""
 
+    class Claimed(logging.Handler):
+        """Writes each tick the schedule claimed (its debug record carries the number)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            tick = getattr(record, "tick", None)
+            if isinstance(tick, int):
+                out.write(f"{record.created:.6f} {tick}\n")
+
     class BenchTicker(MicroAgent):
         @periodic(PERIOD, single=True, lease_ttl=ttl)
         async def tick(self) -> None:
-            now = time.time()
-            out.write(f"{now:.6f} {round(now / PERIOD)}\n")
+            pass
 
     out = open(f"{record}.{os.getpid()}", "a", buffering=1)  # noqa: SIM115
+    logger = logging.getLogger("microhive.agent.BenchTicker")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(Claimed(logging.DEBUG))
 
     async def main() -> None:
         async with QueueBroker.from_url(url) as broker, BenchTicker(broker=broker):

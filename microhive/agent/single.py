@@ -147,6 +147,7 @@ async def run_tick(keeper: LeaseKeeper, tick: int, due: float, run: RunJob, log:
     if not claimed:
         log.debug("lease %r: tick %d already run", lease.name, tick)
         return False
+    log.debug("lease %r: tick %d claimed", lease.name, tick, extra={"tick": tick})
     await run()
     return True
 
