@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
@@ -72,6 +72,19 @@ class StickyHolder(AbstractPartitionAssignor):  # type: ignore[misc]
         self.holding = any(partitions for _, partitions in assignment.assignment)
 
 
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts assignments, so the holder reads the last tick again after each one."""
+
+    def __init__(self) -> None:
+        self.assignments = 0
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assignments += 1
+
+
 class KafkaLease(Lease):
     def __init__(self, options: KafkaOptions, name: str, holder: str, ttl: float) -> None:
         super().__init__(name, holder, ttl)
@@ -81,6 +94,8 @@ class KafkaLease(Lease):
         self._consumer: AIOKafkaConsumer | None = None
         self._starting: asyncio.Task[AIOKafkaConsumer] | None = None
         self._assignor = StickyHolder()
+        self._listener = _Assignments()
+        self._seen = 0  # assignments counted when the last tick was read
         self._held = False
         self._last: int | None = None  # the last tick run, read when the partition came
 
@@ -98,7 +113,7 @@ class KafkaLease(Lease):
             max_poll_interval_ms=max(ms * 10, 60_000),
             partition_assignment_strategy=(self._assignor,),
         )
-        consumer.subscribe([self.topic])
+        consumer.subscribe([self.topic], listener=self._listener)
         try:
             await consumer.start()
         except BaseException:
@@ -132,9 +147,19 @@ class KafkaLease(Lease):
         consumer = starting.result()
         await consumer.getmany(timeout_ms=0)  # keeps the member polling (max_poll_interval)
         held = self.partition in consumer.assignment()
-        if held and not self._held:  # newly assigned: what did the previous holder run?
+        if self._held and not held:  # a replica joining makes the group rebalance: the
+            # sticky assignor gives the partition back within moments, so wait a little
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.ttl / 4
+            while not held and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                held = self.partition in consumer.assignment()
+        assignments = self._listener.assignments
+        if held and (not self._held or assignments != self._seen):
+            # (re)assigned: what did the holders in between run?
             consumer.pause(self.partition)  # never fetch from it: only the offset matters
             self._last = await consumer.committed(self.partition)
+        self._seen = assignments
         self._held = held
         return held
 
