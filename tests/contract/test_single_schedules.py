@@ -73,6 +73,19 @@ async def test_a_lease_whose_holder_is_gone_is_taken_over(factory: Factory) -> N
         await b.close()
 
 
+async def test_an_agent_without_a_broker_keeps_its_lease_on_the_bus(factory: Factory) -> None:
+    bus = await factory.bus()  # (skips on Kafka, which has no bus)
+    a, b = open_lease(bus, "Agent.job", "a", 1.0), open_lease(bus, "Agent.job", "b", 1.0)
+    try:
+        assert await until(a.acquire, 30, "a to take the free lease")
+        assert not await b.acquire()
+        assert await a.claim(1)
+    finally:
+        await a.release()
+        await a.close()
+        await b.close()
+
+
 def _check(ticks: Counter[int], before: list[int], after: list[int]) -> None:
     """No tick twice; the ticks run before and after the takeover are each without gaps."""
     twice = sorted(t for t, n in ticks.items() if n > 1)
