@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 if __package__ in (None, ""):  # run as a script from a checkout: import the package beside it
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,7 +57,8 @@ def url_for(engine: str, token: str) -> str:
     if engine == "redis":
         return f"{REDIS}?prefix=bench-tasks-{token}:"
     if engine == "amqp":
-        return f"{AMQP}?prefix=bench-tasks-{token}&results={REDIS}"
+        results = quote(f"{REDIS}?prefix=bench-tasks-{token}:", safe="")
+        return f"{AMQP}?prefix=bench-tasks-{token}&results={results}"
     raise SystemExit(f"unknown engine {engine!r}")
 
 
@@ -98,6 +100,9 @@ async def measure(engine: str, n: int, calls: int) -> dict[str, Any]:
         assert len(await job.result(timeout=120)) == 1000
         out["group_1000_s"] = time.perf_counter() - started
     await broker.close()
+    if engine != "memory":  # the queues and keys of this run (bench/peers/cleanup.py)
+        cleanup = [PEERS_PYTHON, str(HERE / "peers" / "cleanup.py"), engine, token]
+        await asyncio.to_thread(subprocess.run, cleanup, capture_output=True, check=False)
     return out
 
 

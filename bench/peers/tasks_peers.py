@@ -23,10 +23,13 @@ import argparse
 import json
 import multiprocessing
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -58,8 +61,7 @@ def celery_worker(engine: str, token: str) -> None:
                      "--without-mingle", "--without-gossip"])  # fmt: skip
 
 
-def run_celery(engine: str, n: int, calls: int) -> dict[str, Any]:
-    token = uuid.uuid4().hex[:8]
+def run_celery(engine: str, n: int, calls: int, token: str) -> dict[str, Any]:
     worker = multiprocessing.Process(target=celery_worker, args=(engine, token), daemon=True)
     worker.start()
     try:
@@ -71,12 +73,11 @@ def run_celery(engine: str, n: int, calls: int) -> dict[str, Any]:
         worker.join(10)
 
 
-def run_dramatiq(engine: str, n: int, calls: int) -> dict[str, Any]:
+def run_dramatiq(engine: str, n: int, calls: int, token: str) -> dict[str, Any]:
     import dramatiq
     from dramatiq.results import Results
     from dramatiq.results.backends import RedisBackend
 
-    token = uuid.uuid4().hex[:8]
     if engine == "redis":
         from dramatiq.brokers.redis import RedisBroker
 
@@ -137,8 +138,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
     run = run_celery if args.peer == "celery" else run_dramatiq
-    row = run(args.engine, args.n, args.calls)
+    token = uuid.uuid4().hex[:8]
+    try:
+        row = run(args.engine, args.n, args.calls, token)
+    finally:
+        cleanup(args.engine, token)
     print(json.dumps({"engine": args.engine, "peer": args.peer, **row}), flush=True)
+
+
+def cleanup(engine: str, token: str) -> None:
+    """Delete the queues and keys this run made (bench/peers/cleanup.py)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parent / "cleanup.py"), engine, token],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        print(f"cleanup of {token} on {engine} failed: {done.stderr.strip()}", file=sys.stderr)
 
 
 if __name__ == "__main__":
