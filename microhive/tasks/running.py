@@ -133,28 +133,30 @@ class _Run:
         )
 
     async def start(self) -> JobRecord:
-        """The job's record, marked started unless it is final already."""
+        """The job's record, marked started unless it is final already (made here when the
+        sender wrote none, or its write is still on the way)."""
         now = self.started = time.time()
         attempt = self.envelope.attempt
         changes = {"attempt": attempt, "started_at": now}
         ttl = self.options.ttl
-        record = await self.store.transition(self.job, JobState.STARTED, changes, ttl=ttl)
-        if record is not None:
-            return record
-        found = await self.store.get(self.job)
-        if found is not None:
-            return found
-        record = JobRecord(
-            id=self.job,
-            queue=self.spec.queue.name,
-            state=JobState.STARTED,
-            attempt=attempt,
-            created_at=self.envelope.sent_at,
-            started_at=now,
-        )
-        if await self.store.create(record, ttl=ttl):
-            return record
-        return await self.store.get(self.job) or record
+        for _ in range(2):  # a submitter's create racing ours: then mark that record started
+            record = await self.store.transition(self.job, JobState.STARTED, changes, ttl=ttl)
+            if record is not None:
+                return record
+            found = await self.store.get(self.job)
+            if found is not None:
+                return found
+            made = JobRecord(
+                id=self.job,
+                queue=self.spec.queue.name,
+                state=JobState.STARTED,
+                attempt=attempt,
+                created_at=self.envelope.sent_at,
+                started_at=now,
+            )
+            if await self.store.create(made, ttl=ttl):
+                return made
+        return await self.store.get(self.job) or made
 
     async def over_rate(self, limit: int, period: float) -> bool:
         """Past this window's share of starts: back to pending, sent again for the next window.

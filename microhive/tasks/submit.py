@@ -123,8 +123,10 @@ async def submit(
         target = target.steps[0]
     if isinstance(target, Signature):
         payload = target.complete()
-        if await store.create(JobRecord(id=job, queue=target.name, created_at=now)):
-            await send(target, headers_for(job, link=links, link_error=errors), payload)
+        record = JobRecord(id=job, queue=target.name, created_at=now)
+        headers = headers_for(job, link=links, link_error=errors)
+        if await store.create(record):
+            await send(target, headers, payload)
     elif isinstance(target, Chain):
         first, *rest = target.steps
         ids = [f"{job}.{index}" for index in range(len(rest))] + [job]
