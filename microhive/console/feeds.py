@@ -162,9 +162,10 @@ class QueueSampler:
         at = time.time()
         dead = series.dead[-1] if series.dead else None
         try:
-            length: int | None = await self.broker.length(name)
+            handle = self.broker.queue(name)  # a queue only heartbeats named is undeclared here
+            length: int | None = await handle.length()
             if count_dead or dead is None:
-                dead = len(await self.broker.dead_letters(name, DEAD_COUNT_LIMIT))
+                dead = len(await handle.dead_letters(DEAD_COUNT_LIMIT))
             series.error = None
         except Exception as exc:
             length = None

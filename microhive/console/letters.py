@@ -55,7 +55,7 @@ def selection_from(body: dict[str, Any]) -> Selection:
 
 
 async def listing(broker: QueueBroker, queue: str, selection: Selection) -> list[DeadLetter]:
-    return selection.choose(await broker.dead_letters(queue, LIST_LIMIT))
+    return selection.choose(await broker.queue(queue).dead_letters(LIST_LIMIT))
 
 
 async def operate(

@@ -149,7 +149,7 @@ function chartOptions(title, series, width) {
       { stroke: "#7d8b99", grid: { stroke: "#202a34" }, ticks: { stroke: "#202a34" } },
       { stroke: "#7d8b99", grid: { stroke: "#202a34" }, ticks: { stroke: "#202a34" }, scale: "y" },
       ...(series.some((s) => s.scale === "rate")
-        ? [{ side: 1, scale: "rate", stroke: "#7d8b99", grid: { show: false }, label: "msg/s" }] : []),
+        ? [{ side: 1, scale: "rate", stroke: "#7d8b99", grid: { show: false }, size: 50 }] : []),
     ],
     series: [{}, ...series],
   };
@@ -182,8 +182,8 @@ function drawCharts() {
     state.charts.one = new uPlot(chartOptions("queue", [
       { label: "length", stroke: "#f5b83d", width: 2, scale: "y", fill: "rgba(245,184,61,.08)" },
       { label: "dead", stroke: "#ef5b5b", width: 1.5, scale: "y" },
-      { label: "in/s", stroke: "#5aa9f6", width: 1.5, scale: "rate", dash: [4, 3] },
-      { label: "out/s", stroke: "#3ecf8e", width: 1.5, scale: "rate" },
+      { label: "in/s (right)", stroke: "#5aa9f6", width: 1.5, scale: "rate", dash: [4, 3] },
+      { label: "out/s (right)", stroke: "#3ecf8e", width: 1.5, scale: "rate" },
     ], one.clientWidth || width), oneData, one);
     state.charts.oneName = q.name;
   } else {
