@@ -14,7 +14,11 @@ from microhive import MicroAgent, Queue, QueueBroker, Signal, SignalBus, consume
 from microhive.console import console_app
 from microhive.testing import eventually
 from tests.console.server import events, serving
-from tests.contract.conftest import Transport, engine, transport, url  # noqa: F401  (fixtures)
+from tests.contract import conftest as contract
+from tests.contract.conftest import Transport
+
+# the contract suite's engines: one namespace per test on each, deleted afterwards
+engine, transport, url = contract.engine, contract.transport, contract.url
 
 ORDERS = Queue("console_api_orders")
 PING = Signal("console_api_ping", ["n"])

@@ -96,7 +96,7 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
         console.kill()
         hive.popen.terminate()
         hive.wait(30)
-        await engines.delete_prefix(redis_url, redis_url.split("prefix=")[1].split("&")[0])
+        await engines.delete_prefix(redis_url, redis_url.partition("prefix=")[2].partition("&")[0])
     assert "Traceback" not in console.output, console.output
 
 
