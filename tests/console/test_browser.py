@@ -6,7 +6,7 @@ worker then handles. The picture in docs/operations.md is taken here."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,14 @@ SCREENSHOT = REPO / "docs" / "images" / "console.png"
 WAIT = 30_000  # ms: failure guards only
 
 
+PREFIX = f"mhconsole-{new_id()[:10]}:"
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+async def redis_url() -> AsyncIterator[str]:
     engines.require_redis()
-    yield engines.with_query(engines.REDIS_URL, prefix=f"mhconsole-{new_id()[:10]}:")
+    yield engines.with_query(engines.REDIS_URL, prefix=PREFIX)
+    await engines.delete_prefix(engines.REDIS_URL, PREFIX)
 
 
 async def dead_count(url: str) -> int:
@@ -96,7 +100,6 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
         console.kill()
         hive.popen.terminate()
         hive.wait(30)
-        await engines.delete_prefix(redis_url, redis_url.partition("prefix=")[2].partition("&")[0])
     assert "Traceback" not in console.output, console.output
 
 
