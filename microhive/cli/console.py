@@ -65,9 +65,8 @@ def console(
     named with --queue/--signal, and whatever running agents' heartbeats report.
     """
     try:
-        import uvicorn
-
         from ..console import console_app
+        from ..console.serve import serve
     except ImportError as exc:
         raise ConfigurationError(
             f"the console needs the 'console' extra: pip install 'microhive[console]' ({exc})"
@@ -78,9 +77,9 @@ def console(
     classes = load_targets(targets) if targets else []
     bus: str | None = options.bus_url
     try:  # a bus-less engine (Kafka): queues only
-        from ..urls import resolve
+        from ..bus import SignalBus
 
-        resolve(options.bus_url, "bus")
+        SignalBus.from_url(options.bus_url)  # checks the URL; connects nothing
     except ConfigurationError as exc:
         click.echo(f"microhive: warning: no signals or agents shown: {exc}", err=True)
         bus = None
@@ -103,26 +102,14 @@ def console(
             "TLS (a reverse proxy), since tokens and passwords travel in the clear otherwise",
             err=True,
         )
-    config = uvicorn.Config(app, host=bind, port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
 
-    async def serve() -> None:
-        task = asyncio.ensure_future(server.serve())
-        while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)
-            await asyncio.sleep(0.05)
-        if server.started:
-            sockets = [s for listener in server.servers for s in listener.sockets]
-            host, bound = sockets[0].getsockname()[:2]
-            url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}/"
-            if options.as_json:
-                options.emit_json({"console": url, **mode})
-            else:
-                click.echo(f"microhive console on {url}")
-                if mode["why"]:
-                    click.echo(f"  {mode['why']}")
-        await task
-        if not server.started:
-            raise ConfigurationError(f"the console could not start on {bind}:{port}")
+    def announce(url: str) -> None:
+        if options.as_json:
+            options.emit_json({"console": url, **mode})
+        else:
+            click.echo(f"microhive console on {url}")
+            if mode["why"]:
+                click.echo(f"  {mode['why']}")
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+        asyncio.run(serve(app, bind, port, announce))

@@ -45,6 +45,10 @@ HEADERS = [
 ]  # fmt: skip
 
 
+OFFLINE = ("/login", "/api/session", "/api/logout", ".js", ".css")
+"""Paths served without the hive (the login page, its script, the session)."""
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
 
@@ -125,7 +129,7 @@ class Console(Starlette):
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] == "http" and not scope["path"].endswith(("/login", ".js", ".css")):
+        if scope["type"] == "http" and not scope["path"].endswith(OFFLINE):
             try:
                 await self.start()
             except (MicroHiveError, OSError) as exc:

@@ -146,7 +146,8 @@ function chartOptions(title, series, width) {
     scales: { x: { time: true }, rate: { range: (u, min, max) => [0, Math.max(1, max)] },
               y: { range: (u, min, max) => [0, Math.max(1, max)] } },
     axes: [
-      { stroke: "#7d8b99", grid: { stroke: "#202a34" }, ticks: { stroke: "#202a34" } },
+      { stroke: "#7d8b99", grid: { stroke: "#202a34" }, ticks: { stroke: "#202a34" },
+        values: (u, splits) => splits.map((t) => fmtTime(t)) },
       { stroke: "#7d8b99", grid: { stroke: "#202a34" }, ticks: { stroke: "#202a34" }, scale: "y" },
       ...(series.some((s) => s.scale === "rate")
         ? [{ side: 1, scale: "rate", stroke: "#7d8b99", grid: { show: false }, size: 50 }] : []),
