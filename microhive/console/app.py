@@ -101,7 +101,7 @@ class Console(Starlette):
             )
             monitor = Monitor(
                 bus, broker, queues=self._queues, signals=self._signals, every=self._every,
-                own=own_bus and own_broker,
+                own=own_broker, own_bus=own_bus,
             )  # fmt: skip
             try:
                 await monitor.start()

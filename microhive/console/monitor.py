@@ -56,11 +56,15 @@ class Monitor:
         signals: Iterable[str] = (),
         every: float = 1.0,
         own: bool = True,
+        own_bus: bool | None = None,
     ) -> None:
+        """``own``: close the broker (and the bus, unless ``own_bus`` says otherwise) at
+        :meth:`close`; a program's own bus and broker are borrowed, left open."""
         self.bus = bus
         self.broker = broker
         self.every = every
         self.own = own
+        self.own_bus = own if own_bus is None else own_bus
         self.agents = Agents()
         self.signals = SignalLog()
         self.sampler = QueueSampler(broker)
@@ -102,9 +106,9 @@ class Monitor:
                 await subscription.close()
         self._subscriptions.clear()
         await self.sampler.close()
+        if self.own_bus and self.bus is not None:
+            await self.bus.close()
         if self.own:
-            if self.bus is not None:
-                await self.bus.close()
             await self.broker.close()
 
     async def _listen(self, names: Iterable[str]) -> None:

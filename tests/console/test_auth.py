@@ -168,3 +168,19 @@ async def test_engine_down_is_a_clear_503() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
         answer = await client.get("/api/queues")
         assert answer.status_code == 503 and "cannot reach the hive" in answer.json()["error"]
+
+
+async def test_a_program_bus_and_broker_are_borrowed_not_closed() -> None:
+    from microhive import SignalBus
+
+    async with (
+        SignalBus.from_url("memory://borrowed") as bus,
+        QueueBroker.from_url("memory://borrowed") as broker,
+    ):
+        await broker.queue(QUEUE.name).send({"n": 1})
+        app = console_app(bus=bus, broker=broker, queues=[QUEUE.name])
+        async with serving(app) as client:
+            rows = (await client.get("/api/queues")).json()
+            assert rows[0]["length"] == 1
+        assert bus.connected and broker.connected
+        assert await broker.queue(QUEUE.name).length() == 1
