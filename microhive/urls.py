@@ -7,6 +7,7 @@ import math
 import re
 from types import MappingProxyType
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 from .errors import ConfigurationError
 
@@ -116,7 +117,17 @@ def redact(url: str) -> str:
     options whose names say they hold a secret (``?password=...``, ``&auth_token=...``) are
     hidden too, for a secret put there by mistake.
     """
-    return _SECRET_OPTION.sub(r"\1***", _redact_userinfo(str(url)))
+    text = _SECRET_OPTION.sub(r"\1***", _redact_userinfo(str(url)))
+    return _NESTED_URL.sub(_redact_nested, text)
+
+
+_NESTED_URL = re.compile(r"(?i)([?&;]results=)([^&;#]*)")
+"""``results=<URL>`` (where tasks keep results): a URL of its own, percent-encoded, whose
+password must be hidden as well (docs/results.md)."""
+
+
+def _redact_nested(match: re.Match[str]) -> str:
+    return match.group(1) + quote(redact(unquote(match.group(2))), safe=":/@*[],")
 
 
 def _redact_userinfo(text: str) -> str:

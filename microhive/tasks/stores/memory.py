@@ -82,9 +82,12 @@ class MemoryStore(ResultStore):
     async def join(
         self, group: str, member: str, expected: int, *, ttl: float = DEFAULT_RESULT_TTL
     ) -> bool:
-        members, _ = self._groups.get(group, (set(), 0.0))
+        now = time.monotonic()
+        members, expires = self._groups.get(group, (set(), 0.0))
+        if expires <= now:  # expired: forgotten, like a record
+            members = set()
         members.add(member)
-        self._groups[group] = (members, time.monotonic() + ttl)
+        self._groups[group] = (members, now + ttl)
         return len(members) >= expected
 
     async def jobs(

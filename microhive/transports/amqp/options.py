@@ -33,10 +33,11 @@ DEFAULTS: dict[str, float | str] = {
     "queue_type": "classic",  # x-queue-type of work and dead-letter queues
     "declare": "plain",  # work queues as plain clients declare them, or "arguments" (a DLX)
     "connect_timeout": CONNECT_TIMEOUT,  # how long connect() keeps trying, in all (s)
+    "results": "",  # where tasks keep results: a redis:// or nats:// URL (docs/results.md)
 }
 
 _INTEGERS = {"confirm_window", "max_length", "max_length_bytes"}
-_TEXT = {"prefix", "overflow", "queue_type", "declare"}
+_TEXT = {"prefix", "overflow", "queue_type", "declare", "results"}
 _AIORMQ = {
     "heartbeat",
     "name",
@@ -101,6 +102,7 @@ class AmqpOptions:
     declare: str = "plain"
     connect_timeout: float = CONNECT_TIMEOUT
     connection_name: str = "microhive"
+    results: str = ""
 
     @property
     def safe_url(self) -> str:

@@ -38,10 +38,11 @@ DEFAULTS: dict[str, float | str] = {
     "request_timeout": 30.0,  # one request to the cluster
     "connect_timeout": CONNECT_TIMEOUT,  # connect(): trying, retries included, then LinkDown
     "client_id": "microhive",  # shown in the cluster's logs and metrics
+    "results": "",  # where tasks keep results: a redis:// or nats:// URL (docs/results.md)
 }
 
 _INTEGERS = {"partitions", "replication", "batch_size", "delay_buffer"}
-_TEXTS = {"prefix", "group", "acks", "client_id"}
+_TEXTS = {"prefix", "group", "acks", "client_id", "results"}
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
@@ -67,6 +68,7 @@ class KafkaOptions:
     request_timeout: float = 30.0
     connect_timeout: float = CONNECT_TIMEOUT
     client_id: str = "microhive"
+    results: str = ""
     addresses: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Queues declared with ``address=``: the topic they live on, verbatim (the broker fills
     it in as it meets them)."""

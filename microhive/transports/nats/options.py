@@ -50,11 +50,12 @@ DEFAULTS: dict[str, float | str | bool] = {
     "tls_key": "",  # its key
     "tls_hostname": "",  # the name to verify the server certificate against
     "tls_verify": True,  # false: no certificate verification (tests only)
+    "results": "",  # tasks keep results elsewhere: a redis:// or nats:// URL (docs/results.md)
 }
 
 _INTEGERS = {"max_deliver", "history", "replicas"}
 _BOOLEANS = {"dedup", "tls_verify"}
-_TEXTS = {"prefix", "durable", "storage", "name", "creds", "nkey"} | {
+_TEXTS = {"prefix", "durable", "storage", "name", "creds", "nkey", "results"} | {
     "tls_ca",
     "tls_cert",
     "tls_key",
@@ -109,6 +110,7 @@ class NatsOptions:
     tls_key: str = ""
     tls_hostname: str = ""
     tls_verify: bool = True
+    results: str = ""
     user: str | None = field(default=None, repr=False, compare=False)
     password: str | None = field(default=None, repr=False, compare=False)
     token: str | None = field(default=None, repr=False, compare=False)

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, float | str] = {
     "retry_timeout": 30.0,  # how long sends, acks and reconnects retry through an outage
     "command_timeout": 10.0,  # a reply slower than this breaks (and reconnects) the connection
     "connect_timeout": CONNECT_TIMEOUT,  # how long connect() keeps trying before LinkDown
+    "results": "",  # tasks keep results elsewhere: a redis:// or nats:// URL (docs/results.md)
 }
 
 _INTEGERS = {"maxlen", "dead_maxlen", "max_deliver"}
@@ -88,6 +89,7 @@ class RedisOptions:
     retry_timeout: float = 30.0
     command_timeout: float = 10.0
     connect_timeout: float = CONNECT_TIMEOUT
+    results: str = ""
     master: str = ""  # redis+sentinel://: the name of the monitored master
     sentinels: tuple[tuple[str, int], ...] = ()  # redis+sentinel://: where to ask for it
     connection: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -198,7 +200,7 @@ def _sentinel(url: str, parts: Any) -> tuple[str, tuple[tuple[str, int], ...], A
 
 
 def _option(url: str, key: str, value: str) -> Any:
-    if key in ("prefix", "group"):
+    if key in ("prefix", "group", "results"):
         if key == "group" and not value:
             raise ConfigurationError(f"Redis URL {redact(url)!r}: option group must not be empty")
         return value

@@ -1,0 +1,239 @@
+"""Job records in Redis: one string key per job, Lua for every step that must be atomic.
+
+- ``<prefix>job:<id>``: the record's JSON (``GET`` it from anywhere), ``PX`` ttl on every
+  write. The prefix is the Redis transport's ``prefix=`` URL option (``microhive:``).
+- A transition is a compare-and-set (:mod:`.redis_scripts`): the record is merged in Python
+  and written only if the stored value is still the one merged from; a final record is never
+  written again. The value last seen of each unfinished job is kept, so a worker's
+  started → succeeded costs one round trip each.
+- A final write publishes the record on the channel named like the key, in the same script;
+  waiters are woken through one subscription per store (:mod:`.redis_wakeups`).
+- ``<prefix>jobs`` and ``<prefix>jobs:<queue>``: sorted sets of ids by ``created_at`` for
+  :meth:`RedisStore.jobs`, trimmed to ``index_limit`` ids; expired ids are skipped and removed.
+- ``<prefix>join:<group>``: a chord's set of finished members.
+
+Commands retry through an outage for the URL's ``retry_timeout``; a retried step that Redis
+had already applied (the reply was lost) is recognised and reported as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+from ...errors import ConfigurationError
+from ...transports.links import RECONNECT, LinkDown
+from ...transports.redis.options import RedisOptions, parse
+from ..store import DEFAULT_RESULT_TTL, JobRecord, JobState, ResultStore
+from ..store import decode_record as decode
+from ..store import encode_record as encode
+from . import redis_scripts as scripts
+from .fields import changed
+from .redis_wakeups import RECHECK, Wakeups
+
+T = TypeVar("T")
+
+INDEX_LIMIT = 10_000
+"""Ids kept per index (all jobs, each queue) for :meth:`RedisStore.jobs`."""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisStore(ResultStore):
+    """``redis://``, ``rediss://`` or ``redis+unix://`` URL, with the transport's options."""
+
+    def __init__(self, url: str = "redis://", *, index_limit: int = INDEX_LIMIT) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.options: RedisOptions = parse(url)
+        if self.options.sentinels:
+            raise ConfigurationError(
+                f"{self.options.safe_url}: a result store on redis+sentinel:// is not supported "
+                "yet; give the master's redis:// URL (results=redis://...)"
+            )
+        self.index_limit = index_limit
+        kwargs = dict(self.options.connection)
+        # no retries inside redis-py: ours know which steps are safe to repeat
+        kwargs.update(retry=Retry(NoBackoff(), 0))
+        commands = aioredis.ConnectionPool(
+            **{**kwargs, "socket_timeout": self.options.command_timeout}, max_connections=64
+        )
+        self._client: Any = aioredis.Redis(connection_pool=commands)
+        listening = aioredis.ConnectionPool(**kwargs)
+        self._listener: Any = aioredis.Redis(connection_pool=listening)
+        self._wakeups = Wakeups(self._listener, f"result store {self.options.safe_url}")
+        self._create: Any = self._client.register_script(scripts.CREATE)
+        self._transition: Any = self._client.register_script(scripts.TRANSITION)
+        self._join: Any = self._client.register_script(scripts.JOIN)
+        self._seen: OrderedDict[str, bytes] = OrderedDict()  # unfinished jobs' last values
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self.options.safe_url}>"
+
+    def key(self, job_id: str) -> str:
+        return f"{self.options.prefix}job:{job_id}"
+
+    def _index(self, queue: str | None) -> str:
+        base = f"{self.options.prefix}jobs"
+        return base if queue is None else f"{base}:{queue}"
+
+    def _remember(self, job_id: str, value: bytes, record: JobRecord) -> None:
+        if record.state.final:
+            self._seen.pop(job_id, None)
+            return
+        self._seen[job_id] = value
+        self._seen.move_to_end(job_id)
+        if len(self._seen) > self.index_limit:
+            self._seen.popitem(last=False)
+
+    async def _retrying(self, step: Callable[[bool], Awaitable[T]]) -> T:
+        """``step(retried)`` until it gets an answer, for ``retry_timeout`` seconds."""
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.retry_timeout
+        attempt = 0
+        while True:
+            try:
+                return await step(attempt > 0)
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                attempt += 1
+                pause = RECONNECT.delay(attempt)
+                if loop.time() + pause > deadline:
+                    raise LinkDown(f"{self!r}: Redis did not answer: {exc}") from None
+                await asyncio.sleep(pause)
+
+    # -- the interface -----------------------------------------------------------------
+
+    async def create(self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL) -> bool:
+        value = encode(record)
+        keys = [self.key(record.id), self._index(None), self._index(record.queue)]
+
+        async def step(retried: bool) -> Any:
+            args = [value, _ms(ttl), repr(record.created_at), record.id, self.index_limit]
+            args += [int(record.state.final), keys[0], int(retried)]
+            return await self._create(keys, args)
+
+        created = bool(await self._retrying(step))
+        if created:
+            self._remember(record.id, value, record)
+        return created
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        value: bytes | None = await self._retrying(lambda _: self._client.get(self.key(job_id)))
+        return None if value is None else decode(value)
+
+    async def transition(
+        self,
+        job_id: str,
+        state: JobState | None,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        ttl: float = DEFAULT_RESULT_TTL,
+    ) -> JobRecord | None:
+        key = self.key(job_id)
+        current = self._seen.get(job_id)
+        expected = "" if current is None else hashlib.sha1(current).hexdigest()
+        record: JobRecord | None = None
+        value = b""
+        while True:
+            if current is not None:
+                record = changed(decode(current), state, changes)
+                value = encode(record)
+            final = int(record is not None and record.state.final)
+            sha = hashlib.sha1(value).hexdigest() if value else ""
+            args = [expected, value, sha, _ms(ttl), final, key]
+            reply = await self._retrying(partial(self._cas, key, args))
+            outcome = int(reply[0])
+            if outcome == scripts.WRITTEN and record is not None:
+                self._remember(job_id, value, record)
+                return record
+            if outcome != scripts.CHANGED:  # missing or final: nothing written
+                self._seen.pop(job_id, None)
+                return None
+            current = bytes(reply[1])
+            expected = hashlib.sha1(current).hexdigest()
+
+    async def _cas(self, key: str, args: list[Any], retried: bool) -> list[Any]:
+        reply: list[Any] = await self._transition([key], [*args, int(retried)])
+        return reply
+
+    async def wait(self, job_id: str, timeout: float) -> JobRecord | None:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._wait(job_id)
+        except TimeoutError:
+            return None
+
+    async def _wait(self, job_id: str) -> JobRecord:
+        record = await self.get(job_id)
+        if record is not None and record.state.final:
+            return record
+        channel = self.key(job_id).encode()
+        while True:
+            future = await self._wakeups.listen(channel)
+            try:
+                record = await self.get(job_id)  # after SUBSCRIBE: nothing slips between
+                if record is not None and record.state.final:
+                    return record
+                data = await future
+                if data is not RECHECK:
+                    return decode(data)
+            finally:
+                self._wakeups.forget(channel, future)
+
+    async def join(
+        self, group: str, member: str, expected: int, *, ttl: float = DEFAULT_RESULT_TTL
+    ) -> bool:
+        key = f"{self.options.prefix}join:{group}"
+        done = await self._retrying(lambda _: self._join([key], [member, _ms(ttl), expected]))
+        return bool(done)
+
+    async def jobs(
+        self, queue: str | None = None, state: JobState | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        index = self._index(queue)
+        found: list[JobRecord] = []
+        start, page = 0, max(limit, 100)
+        while len(found) < limit:
+            ids, values = await self._retrying(partial(self._page, index, start, page))
+            if not ids:
+                break
+            expired = [job_id for job_id, value in zip(ids, values, strict=True) if value is None]
+            for value in values:
+                if value is None:
+                    continue
+                record = decode(value)
+                if (queue is None or record.queue == queue) and state in (None, record.state):
+                    found.append(record)
+            if expired:  # gone by TTL: their index entries go too
+                await self._retrying(partial(self._forget, index, expired))
+            start += len(ids) - len(expired)
+        return found[:limit]
+
+    async def _page(
+        self, index: str, start: int, size: int, retried: bool
+    ) -> tuple[list[bytes], list[bytes | None]]:
+        ids: list[bytes] = await self._client.zrevrange(index, start, start + size - 1)
+        if not ids:
+            return [], []
+        values = await self._client.mget([self.key(job_id.decode()) for job_id in ids])
+        return ids, values
+
+    async def _forget(self, index: str, ids: list[bytes], retried: bool) -> None:
+        await self._client.zrem(index, *ids)
+
+    async def close(self) -> None:
+        await self._wakeups.close()
+        await self._listener.aclose()
+        await self._client.aclose()
+        await self._client.connection_pool.disconnect()
+        await self._listener.connection_pool.disconnect()

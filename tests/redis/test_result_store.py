@@ -1,0 +1,147 @@
+"""The Redis result store through faults: a server restart under waiters and writers,
+connections killed, a server that is not there. The rules themselves are in
+tests/contract/test_result_stores.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from microhive.envelope import new_id
+from microhive.tasks.store import JobRecord, JobState
+from microhive.tasks.stores.redis import RedisStore
+from microhive.transports.links import LinkDown
+
+from .. import engines
+
+GUARD = 60.0  # a failure guard only
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[engines.RedisServer]:
+    """A private Redis with the append-only file (fsync always): records survive a kill."""
+    instance = engines.RedisServer(tmp_path / "redis", appendonly=True)
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+async def stores(server: engines.RedisServer) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    waiter, worker = RedisStore(server.url), RedisStore(server.url)
+    yield waiter, worker
+    await waiter.close()
+    await worker.close()
+
+
+def job() -> JobRecord:
+    return JobRecord(id=new_id(), queue="q", created_at=time.time())
+
+
+async def restart(server: engines.RedisServer, down: float = 0.5) -> None:
+    server.kill()
+    await asyncio.sleep(down)  # what happens meanwhile is what is tested
+    await asyncio.to_thread(server.start)
+
+
+async def test_waiters_survive_a_restart_and_see_a_result_written_after_it(
+    server: engines.RedisServer,
+    stores: tuple[RedisStore, RedisStore],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "microhive")
+    waiter, worker = stores
+    records = [job() for _ in range(3)]
+    for record in records:
+        await worker.create(record)
+    waiting = [asyncio.create_task(waiter.wait(r.id, GUARD)) for r in records]
+    await asyncio.sleep(0.3)
+    assert not any(task.done() for task in waiting)
+    await restart(server)
+    # written after the restart: whether the waiter hears the PUBLISH on its new subscription
+    # or reads the record when it checks again, it must return it
+    done = [await worker.transition(r.id, JobState.SUCCEEDED, {"result": b"1"}) for r in records]
+    assert await asyncio.gather(*waiting) == done
+    assert "result wake-ups lost" in caplog.text
+
+
+async def test_a_result_written_while_the_waiter_reconnects_is_not_missed(
+    server: engines.RedisServer, stores: tuple[RedisStore, RedisStore]
+) -> None:
+    waiter, worker = stores
+    record = job()
+    await worker.create(record)
+    waiting = asyncio.create_task(waiter.wait(record.id, GUARD))
+    await asyncio.sleep(0.3)
+    server.kill()
+    writing = asyncio.create_task(worker.transition(record.id, JobState.FAILED))  # retries
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(server.start)
+    done = await writing
+    assert done is not None and done.state == JobState.FAILED
+    assert await waiting == done
+
+
+async def test_every_connection_killed_then_waiting_goes_on(
+    server: engines.RedisServer, stores: tuple[RedisStore, RedisStore]
+) -> None:
+    waiter, worker = stores
+    first, second = job(), job()
+    await worker.create(first)
+    await worker.create(second)
+    waiting = asyncio.create_task(waiter.wait(first.id, GUARD))
+    await asyncio.sleep(0.3)
+    admin: Any = aioredis.Redis(host="127.0.0.1", port=server.port)
+    try:
+        killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        killed += await admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
+    finally:
+        await admin.aclose()
+    assert killed >= 2
+    done = await worker.transition(first.id, JobState.SUCCEEDED)
+    assert await waiting == done
+    # and the store keeps working afterwards: a new waiter on the new subscription
+    later = asyncio.create_task(waiter.wait(second.id, GUARD))
+    await asyncio.sleep(0.3)
+    assert await worker.transition(second.id, JobState.REVOKED) == await later
+
+
+async def test_a_transition_retried_after_a_lost_reply_is_recognised(
+    server: engines.RedisServer, stores: tuple[RedisStore, RedisStore]
+) -> None:
+    """The final write happened, its reply was lost: the retry must not report a lost race."""
+    _, worker = stores
+    record = job()
+    await worker.create(record)
+    replies = 0
+    original = worker._transition
+
+    async def reply_lost(keys: list[str], args: list[Any]) -> Any:
+        nonlocal replies
+        answer = await original(keys, args)
+        replies += 1
+        if replies == 1:  # applied in Redis; the caller never hears it
+            raise ConnectionError("connection lost before the reply")
+        return answer
+
+    worker._transition = reply_lost
+    done = await worker.transition(record.id, JobState.SUCCEEDED, {"result": b"7"})
+    assert done is not None and done.result == b"7" and replies == 2
+    assert await worker.get(record.id) == done
+
+
+async def test_a_server_that_is_not_there_is_a_clear_error() -> None:
+    url = engines.with_query(f"redis://127.0.0.1:{engines.free_port()}/0", retry_timeout=0.3)
+    store = RedisStore(url)
+    try:
+        with pytest.raises(LinkDown, match=r"127\.0\.0\.1"):
+            await store.get("anything")
+    finally:
+        await store.close()
