@@ -14,6 +14,21 @@ from ..errors import ConfigurationError
 from .common import connection_options, guarded, resolve_options
 
 
+def _results(given: str | None, broker_url: str) -> str | None:
+    """Where the jobs are read: as given, else where tasks on this broker keep them (a
+    Redis or NATS broker's own engine), else nowhere."""
+    if given is not None:
+        return None if given.lower() == "none" else given
+    from ..broker import QueueBroker
+    from ..tasks.stores.engines import results_url_of
+
+    try:
+        url = results_url_of(QueueBroker.from_url(broker_url))
+    except ConfigurationError:
+        return None
+    return None if url.startswith("memory") else url
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -38,6 +53,12 @@ def _loopback(host: str) -> bool:
     metavar="NAME:PASSWORD",
     help="Log in with this user and password (or MICROHIVE_CONSOLE_USER).",
 )
+@click.option(
+    "--results",
+    metavar="URL",
+    help="The tasks' result store (Redis or NATS URL) for the Jobs panel; default: the "
+    "broker's own on Redis and NATS, as tasks keep them; 'none' for no panel.",
+)
 @click.option("--read-only", is_flag=True, help="Nobody may requeue or purge, even logged in.")
 @click.option(
     "--every", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
@@ -54,6 +75,7 @@ def console(
     token: str | None,
     user: str | None,
     read_only: bool,
+    results: str | None,
     every: float,
     as_json: bool,
     **common: Any,
@@ -94,6 +116,7 @@ def console(
         user=user,
         read_only=read_only,
         every=every,
+        results=_results(results, options.broker_url),
     )
     mode = app.auth.mode()
     if not _loopback(bind):

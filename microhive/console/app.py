@@ -30,7 +30,10 @@ from ..broker import QueueBroker
 from ..bus import SignalBus
 from ..catalog import Catalog
 from ..errors import ConfigurationError, MicroHiveError
+from ..tasks.store import ResultStore
+from ..tasks.stores.engines import open_engine_store
 from .auth import Auth, parse_user
+from .jobs import JobsFeed
 from .letters import NoSuchLetter, letter_data, listing, operate, selection_from
 from .monitor import Monitor, watched_names
 
@@ -70,8 +73,10 @@ class Console(Starlette):
         queues: Sequence[str] = (),
         signals: Sequence[str] = (),
         every: float = 1.0,
+        results: ResultStore | str | None = None,
     ) -> None:
         self.auth = auth
+        self._results = results
         self._bus = bus
         self._broker = broker
         self._queues = queues
@@ -99,9 +104,17 @@ class Console(Starlette):
                 if isinstance(self._broker, str)
                 else self._broker
             )
+            jobs = None
+            if self._results is not None:
+                store = (
+                    open_engine_store(self._results)
+                    if isinstance(self._results, str)
+                    else self._results
+                )
+                jobs = JobsFeed(store, own=isinstance(self._results, str))
             monitor = Monitor(
                 bus, broker, queues=self._queues, signals=self._signals, every=self._every,
-                own=own_broker, own_bus=own_bus,
+                own=own_broker, own_bus=own_bus, jobs=jobs,
             )  # fmt: skip
             try:
                 await monitor.start()
@@ -171,6 +184,7 @@ class Console(Starlette):
             Route("/api/overview", self.overview),
             Route("/api/events", self.events),
             Route("/api/queues", self.queues),
+            Route("/api/jobs", self.jobs),
             Route("/api/queues/{queue}/dead", self.dead_letters),
             Route("/api/queues/{queue}/dead/{verb:str}", self.change, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -262,6 +276,19 @@ class Console(Starlette):
         self.auth.require_viewer(request)
         return JSON([series.last() for series in self.monitor.sampler.series.values()])
 
+    async def jobs(self, request: Request) -> Response:
+        self.auth.require_viewer(request)
+        feed = self.monitor.jobs
+        if feed is None:
+            raise HTTPException(404, "no result store: give --results (a Redis or NATS URL)")
+        query = request.query_params
+        try:
+            limit = int(query.get("limit") or 100)
+            listed = await feed.listing(query.get("queue"), query.get("state"), limit)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad jobs query: {exc}") from None
+        return JSON({"jobs": listed})
+
     def _queue(self, request: Request) -> str:
         name = str(request.path_params["queue"])
         if name not in self.monitor.queue_names():
@@ -316,6 +343,7 @@ def console_app(
     user: str | None = None,
     read_only: bool = False,
     every: float = 1.0,
+    results: ResultStore | str | None = None,
 ) -> Console:
     """The console for one hive, as an ASGI application.
 
@@ -324,7 +352,7 @@ def console_app(
     queues and signals of ``catalog`` and of the ``agents`` classes, ``queues`` and
     ``signals`` named, and what running agents' heartbeats report. ``token`` or ``user``
     (``"name:password"``) enable the login that changes need; without either it is
-    read-only.
+    read-only. ``results`` (a result store, or its Redis or NATS URL) adds the tasks' jobs.
     """
     if every <= 0:
         raise ConfigurationError("every= must be a number of seconds > 0")
@@ -341,4 +369,5 @@ def console_app(
         queues=[*queues, *named_queues],
         signals=[*signals, *named_signals],
         every=every,
+        results=results,
     )

@@ -20,6 +20,7 @@ from ..envelope import Envelope
 from ..urls import redact
 from .feeds import Hub, QueueSampler, SignalLog
 from .heartbeats import Agents
+from .jobs import JobsFeed
 
 log = logging.getLogger("microhive.console")
 
@@ -57,6 +58,7 @@ class Monitor:
         every: float = 1.0,
         own: bool = True,
         own_bus: bool | None = None,
+        jobs: JobsFeed | None = None,
     ) -> None:
         """``own``: close the broker (and the bus, unless ``own_bus`` says otherwise) at
         :meth:`close`; a program's own bus and broker are borrowed, left open."""
@@ -69,6 +71,7 @@ class Monitor:
         self.signals = SignalLog()
         self.sampler = QueueSampler(broker)
         self.hub = Hub()
+        self.jobs = jobs
         self._queues = list(dict.fromkeys(queues))
         self._signals: set[str] = set()
         self._wanted = list(dict.fromkeys(signals))
@@ -84,6 +87,7 @@ class Monitor:
             "broker": redact(self.broker.url),
             "every": self.every,
             "replay": self.broker.capabilities.replay,
+            "results": self.jobs is not None,
         }
 
     async def start(self) -> None:
@@ -106,6 +110,8 @@ class Monitor:
                 await subscription.close()
         self._subscriptions.clear()
         await self.sampler.close()
+        if self.jobs is not None:
+            await self.jobs.close()
         if self.own_bus and self.bus is not None:
             await self.bus.close()
         if self.own:
@@ -153,6 +159,8 @@ class Monitor:
             "agents": self.agents.snapshot(),
             "signals": self.signals.take(),
         }
+        if self.jobs is not None and (jobs := await self.jobs.sample()) is not None:
+            event["jobs"] = jobs
         self.hub.publish(event)
         return event
 
@@ -167,6 +175,7 @@ class Monitor:
             "agents": self.agents.snapshot(),
             "signals": self.signals.snapshot(),
             "watching": sorted(self._signals - {HEARTBEAT_SIGNAL}),
+            "jobs": self.jobs.latest if self.jobs is not None else None,
         }
 
     def queue_names(self) -> list[str]:

@@ -26,7 +26,9 @@ class _Server(uvicorn.Server):
 async def serve(app: Console, bind: str, port: int, announce: Callable[[str], None]) -> None:
     """Serve ``app`` until SIGINT/SIGTERM; ``announce`` gets the URL once it listens (with
     the port the system chose for ``port`` 0)."""
-    config = uvicorn.Config(app, host=bind, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host=bind, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+    )
     server = _Server(config)
     task = asyncio.ensure_future(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)

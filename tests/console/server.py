@@ -22,7 +22,14 @@ async def serving(app: Console) -> AsyncIterator[httpx.AsyncClient]:
     """``app`` on uvicorn until the block ends; yields a client whose base URL is it."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+        )
     )
     task = asyncio.get_running_loop().create_task(server.serve())
     try:

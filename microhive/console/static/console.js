@@ -361,6 +361,37 @@ function renderSignals(signals, elapsed) {
   $("flow-empty").hidden = flow.children.length > 0;
 }
 
+// -- jobs --------------------------------------------------------------------------------
+
+function renderJobs(jobs) {
+  if (!jobs) return;
+  $("jobs-card").hidden = false;
+  const chips = $("job-counts");
+  chips.textContent = "";
+  for (const [name, count] of Object.entries(jobs.counts).sort()) {
+    chips.append(el("span", { class: "chip", "data-state": name },
+      el("span", { class: "state-" + name, text: name }), el("b", { text: String(count) })));
+  }
+  if (jobs.error) chips.append(el("span", { class: "error-text", text: jobs.error }));
+  const total = Object.values(jobs.counts).reduce((a, b) => a + b, 0);
+  $("jobs-count").textContent = total ? `${total} recent` : "";
+  const body = $("jobs").tBodies[0];
+  body.textContent = "";
+  $("jobs-empty").hidden = jobs.recent.length > 0;
+  for (const job of jobs.recent.slice(0, 50)) {
+    const took = job.finished_at && job.started_at ? `${(job.finished_at - job.started_at).toFixed(2)} s` : "–";
+    const out = job.error || (job.result === null ? "" : JSON.stringify(job.result));
+    body.append(el("tr", { "data-job": job.id },
+      el("td", { class: "mono", text: job.id.slice(0, 12), title: job.id }),
+      el("td", { class: "mono", text: job.queue }),
+      el("td", { class: "state-" + job.state, text: job.state }),
+      el("td", { class: "num", text: String(job.attempt) }),
+      el("td", { class: "mono", text: job.created_at ? fmtTime(job.created_at) : "–" }),
+      el("td", { class: "num", text: took }),
+      el("td", { class: "out mono" + (job.error ? " error-text" : ""), text: out, title: out })));
+  }
+}
+
 // -- the stream --------------------------------------------------------------------------
 
 function onSnapshot(snapshot) {
@@ -380,6 +411,7 @@ function onSnapshot(snapshot) {
   $("flow").textContent = "";
   renderQueues(); drawCharts(); renderAgents(snapshot.agents);
   renderSignals(snapshot.signals, 0);
+  renderJobs(snapshot.jobs);
   loadLetters();
   state.lastTick = snapshot.at;
 }
@@ -388,6 +420,7 @@ function onTick(tick) {
   for (const sample of tick.queues) push(queueState(sample.queue), sample);
   renderQueues(); drawCharts(); renderAgents(tick.agents);
   renderSignals(tick.signals, state.lastTick ? tick.at - state.lastTick : 0);
+  if (tick.jobs) renderJobs(tick.jobs);
   state.lastTick = tick.at;
   const selected = state.selected && state.queues.get(state.selected);
   if (selected && selected.last.dead !== state.deadSeen) {
