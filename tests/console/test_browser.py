@@ -6,6 +6,7 @@ worker then handles. The picture in docs/operations.md is taken here."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 
 from microhive import QueueBroker
 from microhive.envelope import new_id
+from microhive.tasks.store import JobRecord, JobState
+from microhive.tasks.stores.engines import open_engine_store
 from microhive.testing import eventually
 from tests import engines
 from tests.browser import screenshot
@@ -59,6 +62,7 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
             for item in ("book", "lamp"):
                 await broker.queue("console_orders").send({"item": item})
         assert await eventually(lambda: _at_least(redis_url, 2), timeout=30)
+        await seed_jobs(redis_url)  # what tasks on this broker keep, for the Jobs panel
         broken.unlink()  # the worker is fixed: a requeued order is handled now
 
         base = f"http://127.0.0.1:{port}/"
@@ -79,8 +83,9 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
         # both agents alive by their heartbeats
         for agent in ("Producer", "Worker"):
             await page.wait_for_selector(f'tr.alive[data-agent="{agent}"]', timeout=WAIT)
-        # signals flowing
+        # signals flowing, jobs by state
         await page.wait_for_selector('.chip[data-signal="console_tick"]', timeout=WAIT)
+        await page.wait_for_selector('#jobs tr[data-job="job-3"] .state-failed', timeout=WAIT)
 
         # requeue the "book" dead letter from the page
         await page.click('tr[data-queue="console_orders"]')
@@ -101,6 +106,30 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
         hive.popen.terminate()
         hive.wait(30)
     assert "Traceback" not in console.output, console.output
+
+
+async def seed_jobs(url: str) -> None:
+    """A few job records in the broker's result store: done, failed, running."""
+    store = open_engine_store(url)
+    now = time.time()
+    try:
+        for n, (state, changes) in enumerate(
+            [
+                (JobState.SUCCEEDED, {"result": b"{\"total\": 42}", "finished_at": now - 4}),
+                (JobState.SUCCEEDED, {"result": b"7", "finished_at": now - 2}),
+                (JobState.FAILED, {"error_type": "ValueError", "error_message": "no such order",
+                                   "finished_at": now - 1}),
+                (JobState.STARTED, {}),
+            ],
+            1,
+        ):  # fmt: skip
+            queue = "console_invoice" if n % 2 else "console_refund"
+            await store.create(JobRecord(id=f"job-{n}", queue=queue, created_at=now - 6 + n))
+            await store.transition(f"job-{n}", JobState.STARTED, {"started_at": now - 5 + n})
+            if state is not JobState.STARTED:
+                await store.transition(f"job-{n}", state, changes)
+    finally:
+        await store.close()
 
 
 async def _at_least(url: str, count: int) -> bool:
