@@ -62,7 +62,10 @@ def beat(agent: MicroAgent, state: str, started_at: float, interval: float) -> d
 
 
 async def send_beat(agent: MicroAgent, state: str, started_at: float, interval: float) -> None:
+    """One beat, unless the bus was closed (a beat must not open it again)."""
     bus = agent.bus.transport
+    if not bus.connected:
+        return
     payload = beat(agent, state, started_at, interval)
     await bus._publish_envelope(Envelope(Kind.SIGNAL, HEARTBEAT_SIGNAL, payload, agent.instance_id))
 

@@ -129,3 +129,14 @@ async def test_the_console_sees_signals_an_agent_reports_receiving() -> None:
         finally:
             await agent.stop()
             await monitor.close()
+
+
+async def test_a_closed_bus_is_not_opened_again_by_a_beat() -> None:
+    bus = SignalBus.from_url("memory://closed-beats")
+    broker = QueueBroker.from_url("memory://closed-beats")
+    agent = Beating(bus, broker, heartbeat=0.05)
+    await agent.start()
+    await bus.close()  # the program closed its bus before stopping the agent
+    await agent.stop()
+    assert not bus.connected
+    await broker.close()
