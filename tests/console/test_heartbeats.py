@@ -132,7 +132,11 @@ async def test_the_console_sees_signals_an_agent_reports_receiving() -> None:
 
 
 async def test_a_closed_bus_is_not_opened_again_by_a_beat() -> None:
-    bus = SignalBus.from_url("memory://closed-beats")
+    from tests import engines
+
+    engines.require_redis()
+    url = engines.with_query(engines.REDIS_URL, prefix="mhconsole-closed-beats:")
+    bus = SignalBus.from_url(url)
     broker = QueueBroker.from_url("memory://closed-beats")
     agent = Beating(bus, broker, heartbeat=0.05)
     await agent.start()
