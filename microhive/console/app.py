@@ -58,8 +58,10 @@ class Console(Endpoints, Starlette):
         signals: Sequence[str] = (),
         every: float = 1.0,
         results: ResultStore | str | None = None,
+        expected: Sequence[str] = (),
     ) -> None:
         self.auth = auth
+        self._expected = expected
         self._results = results
         self._bus = bus
         self._broker = broker
@@ -98,7 +100,7 @@ class Console(Endpoints, Starlette):
                 jobs = JobsFeed(store, own=isinstance(self._results, str))
             monitor = Monitor(
                 bus, broker, queues=self._queues, signals=self._signals, every=self._every,
-                own=own_broker, own_bus=own_bus, jobs=jobs,
+                own=own_broker, own_bus=own_bus, jobs=jobs, expected=self._expected,
             )  # fmt: skip
             try:
                 await monitor.start()
@@ -205,7 +207,8 @@ def console_app(
     if broker_given is None:
         raise ConfigurationError("console_app() needs broker= (or transport=)")
     bus_given = bus if bus is not None else transport
-    named_queues, named_signals = watched_names(catalog, list(agents))
+    agents = list(agents)
+    named_queues, named_signals = watched_names(catalog, agents)
     auth = Auth(token=token or None, user=parse_user(user) if user else None, read_only=read_only)
     return Console(
         bus_given,
@@ -215,4 +218,5 @@ def console_app(
         signals=[*signals, *named_signals],
         every=every,
         results=results,
+        expected=[f"{cls.__module__}:{cls.__qualname__}" for cls in agents],
     )

@@ -59,6 +59,7 @@ class Monitor:
         own: bool = True,
         own_bus: bool | None = None,
         jobs: JobsFeed | None = None,
+        expected: Iterable[str] = (),
     ) -> None:
         """``own``: close the broker (and the bus, unless ``own_bus`` says otherwise) at
         :meth:`close`; a program's own bus and broker are borrowed, left open."""
@@ -72,6 +73,8 @@ class Monitor:
         self.sampler = QueueSampler(broker)
         self.hub = Hub()
         self.jobs = jobs
+        self.expected = list(dict.fromkeys(expected))
+        """Agent classes (``module:Class``) the console was given: shown until one runs."""
         self._queues = list(dict.fromkeys(queues))
         self._signals: set[str] = set()
         self._wanted = list(dict.fromkeys(signals))
@@ -157,6 +160,7 @@ class Monitor:
             "at": time.time(),
             "queues": self._latest,
             "agents": self.agents.snapshot(),
+            "missing": self.missing(),
             "signals": self.signals.take(),
         }
         if self.jobs is not None and (jobs := await self.jobs.sample()) is not None:
@@ -173,10 +177,16 @@ class Monitor:
             "queues": [series.history() for series in self.sampler.series.values()],
             "latest": self._latest,
             "agents": self.agents.snapshot(),
+            "missing": self.missing(),
             "signals": self.signals.snapshot(),
             "watching": sorted(self._signals - {HEARTBEAT_SIGNAL}),
             "jobs": self.jobs.latest if self.jobs is not None else None,
         }
+
+    def missing(self) -> list[str]:
+        """The agent classes given with no instance alive."""
+        alive = {row["handlers"].get("agent") for row in self.agents.snapshot() if row["alive"]}
+        return [name for name in self.expected if name not in alive]
 
     def queue_names(self) -> list[str]:
         return list(self.sampler.series)

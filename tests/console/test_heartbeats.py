@@ -144,3 +144,27 @@ async def test_a_closed_bus_is_not_opened_again_by_a_beat() -> None:
     await agent.stop()
     assert not bus.connected
     await broker.close()
+
+
+async def test_an_agent_class_given_shows_until_an_instance_runs() -> None:
+    from microhive.console import console_app
+    from tests.console.server import serving
+
+    name = f"{Beating.__module__}:{Beating.__qualname__}"
+    app = console_app(transport="memory://missing", agents=[Beating], every=0.05)
+    async with serving(app) as client:
+        assert (await client.get("/api/overview")).json()["missing"] == [name]
+        async with (
+            SignalBus.from_url("memory://missing") as bus,
+            QueueBroker.from_url("memory://missing") as broker,
+        ):
+            agent = Beating(bus, broker, heartbeat=0.05)
+            await agent.start()
+            try:
+
+                async def running() -> bool:
+                    return (await client.get("/api/overview")).json()["missing"] == []
+
+                assert await eventually(running, timeout=10)
+            finally:
+                await agent.stop()

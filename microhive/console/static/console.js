@@ -301,10 +301,10 @@ function handlersText(h) {
   return parts;
 }
 
-function renderAgents(agents) {
+function renderAgents(agents, missing = []) {
   const body = $("agents").tBodies[0];
   body.textContent = "";
-  $("agents-empty").hidden = agents.length > 0;
+  $("agents-empty").hidden = agents.length + missing.length > 0;
   const alive = agents.filter((a) => a.alive).length;
   $("agents-count").textContent = agents.length ? `${alive} alive · ${agents.length - alive} gone` : "";
   const now = Date.now() / 1000;
@@ -322,6 +322,14 @@ function renderAgents(agents) {
       el("td", { class: "mono", text: ago(a.last_seen) }),
       el("td", { class: "mono", text: a.started_at ? span(now - a.started_at) : "–" }),
       handlers));
+  }
+  for (const name of missing) {  // classes the console was given, with no instance alive
+    body.append(el("tr", { class: "gone missing", "data-missing": name },
+      el("td", {}, el("span", { class: "dot" })),
+      el("td", {}, el("div", { text: name.split(":").pop() }), el("div", { class: "dim mono", text: name }),
+        el("span", { class: "state", text: "not running" })),
+      el("td", { class: "mono", text: "–" }), el("td", { class: "mono", text: "–" }),
+      el("td", { class: "mono", text: "–" }), el("td", { class: "handlers", text: "" })));
   }
 }
 
@@ -409,7 +417,7 @@ function onSnapshot(snapshot) {
   for (const sample of snapshot.latest) queueState(sample.queue).last = sample;
   if (!state.selected && state.order.length) state.selected = state.order[0];
   $("flow").textContent = "";
-  renderQueues(); drawCharts(); renderAgents(snapshot.agents);
+  renderQueues(); drawCharts(); renderAgents(snapshot.agents, snapshot.missing);
   renderSignals(snapshot.signals, 0);
   renderJobs(snapshot.jobs);
   loadLetters();
@@ -418,7 +426,7 @@ function onSnapshot(snapshot) {
 
 function onTick(tick) {
   for (const sample of tick.queues) push(queueState(sample.queue), sample);
-  renderQueues(); drawCharts(); renderAgents(tick.agents);
+  renderQueues(); drawCharts(); renderAgents(tick.agents, tick.missing);
   renderSignals(tick.signals, state.lastTick ? tick.at - state.lastTick : 0);
   if (tick.jobs) renderJobs(tick.jobs);
   state.lastTick = tick.at;
