@@ -41,7 +41,7 @@ def test_without_credentials_it_says_it_is_read_only() -> None:
         assert console.wait(30) == 0
 
 
-def test_json_says_where_and_how(tmp_path: object) -> None:
+def test_json_says_where_and_how() -> None:
     engines.require_kafka()
     url = engines.with_query(engines.KAFKA_URL, prefix=f"mhconsole_{new_id()[:8]}")
     console = Process(
