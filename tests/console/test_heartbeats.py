@@ -7,7 +7,7 @@ import datetime
 import itertools
 import os
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microhive import Envelope, MicroAgent, Queue, QueueBroker, Signal, SignalBus, consumer
@@ -85,6 +85,7 @@ def test_an_instance_is_gone_after_missed_beats_or_its_last_word() -> None:
     assert agents.snapshot(now=201.0 + 3600) == []  # forgotten in the end
 
 
+@settings(deadline=None)  # a loaded machine is slow, not wrong
 @given(
     period=st.floats(0.01, 1e5),
     start_after=st.floats(0, 1e5),
