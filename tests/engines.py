@@ -327,7 +327,7 @@ async def delete_nats_prefix(url: str, prefix: str) -> None:
 
             page = json.loads(reply.data)
             found = page.get("streams") or []
-            names += [name for name in found if name.startswith(f"{prefix}_")]
+            names += [name for name in found if name.startswith((f"{prefix}_", f"KV_{prefix}_"))]
             offset += len(found)
             if not found or offset >= int(page.get("total", 0)):
                 break

@@ -33,6 +33,7 @@ from .dispatch import (
 from .handlers import Handler, Handlers, collect
 from .heartbeat import DEFAULT_INTERVAL, heartbeat_loop
 from .schedules import cron_loop, periodic_loop
+from .single import is_single, lease_source, single_loop
 from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
 from .views import BrokerView, BusView
 from .workers import ReceiverPool, consumer_workers
@@ -114,6 +115,7 @@ class MicroAgent:
         self._consumers: list[Any] = []
         self._subscription: Subscription | None = None
         self._running = False
+        self._lease_source = lease_source(self.name, handlers.schedules, broker, bus)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.instance_id}>"
@@ -210,7 +212,14 @@ class MicroAgent:
         for handler in handlers.schedules:
             spec = handler.spec
             run = self._job_runner(handler)
-            if isinstance(spec, PeriodicSpec):
+            if is_single(spec):  # once across replicas: microhive/agent/single.py
+                assert isinstance(spec, PeriodicSpec | CronSpec)
+                name, skipped = f"{self.name}.{handler.name}", partial(self._skipped, handler.name)
+                loop = single_loop(
+                    spec, self._lease_source, name, self.instance_id, run, self.log, skipped
+                )
+                self._loops.append(self._loop_task(loop, handler))
+            elif isinstance(spec, PeriodicSpec):
                 skipped = partial(self._skipped, handler.name)
                 loop = periodic_loop(spec, run, self.log, skipped)
                 self._loops.append(self._loop_task(loop, handler))
@@ -253,7 +262,9 @@ class MicroAgent:
             with log_context(agent=self.name, handler=handler.name):
                 await coroutine
 
-        return asyncio.get_running_loop().create_task(guarded(), name=f"{self.name}.{handler.name}")
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"{self.name}.{handler.name}")
+        task.add_done_callback(lambda _: coroutine.close())  # cancelled before it began
+        return task
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a task in the agent's log context, tracked so stop() can wait for it.

@@ -9,11 +9,13 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ..declarations import Queue, Signal
 from ..errors import ConfigurationError
+from ..leases import DEFAULT_LEASE_TTL, check_ttl
 from ..retry import Backoff
 from .specs import (
     HOOK_EVENTS,
@@ -113,9 +115,21 @@ def consumer(
 
 
 def periodic(
-    period: float, *, timeout: float | None = 60, start_after: float = 0, jitter: float = 0
+    period: float,
+    *,
+    timeout: float | None = 60,
+    start_after: float = 0,
+    jitter: float = 0,
+    single: bool = False,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
 ) -> Callable[[F], F]:
-    """Run every ``period`` seconds; a run that is still going makes the next one skip."""
+    """Run every ``period`` seconds; a run that is still going makes the next one skip.
+
+    By default every replica (process) of the agent runs its own schedule. ``single=True``
+    runs each tick once across them: ticks fall on wall-clock multiples of ``period``, and
+    the replica holding a lease on the engine runs them; it expires ``lease_ttl`` seconds
+    after its holder stopped renewing it (see docs/concepts.md, single-runner schedules).
+    """
     for name, value, minimum in (
         ("period", period, 1e-3),
         ("start_after", start_after, 0),
@@ -124,19 +138,40 @@ def periodic(
         if not isinstance(value, int | float) or not math.isfinite(value) or value < minimum:
             raise ConfigurationError(f"@periodic: {name} must be a number >= {minimum}")
     spec = PeriodicSpec(
-        float(period), check_timeout("@periodic", timeout), float(start_after), float(jitter)
+        float(period),
+        check_timeout("@periodic", timeout),
+        float(start_after),
+        float(jitter),
+        _check_single("@periodic", single),
+        check_ttl("@periodic", lease_ttl),
     )
     return lambda function: _attach(function, spec)
 
 
 def cron(
-    expression: str, *, timeout: float | None = 60, tz: str | ZoneInfo | None = None
+    expression: str,
+    *,
+    timeout: float | None = 60,
+    tz: str | ZoneInfo | None = None,
+    single: bool = False,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
 ) -> Callable[[F], F]:
     """Run on a 5-field cron schedule (``"0 */4 * * *"``, ``"@daily"``) in ``tz``.
 
-    ``tz`` defaults to the machine's local time zone."""
-    spec = make_cron(expression, timeout, tz)
+    ``tz`` defaults to the machine's local time zone. ``single=True``: each fire time runs
+    once across the agent's replicas, as for :func:`periodic`."""
+    spec = replace(
+        make_cron(expression, timeout, tz),
+        single=_check_single(f"@cron({expression!r})", single),
+        lease_ttl=check_ttl(f"@cron({expression!r})", lease_ttl),
+    )
     return lambda function: _attach(function, spec)
+
+
+def _check_single(what: str, single: bool) -> bool:
+    if not isinstance(single, bool):
+        raise ConfigurationError(f"{what}: single must be True or False")
+    return single
 
 
 def on(event: str) -> Callable[[F], F]:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from .specs import CronSpec, PeriodicSpec
@@ -44,7 +44,9 @@ async def periodic_loop(
                 skipped(missed)
 
 
-async def cron_loop(spec: CronSpec, run: RunJob, log: logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
+async def cron_fires(spec: CronSpec, log: logging.LoggerAdapter) -> AsyncIterator[datetime]:  # type: ignore[type-arg]
+    """Each fire time, when it has come; the next is computed once the consumer of the
+    previous one is done, so fire times that passed meanwhile are skipped."""
     last = datetime.now(UTC)
     while True:
         now = datetime.now(UTC)
@@ -57,4 +59,9 @@ async def cron_loop(spec: CronSpec, run: RunJob, log: logging.LoggerAdapter) -> 
         if wait > 0:
             await asyncio.sleep(wait)
         last = fire
+        yield fire
+
+
+async def cron_loop(spec: CronSpec, run: RunJob, log: logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
+    async for _ in cron_fires(spec, log):
         await run()

@@ -11,6 +11,7 @@ from croniter import croniter
 
 from ..declarations import Queue, Signal
 from ..errors import ConfigurationError
+from ..leases import DEFAULT_LEASE_TTL
 from ..retry import Backoff
 
 HOOK_EVENTS = ("pre_start", "post_start", "pre_stop", "post_stop", "error")
@@ -57,6 +58,9 @@ class PeriodicSpec:
     timeout: float | None
     start_after: float
     jitter: float
+    single: bool = False
+    """Run once per tick across the agent's replicas (microhive/agent/single.py)."""
+    lease_ttl: float = DEFAULT_LEASE_TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,8 @@ class CronSpec:
     expression: str
     timeout: float | None
     tz: ZoneInfo | None
+    single: bool = False
+    lease_ttl: float = DEFAULT_LEASE_TTL
 
     def next_after(self, moment: datetime) -> datetime:
         """The first fire time strictly after ``moment`` (an aware datetime), in UTC."""
