@@ -78,7 +78,12 @@ def describe(
                 f" after {spec.start_after:g} s" if spec.start_after else ""
             )
             schedules.append(
-                {"handler": handler.name, "when": every, "next": next_fires(spec, now, started)}
+                {
+                    "handler": handler.name,
+                    "when": every,
+                    "next": next_fires(spec, now, started),
+                    "single": spec.single,
+                }
             )
         elif isinstance(spec, CronSpec):
             zone = f" ({spec.tz.key})" if spec.tz is not None else " (local time)"
@@ -87,6 +92,7 @@ def describe(
                     "handler": handler.name,
                     "when": f"cron {spec.expression}{zone}",
                     "next": next_fires(spec, now),
+                    "single": spec.single,
                 }
             )
     hooks = [

@@ -297,6 +297,7 @@ function handlersText(h) {
   add("receives", (h.receivers || []).flatMap((r) => r.signals));
   add("consumes", (h.consumers || []).map((c) => c.queue + (c.concurrency > 1 ? ` ×${c.concurrency}` : "")));
   add("runs", (h.schedules || []).map((s) => `${s.handler} ${s.when}` +
+    (s.single ? " once across replicas" : "") +
     (s.next && s.next.length ? ` (next ${fmtTime(s.next[0])})` : "")));
   return parts;
 }
