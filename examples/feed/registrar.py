@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
 from microhive import QueueBroker
@@ -76,6 +76,7 @@ def sender_of(request: Request) -> EventSender:
 
 
 Broker = Annotated[QueueBroker, Depends(broker_of)]
+PathName = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 class Accepted(BaseModel):
@@ -117,16 +118,16 @@ def import_batch(employees: list[Hired], request: Request) -> list[Accepted]:
 
 
 @router.post("/employees/{employee}/position", status_code=202)
-async def change_position(employee: str, change: NewPosition, broker: Broker) -> Accepted:
+async def change_position(employee: PathName, change: NewPosition, broker: Broker) -> Accepted:
     return await publish(broker, PositionChanged(employee=employee, position=change.position))
 
 
 @router.post("/departments/{department}/rename", status_code=202)
-async def rename_department(department: str, change: NewName, broker: Broker) -> Accepted:
+async def rename_department(department: PathName, change: NewName, broker: Broker) -> Accepted:
     return await publish(broker, DepartmentRenamed(department=department, new_name=change.new_name))
 
 
 @likes.post("/events/{message_id}/likes", status_code=202)
-async def like(message_id: str, reaction: Reaction, broker: Broker) -> Accepted:
+async def like(message_id: PathName, reaction: Reaction, broker: Broker) -> Accepted:
     """React to an event of the feed (given by its message id) with a like."""
     return await publish(broker, Liked(employee=reaction.employee, event=message_id))

@@ -63,10 +63,13 @@ async def test_the_registrar_refuses_a_bad_request_and_sends_nothing(tmp_path: P
     async with serving(app) as base, httpx.AsyncClient() as client:
         missing = await client.post(f"{base}/api/employees", json={"employee": "Ann"})
         empty = await client.post(f"{base}/api/employees/Ann/position", json={"position": ""})
+        long = await client.post(
+            f"{base}/api/employees/{'A' * 201}/position", json={"position": "x"}
+        )
         batch = await client.post(
             f"{base}/api/employees/import", json=[HIRES[0], {"employee": "Bob"}]
         )
-        assert [missing.status_code, empty.status_code, batch.status_code] == [422] * 3
+        assert [r.status_code for r in (missing, empty, long, batch)] == [422] * 4
         assert "department" in missing.text
         assert await app.state.broker.length("events") == 0, "not even half of the batch"
         assert (await feed(client, base))["count"] == 0
