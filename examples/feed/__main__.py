@@ -23,6 +23,7 @@ from types import FrameType
 
 import click
 import uvicorn
+from fastapi import FastAPI
 
 from microhive import logs
 
@@ -32,9 +33,9 @@ from .store import DEFAULT_DATABASE
 WORKER = "examples.feed.agent:FeedAgent"
 
 
-def serve(app: object, host: str, port: int, log_level: str) -> None:
+def serve(app: FastAPI, host: str, port: int, log_level: str) -> None:
     # a page keeps its live stream open: give connections 3 s at shutdown, not forever
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)  # type: ignore[arg-type]
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
 
 
 def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
