@@ -15,7 +15,7 @@ import os
 
 from microhive import MicroAgent, Retry, consumer, current_message, on
 
-from .events import EVENTS, Event, Liked
+from .events import Event, Liked, queues
 from .store import DEFAULT_DATABASE, FeedStore
 
 FIXES = "x-fixes"
@@ -50,7 +50,7 @@ class FeedAgent(MicroAgent):
         if self._owns_store:
             await self.store.close()
 
-    @consumer(EVENTS, concurrency=8, retries=4, backoff=0.5, timeout=30)
+    @consumer(queues.events, concurrency=8, retries=4, backoff=0.5, timeout=30)
     async def record(self, event: Event) -> None:
         message = current_message()
         assert message is not None  # always set inside a consumer

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, RootModel
 
-from microhive import Queue
+from microhive import Namespace, Queue
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -58,6 +58,9 @@ class Event(RootModel[AnyEvent]):
 
 EVENTS = Queue("events", schema=Event)
 """The durable queue of the feed (an AMQP queue ``events`` that plain clients publish to)."""
+
+queues = Namespace([EVENTS], kind="queue")
+"""The example's queues by name, as in the seed talk: ``@consumer(queues.events)``."""
 
 
 def describe(event: AnyEvent) -> str:

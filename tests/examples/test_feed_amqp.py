@@ -175,7 +175,9 @@ async def test_a_feed_worker_killed_mid_run_leaves_every_event_in_the_feed_exact
             await until(midway, 120, "a fifth of the events in the feed")
             first.popen.kill()  # SIGKILL: no ack, no goodbye
             first.wait(10)
+            registered_at_kill = len(ids)
             in_feed_at_kill = (await feed(client, page, 1))["count"]
+            assert in_feed_at_kill < registered_at_kill, "killed with events still to do"
             await registering
             second = worker(url, database)
             await feed_until(client, page, lambda d: d["count"] >= total, "every event", 180)
@@ -189,7 +191,10 @@ async def test_a_feed_worker_killed_mid_run_leaves_every_event_in_the_feed_exact
         async with QueueBroker.from_url(url, queues=[EVENTS]) as broker:
             assert await broker.length(EVENTS) == 0
         again = second.output.count("already in the feed")
-        print(f"killed with {in_feed_at_kill} of {total} in the feed; {again} delivered again")
+        print(
+            f"killed with {in_feed_at_kill} of {registered_at_kill} registered events in the "
+            f"feed ({total} in all); {again} delivered again after the restart"
+        )
         second.popen.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0, second.output
     finally:
