@@ -164,9 +164,10 @@ class FeedStore:
             result = await connection.execute(statement)
             return bool(result.rowcount)
 
-    async def latest(self, *, limit: int = 50, after: int = 0) -> Page:
-        """The newest ``limit`` events with an id above ``after``, newest first, and how many
-        events the feed has — in one statement, so the two agree."""
+    async def latest(self, *, limit: int = 50, after: int = 0, oldest_first: bool = False) -> Page:
+        """The newest ``limit`` events with an id above ``after``, newest first — or, with
+        ``oldest_first``, the oldest of them, oldest first (what a follower needs next) — and
+        how many events the feed has, in one statement, so the two agree."""
         liked, everything = feed_events.alias("liked"), feed_events.alias("everything")
         likes = (
             select(func.count())
@@ -177,7 +178,7 @@ class FeedStore:
         statement = (
             select(feed_events, likes.label("likes"), total.label("total"))
             .where(feed_events.c.id > after)
-            .order_by(feed_events.c.id.desc())
+            .order_by(feed_events.c.id.asc() if oldest_first else feed_events.c.id.desc())
             .limit(limit)
         )
         async with self.engine.connect() as connection:

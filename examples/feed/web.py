@@ -72,8 +72,8 @@ async def stream(
         last, idle = start, 0
         yield "retry: 1000\n\n"
         while not await request.is_disconnected():
-            items = (await store.latest(limit=200, after=last)).items
-            for item in reversed(items):
+            items = (await store.latest(limit=200, after=last, oldest_first=True)).items
+            for item in items:
                 last = max(last, item.id)
                 yield f"id: {item.id}\ndata: {json.dumps(item.as_json())}\n\n"
             if items:

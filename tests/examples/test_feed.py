@@ -150,6 +150,38 @@ async def test_requeue_and_purge_every_letter_whose_reason_matches(tmp_path: Pat
         assert await dead_until(client, base, 0) == []
 
 
+async def read_stream(
+    client: httpx.AsyncClient, url: str, count: int, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The first ``count`` events of a server-sent event stream."""
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(60), client.stream("GET", url, headers=headers) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                got.append(json.loads(line.removeprefix("data: ")))
+                if len(got) == count:
+                    break
+    return got
+
+
+async def test_the_live_stream_follows_the_feed_in_order_and_resumes(tmp_path: Path) -> None:
+    app = demo_app("memory://", f"sqlite:///{tmp_path / 'feed.db'}")
+    async with serving(app) as base, httpx.AsyncClient(timeout=60) as client:
+        people = [{"employee": f"e{n}", "department": "d", "position": "p"} for n in range(250)]
+        assert (await client.post(f"{base}/api/employees/import", json=people)).status_code == 202
+        await feed_until(client, base, lambda d: d["count"] == 250, "250 events")
+        following = asyncio.create_task(read_stream(client, f"{base}/api/feed/stream", 251))
+        await client.post(f"{base}/api/employees", json=HIRES[0])
+        got = await following
+        assert [item["id"] for item in got] == list(range(1, 252)), "every event, in order"
+        assert got[-1]["text"] == "Ann joined R&D as engineer"
+        resumed = await read_stream(
+            client, f"{base}/api/feed/stream", 1, headers={"Last-Event-ID": "250"}
+        )
+        assert [item["id"] for item in resumed] == [251], "a reconnecting browser goes on"
+
+
 EVENT = Hired(employee="Ann", department="R&D", position="engineer")
 
 
