@@ -73,7 +73,7 @@ def page_app(url: str, database: str = DEFAULT_DATABASE) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with connected(url) as broker, opened(database) as store:
-            app.state.broker, app.state.store = broker, store
+            app.state.broker, app.state.store, app.state.sender = broker, store, "feed-page"
             yield
 
     return _with_pages(FastAPI(title="Company feed", lifespan=lifespan))

@@ -128,6 +128,10 @@ async def rename_department(department: PathName, change: NewName, broker: Broke
 
 
 @likes.post("/events/{message_id}/likes", status_code=202)
-async def like(message_id: PathName, reaction: Reaction, broker: Broker) -> Accepted:
-    """React to an event of the feed (given by its message id) with a like."""
-    return await publish(broker, Liked(employee=reaction.employee, event=message_id))
+async def like(
+    message_id: PathName, reaction: Reaction, broker: Broker, request: Request
+) -> Accepted:
+    """React to an event of the feed (given by its message id) with a like; the sender is
+    the service that took the click (``app.state.sender``: the registrar or the page)."""
+    sender = getattr(request.app.state, "sender", SENDER)
+    return await publish(broker, Liked(employee=reaction.employee, event=message_id), sender)

@@ -112,6 +112,8 @@ async def test_one_command_runs_the_feed_on_rabbitmq_with_the_seeds_pika_publish
         assert by_id[good]["text"] == "Dan joined Support as lead"
         assert by_id[bad]["text"] == "Eve joined Ops as admin"
         assert by_id[first["message_id"]]["likes"] == 1
+        (like,) = [item for item in document["items"] if item["kind"] == "liked"]
+        assert like["sender"] == "feed-page"
         assert "Department R&D is now called Research" in texts(document)
         everything.popen.send_signal(signal.SIGTERM)
         assert everything.wait(60) == 0, everything.output
