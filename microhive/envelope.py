@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import os
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from random import getrandbits
 from typing import Any
 
 
@@ -17,13 +18,21 @@ class Kind(enum.StrEnum):
     REPLY = "reply"
 
 
+_ids = random.Random()
+"""microhive's own generator: a program (or hypothesis) that seeds the global ``random``
+must not make message ids repeat — consumers de-duplicate by them."""
+os.register_at_fork(after_in_child=_ids.seed)  # a forked child must not repeat its parent's
+_getrandbits = _ids.getrandbits
+
+
 def new_id() -> str:
     """A random 128-bit id in hex.
 
-    ``random`` (seeded from the OS, reseeded in forked children) is several times cheaper
-    than ``os.urandom``, and ids only need to be unique, not secret.
+    A generator of microhive's own (seeded from the OS, reseeded in forked children, never
+    by the program's ``random.seed``) is several times cheaper than ``os.urandom``, and ids
+    only need to be unique, not secret.
     """
-    return getrandbits(128).to_bytes(16).hex()
+    return _getrandbits(128).to_bytes(16).hex()
 
 
 @dataclass(slots=True)

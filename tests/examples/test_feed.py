@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,7 @@ def test_the_store_keeps_one_row_per_message_id_whatever_is_redelivered(
     tmp_path: Path, deliveries: list[str]
 ) -> None:
     async def run() -> tuple[list[bool], list[str], int]:
-        store = FeedStore(f"sqlite:///{tmp_path / f'{id(deliveries)}.db'}")
+        store = FeedStore(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}")  # one per example
         await store.open()
         try:
             added = await asyncio.gather(*(store.add(d, EVENT, "t", 1.0) for d in deliveries))
