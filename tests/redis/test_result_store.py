@@ -17,7 +17,9 @@ import redis.asyncio as aioredis
 from microhive.envelope import new_id
 from microhive.tasks.store import JobRecord, JobState
 from microhive.tasks.stores.redis import RedisStore
+from microhive.tasks.stores.redis_scripts import TRANSITION
 from microhive.transports.links import LinkDown
+from microhive.transports.redis.scripts import Script
 
 from .. import engines
 
@@ -121,17 +123,18 @@ async def test_a_transition_retried_after_a_lost_reply_is_recognised(
     record = job()
     await worker.create(record)
     replies = 0
-    original = worker._transition
+    original = worker._attempt
 
-    async def reply_lost(keys: list[str], args: list[Any]) -> Any:
+    async def reply_lost(script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         nonlocal replies
-        answer = await original(keys, args)
-        replies += 1
-        if replies == 1:  # applied in Redis; the caller never hears it
-            raise ConnectionError("connection lost before the reply")
+        answer = await original(script, keys, args)
+        if script is TRANSITION:
+            replies += 1
+            if replies == 1:  # applied in Redis; the caller never hears it
+                raise LinkDown("connection lost before the reply")
         return answer
 
-    worker._transition = reply_lost
+    worker._attempt = reply_lost  # type: ignore[method-assign]
     done = await worker.transition(record.id, JobState.SUCCEEDED, {"result": b"7"})
     assert done is not None and done.result == b"7" and replies == 2
     assert await worker.get(record.id) == done

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -36,6 +37,8 @@ from .fields import changed
 from .nats_layout import Layout
 
 T = TypeVar("T")
+
+log = logging.getLogger("microhive.tasks")
 
 MAX_AGE = 7 * 24 * 3600.0
 """The bucket's ``max_age``: the longest any record is kept, whatever its ``ttl``."""
@@ -210,7 +213,10 @@ class NatsStore(ResultStore):
                     return False
             return True
         finally:
-            await indexing  # listed even if it lost: jobs() reads the record itself
+            try:
+                await indexing  # listed even if it lost: jobs() reads the record itself
+            except Exception as exc:  # the record is what counts: only listing misses it
+                log.warning("%r: job %r is not listed by jobs(): %s", self, record.id, exc)
 
     async def get(self, job_id: str) -> JobRecord | None:
         value, _ = await self._read(self.layout.job(job_id))

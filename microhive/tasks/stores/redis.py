@@ -21,18 +21,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ...errors import ConfigurationError
-from ...transports.links import RECONNECT, LinkDown
+from ...transports.redis.commands import Commands
+from ...transports.redis.link import SharedLink
 from ...transports.redis.options import RedisOptions, parse
+from ...transports.redis.scripts import Script
 from ..store import DEFAULT_RESULT_TTL, JobRecord, JobState, ResultStore
 from ..store import decode_record as decode
 from ..store import encode_record as encode
 from . import redis_scripts as scripts
 from .fields import changed
+from .redis_scripts import CREATE, JOIN, TRANSITION
 from .redis_wakeups import RECHECK, Wakeups
 
 T = TypeVar("T")
@@ -60,19 +62,15 @@ class RedisStore(ResultStore):
                 "yet; give the master's redis:// URL (results=redis://...)"
             )
         self.index_limit = index_limit
+        # commands: the transport's pipelined link, shared with a broker of the same URL
+        self._commands = Commands(self.options, repr(self))
+        self._opening = asyncio.Lock()
+        # wake-ups: redis-py's pub/sub on a connection of its own, without redis-py's
+        # retries (a silent resubscribe would hide the gap from the waiters)
         kwargs = dict(self.options.connection)
-        # no retries inside redis-py: ours know which steps are safe to repeat
-        kwargs.update(retry=Retry(NoBackoff(), 0))
-        commands = aioredis.ConnectionPool(
-            **{**kwargs, "socket_timeout": self.options.command_timeout}, max_connections=64
-        )
-        self._client: Any = aioredis.Redis(connection_pool=commands)
-        listening = aioredis.ConnectionPool(**kwargs)
+        listening = aioredis.ConnectionPool(**kwargs, retry=Retry(NoBackoff(), 0))
         self._listener: Any = aioredis.Redis(connection_pool=listening)
         self._wakeups = Wakeups(self._listener, f"result store {self.options.safe_url}")
-        self._create: Any = self._client.register_script(scripts.CREATE)
-        self._transition: Any = self._client.register_script(scripts.TRANSITION)
-        self._join: Any = self._client.register_script(scripts.JOIN)
         self._seen: OrderedDict[str, bytes] = OrderedDict()  # unfinished jobs' last values
 
     def __repr__(self) -> str:
@@ -94,41 +92,47 @@ class RedisStore(ResultStore):
         if len(self._seen) > self.index_limit:
             self._seen.popitem(last=False)
 
-    async def _retrying(self, step: Callable[[bool], Awaitable[T]]) -> T:
-        """``step(retried)`` until it gets an answer, for ``retry_timeout`` seconds."""
-        from redis.exceptions import ConnectionError, TimeoutError
+    async def _link(self) -> Commands:
+        if self._commands.link is None:
+            async with self._opening:
+                if self._commands.link is None:
+                    self._commands.link = await SharedLink.acquire(self.options)
+        return self._commands
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.retry_timeout
-        attempt = 0
-        while True:
-            try:
-                return await step(attempt > 0)
-            except (ConnectionError, TimeoutError, OSError) as exc:
-                attempt += 1
-                pause = RECONNECT.delay(attempt)
-                if loop.time() + pause > deadline:
-                    raise LinkDown(f"{self!r}: Redis did not answer: {exc}") from None
-                await asyncio.sleep(pause)
+    async def _run(self, *command: Any) -> Any:
+        """One command, retried through an outage until ``retry_timeout``."""
+        return await (await self._link()).run(*command)
+
+    async def _script(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        """``script`` with a last argument saying whether this is a retry (then a step whose
+        reply was lost, already applied, is recognised), through outages."""
+        commands = await self._link()
+        attempts = 0
+
+        async def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(script, keys, (*args, int(attempts > 1)))
+
+        return await commands.retrying(attempt)
+
+    async def _attempt(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        return await self._commands.script_once(script, keys, args)
 
     # -- the interface -----------------------------------------------------------------
 
     async def create(self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL) -> bool:
         value = encode(record)
-        keys = [self.key(record.id), self._index(None), self._index(record.queue)]
-
-        async def step(retried: bool) -> Any:
-            args = [value, _ms(ttl), repr(record.created_at), record.id, self.index_limit]
-            args += [int(record.state.final), keys[0], int(retried)]
-            return await self._create(keys, args)
-
-        created = bool(await self._retrying(step))
+        key = self.key(record.id)
+        keys = (key, self._index(None), self._index(record.queue))
+        args = (value, _ms(ttl), repr(record.created_at), record.id, self.index_limit)
+        created = bool(await self._script(CREATE, keys, (*args, int(record.state.final), key)))
         if created:
             self._remember(record.id, value, record)
         return created
 
     async def get(self, job_id: str) -> JobRecord | None:
-        value: bytes | None = await self._retrying(lambda _: self._client.get(self.key(job_id)))
+        value: bytes | None = await self._run(b"GET", self.key(job_id))
         return None if value is None else decode(value)
 
     async def transition(
@@ -150,8 +154,8 @@ class RedisStore(ResultStore):
                 value = encode(record)
             final = int(record is not None and record.state.final)
             sha = hashlib.sha1(value).hexdigest() if value else ""
-            args = [expected, value, sha, _ms(ttl), final, key]
-            reply = await self._retrying(partial(self._cas, key, args))
+            args = (expected, value, sha, _ms(ttl), final, key)
+            reply = await self._script(TRANSITION, (key,), args)
             outcome = int(reply[0])
             if outcome == scripts.WRITTEN and record is not None:
                 self._remember(job_id, value, record)
@@ -161,10 +165,6 @@ class RedisStore(ResultStore):
                 return None
             current = bytes(reply[1])
             expected = hashlib.sha1(current).hexdigest()
-
-    async def _cas(self, key: str, args: list[Any], retried: bool) -> list[Any]:
-        reply: list[Any] = await self._transition([key], [*args, int(retried)])
-        return reply
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord | None:
         try:
@@ -194,7 +194,7 @@ class RedisStore(ResultStore):
         self, group: str, member: str, expected: int, *, ttl: float = DEFAULT_RESULT_TTL
     ) -> bool:
         key = f"{self.options.prefix}join:{group}"
-        done = await self._retrying(lambda _: self._join([key], [member, _ms(ttl), expected]))
+        done = await self._script(JOIN, (key,), (member, _ms(ttl), expected))
         return bool(done)
 
     async def jobs(
@@ -204,7 +204,7 @@ class RedisStore(ResultStore):
         found: list[JobRecord] = []
         start, page = 0, max(limit, 100)
         while len(found) < limit:
-            ids, values = await self._retrying(partial(self._page, index, start, page))
+            ids, values = await self._page(index, start, page)
             if not ids:
                 break
             expired = [job_id for job_id, value in zip(ids, values, strict=True) if value is None]
@@ -215,25 +215,23 @@ class RedisStore(ResultStore):
                 if (queue is None or record.queue == queue) and state in (None, record.state):
                     found.append(record)
             if expired:  # gone by TTL: their index entries go too
-                await self._retrying(partial(self._forget, index, expired))
+                await self._run(b"ZREM", index, *expired)
             start += len(ids) - len(expired)
         return found[:limit]
 
     async def _page(
-        self, index: str, start: int, size: int, retried: bool
+        self, index: str, start: int, size: int
     ) -> tuple[list[bytes], list[bytes | None]]:
-        ids: list[bytes] = await self._client.zrevrange(index, start, start + size - 1)
+        ids: list[bytes] = await self._run(b"ZREVRANGE", index, start, start + size - 1)
         if not ids:
             return [], []
-        values = await self._client.mget([self.key(job_id.decode()) for job_id in ids])
+        values = await self._run(b"MGET", *(self.key(job_id.decode()) for job_id in ids))
         return ids, values
-
-    async def _forget(self, index: str, ids: list[bytes], retried: bool) -> None:
-        await self._client.zrem(index, *ids)
 
     async def close(self) -> None:
         await self._wakeups.close()
         await self._listener.aclose()
-        await self._client.aclose()
-        await self._client.connection_pool.disconnect()
         await self._listener.connection_pool.disconnect()
+        link, self._commands.link = self._commands.link, None
+        if link is not None:
+            await SharedLink.release(link)
