@@ -4,16 +4,18 @@
   write. The prefix is the Redis transport's ``prefix=`` URL option (``microhive:``).
 - A transition is a compare-and-set (:mod:`.redis_scripts`): the record is merged in Python
   and written only if the stored value is still the one merged from; a final record is never
-  written again. The value last seen of each unfinished job is kept, so a worker's
-  started → succeeded costs one round trip each.
+  written again. The value last seen of each unfinished job is kept: a worker's first
+  transition reads and writes (two round trips), its next ones only write (one).
 - A final write publishes the record on the channel named like the key, in the same script;
   waiters are woken through one subscription per store (:mod:`.redis_wakeups`).
 - ``<prefix>jobs`` and ``<prefix>jobs:<queue>``: sorted sets of ids by ``created_at`` for
   :meth:`RedisStore.jobs`, trimmed to ``index_limit`` ids; expired ids are skipped and removed.
 - ``<prefix>join:<group>``: a chord's set of finished members.
 
-Commands retry through an outage for the URL's ``retry_timeout``; a retried step that Redis
-had already applied (the reply was lost) is recognised and reported as done.
+Commands go over the transport's pipelined link (:class:`~microhive.transports.redis.link.
+SharedLink`: concurrent steps share round trips) and retry through an outage for the URL's
+``retry_timeout``; a retried step that Redis had already applied (the reply was lost) is
+recognised and reported as done.
 """
 
 from __future__ import annotations
