@@ -26,7 +26,6 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from ...errors import ConfigurationError
 from ...transports.redis.commands import Commands
 from ...transports.redis.link import SharedLink
 from ...transports.redis.options import RedisOptions, parse
@@ -45,6 +44,26 @@ INDEX_LIMIT = 10_000
 """Ids kept per index (all jobs, each queue) for :meth:`RedisStore.jobs`."""
 
 
+def _listener(options: RedisOptions) -> Any:
+    """redis-py's client for the wake-ups: a connection of its own (the master a Sentinel
+    names, after a failover too), without redis-py's retries (a silent resubscribe would hide
+    the gap from the waiters)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    kwargs = dict(options.connection, retry=Retry(NoBackoff(), 0))
+    if not options.sentinels:
+        return aioredis.Redis(connection_pool=aioredis.ConnectionPool(**kwargs))
+    from redis.asyncio.sentinel import Sentinel
+
+    for name in ("host", "port", "connection_class"):
+        kwargs.pop(name, None)
+    timeout = kwargs.get("socket_connect_timeout")
+    watchers = Sentinel(list(options.sentinels), socket_connect_timeout=timeout)
+    return watchers.master_for(options.master, **kwargs)
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -53,25 +72,12 @@ class RedisStore(ResultStore):
     """``redis://``, ``rediss://`` or ``redis+unix://`` URL, with the transport's options."""
 
     def __init__(self, url: str = "redis://", *, index_limit: int = INDEX_LIMIT) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         self.options: RedisOptions = parse(url)
-        if self.options.sentinels:
-            raise ConfigurationError(
-                f"{self.options.safe_url}: a result store on redis+sentinel:// is not supported "
-                "yet; give the master's redis:// URL (results=redis://...)"
-            )
         self.index_limit = index_limit
         # commands: the transport's pipelined link, shared with a broker of the same URL
         self._commands = Commands(self.options, repr(self))
         self._opening = asyncio.Lock()
-        # wake-ups: redis-py's pub/sub on a connection of its own, without redis-py's
-        # retries (a silent resubscribe would hide the gap from the waiters)
-        kwargs = dict(self.options.connection)
-        listening = aioredis.ConnectionPool(**kwargs, retry=Retry(NoBackoff(), 0))
-        self._listener: Any = aioredis.Redis(connection_pool=listening)
+        self._listener = _listener(self.options)
         self._wakeups = Wakeups(self._listener, f"result store {self.options.safe_url}")
         self._seen: OrderedDict[str, bytes] = OrderedDict()  # unfinished jobs' last values
 
