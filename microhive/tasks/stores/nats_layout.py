@@ -26,6 +26,7 @@ EXPIRES = "Microhive-Expires"
 KV_OPERATION = "KV-Operation"
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 MSG_ID = "Nats-Msg-Id"
+REVISION = "Nats-Sequence"  # of a direct get's answer
 WRONG_LAST_SEQUENCE = (10071, 10164)
 STREAM_IN_USE = 10058
 
