@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ...errors import ConfigurationError, TransportError
+from ...errors import TransportError
 from ...transports.links import RECONNECT, LinkDown
 from ...transports.nats import jetstream
 from ...transports.nats.link import Link
@@ -88,48 +88,15 @@ class NatsStore(ResultStore):
                 js = link.client.jetstream(timeout=self.options.request_timeout)
                 self._link = link
                 try:
-                    await self._retrying(lambda: self._declare(js))
+                    await self._retrying(
+                        lambda: layout.declare(js, self.options, self.max_age, self.index_limit)
+                    )
                 except BaseException:
                     await link.close()
                     self._link = None
                     raise
                 self._js = js
         return self._js
-
-    async def _declare(self, js: Any) -> None:
-        """The bucket and the index stream; ones that exist (an operator's limits) are used."""
-        from nats.js import api
-        from nats.js.errors import BadRequestError
-
-        options, names = self.options, self.layout
-        storage = api.StorageType(options.storage)
-        with contextlib.suppress(BadRequestError):  # STREAM_IN_USE: it is there already
-            await js.create_key_value(
-                bucket=names.bucket,
-                history=1,
-                ttl=self.max_age,
-                storage=storage,
-                replicas=options.replicas,
-                direct=True,
-                description="microhive job records",
-            )
-        found = await js.stream_info(names.stream)
-        if not found.config.allow_direct:
-            raise ConfigurationError(
-                f"{self!r}: bucket {names.bucket!r} exists without direct gets (allow_direct); "
-                "enable them or use another prefix"
-            )
-        index = api.StreamConfig(
-            name=names.index_stream,
-            subjects=[names.index(None)],
-            description="microhive job ids by queue, for listing",
-            max_msgs_per_subject=self.index_limit,
-            max_age=self.max_age,
-            storage=storage,
-            num_replicas=options.replicas,
-        )
-        with contextlib.suppress(BadRequestError):
-            await js.add_stream(index)
 
     def _reconnected(self) -> None:
         """Whatever was pushed while the connection was down may be lost: look again."""
