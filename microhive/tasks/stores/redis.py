@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from ...transports.redis.commands import Commands
 from ...transports.redis.link import SharedLink
@@ -38,7 +38,8 @@ from .fields import changed
 from .redis_scripts import CREATE, JOIN, TRANSITION
 from .redis_wakeups import RECHECK, Wakeups
 
-T = TypeVar("T")
+SEEN_LIMIT = 10_000
+"""Unfinished jobs whose last value a store remembers (each saves a read on a transition)."""
 
 INDEX_LIMIT = 10_000
 """Ids kept per index (all jobs, each queue) for :meth:`RedisStore.jobs`."""
@@ -97,7 +98,7 @@ class RedisStore(ResultStore):
             return
         self._seen[job_id] = value
         self._seen.move_to_end(job_id)
-        if len(self._seen) > self.index_limit:
+        if len(self._seen) > SEEN_LIMIT:
             self._seen.popitem(last=False)
 
     async def _link(self) -> Commands:
