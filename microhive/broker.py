@@ -22,7 +22,7 @@ from .capabilities import Capabilities
 from .catalog import Catalog
 from .codecs import Codec, guarded
 from .connection import Connection
-from .deadletters import DeadLetterHandle, Selection
+from .deadletters import DeadLetterHandle, Selection, picked
 from .declarations import (
     Exchange,
     Namespace,
@@ -275,15 +275,17 @@ class QueueBroker(Connection):
         reason: str | None = None,
         older_than: float | None = None,
         limit: int | None = None,
+        letters: Iterable[DeadLetter] | None = None,
     ) -> int:
         """Send the queue's chosen dead letters back — to ``to`` (default the queue itself) —
         as first attempts, with the header ``x-requeued`` saying why they died; returns how
         many. Each is published before it leaves the dead letters: a crash in between
         duplicates it, never loses it. Filters: ``reason`` (a part of the reason),
-        ``older_than`` (seconds since it died), ``limit``; oldest first."""
+        ``older_than`` (seconds since it died), ``limit``, ``letters`` (only these, as
+        ``dead_letters()`` listed them: an operator's pick); oldest first."""
         source = self._resolve(queue, undeclared=True)
         target = source if to is None else self._resolve(to, undeclared=True)
-        selection = Selection(reason, older_than, limit)
+        selection = Selection(reason, older_than, limit, picked(letters))
         await self.connect()
         return await self._requeue(source.name, target.name, selection)
 
@@ -294,11 +296,12 @@ class QueueBroker(Connection):
         reason: str | None = None,
         older_than: float | None = None,
         limit: int | None = None,
+        letters: Iterable[DeadLetter] | None = None,
     ) -> int:
         """Delete the queue's chosen dead letters for good (filters as :meth:`requeue`);
         returns how many."""
         source = self._resolve(queue, undeclared=True)
-        selection = Selection(reason, older_than, limit)
+        selection = Selection(reason, older_than, limit, picked(letters))
         await self.connect()
         return await self._purge(source.name, selection)
 

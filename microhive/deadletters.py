@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,11 @@ def identity(letter: DeadLetter) -> tuple[float, str, bytes]:
     return (letter.dead_at, letter.reason, letter.raw)
 
 
+def picked(letters: Iterable[DeadLetter] | None) -> frozenset[tuple[float, str, bytes]] | None:
+    """The ``only`` of a :class:`Selection` for exactly ``letters`` (None: no such filter)."""
+    return None if letters is None else frozenset(identity(letter) for letter in letters)
+
+
 def requeued(codec: Codec, letter: DeadLetter, queue: str) -> bytes:
     """What a requeue publishes for ``letter``: its message as a first attempt again, with
     the reason it died in the header ``x-requeued`` — or its raw bytes, if it never decoded
@@ -106,11 +112,12 @@ class DeadLetterHandle:
         reason: str | None = None,
         older_than: float | None = None,
         limit: int | None = None,
+        letters: Iterable[DeadLetter] | None = None,
     ) -> int:
         """Send the chosen dead letters back (to ``to``, default this queue) as first
         attempts; returns how many. See :meth:`QueueBroker.requeue`."""
         return await self.broker.requeue(
-            self.queue, to=to, reason=reason, older_than=older_than, limit=limit
+            self.queue, to=to, reason=reason, older_than=older_than, limit=limit, letters=letters
         )
 
     async def purge(
@@ -119,10 +126,12 @@ class DeadLetterHandle:
         reason: str | None = None,
         older_than: float | None = None,
         limit: int | None = None,
+        letters: Iterable[DeadLetter] | None = None,
     ) -> int:
-        """Delete the chosen dead letters for good; returns how many."""
+        """Delete the chosen dead letters for good (``letters``: exactly these); returns how
+        many."""
         return await self.broker.purge(
-            self.queue, reason=reason, older_than=older_than, limit=limit
+            self.queue, reason=reason, older_than=older_than, limit=limit, letters=letters
         )
 
     def __repr__(self) -> str:

@@ -102,6 +102,7 @@ async def run_agents(
             broker,
             settings=settings.agents.get(cls.__name__, {}),
             grace_period=settings.grace_period,
+            heartbeat=settings.heartbeat or None,
         )
         for cls in classes
     ]

@@ -47,6 +47,8 @@ class RunSettings(BaseModel):
     log_level: str = "INFO"
     processes: bool = False
     duration: float | None = Field(default=None, gt=0)
+    heartbeat: float = Field(default=5.0, ge=0)
+    """Seconds between agents' heartbeats (agent/heartbeat.py); 0 turns them off."""
     agents: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _split = field_validator("catalog", "targets", mode="before")(_split_list)
@@ -75,6 +77,7 @@ class EnvSettings(BaseSettings):
     log_level: str | None = None
     processes: bool | None = None
     duration: float | None = None
+    heartbeat: float | None = None
 
     _split = field_validator("catalog", "targets", mode="before")(_split_list)
 

@@ -31,6 +31,7 @@ from .dispatch import (
     start_receiver,
 )
 from .handlers import Handler, Handlers, collect
+from .heartbeat import DEFAULT_INTERVAL, heartbeat_loop
 from .schedules import cron_loop, periodic_loop
 from .single import is_single, lease_source, single_loop
 from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
@@ -63,6 +64,7 @@ class MicroAgent:
         grace_period: float = 30.0,
         logger: logging.Logger | None = None,
         middleware: Iterable[Middleware] = (),
+        heartbeat: float | None = DEFAULT_INTERVAL,
     ) -> None:
         cls = type(self)
         handlers = cls.handlers
@@ -78,6 +80,8 @@ class MicroAgent:
         self.instance_id = f"{self.name}.{new_id()[:8]}"
         self.settings: Mapping[str, Any] = settings or {}
         self.grace_period = grace_period
+        self.heartbeat = heartbeat if heartbeat and bus is not None else None
+        """Seconds between heartbeats (agent/heartbeat.py); None: no heartbeat."""
         self.log = AgentLogger(
             logger or logging.getLogger(f"microhive.agent.{self.name}"), self.name
         )
@@ -221,6 +225,11 @@ class MicroAgent:
                 self._loops.append(self._loop_task(loop, handler))
             elif isinstance(spec, CronSpec):
                 self._loops.append(self._loop_task(cron_loop(spec, run, self.log), handler))
+        if self.heartbeat is not None:
+            beats = heartbeat_loop(self, self.heartbeat)
+            self._loops.append(
+                asyncio.get_running_loop().create_task(beats, name=f"{self.name}.heartbeat")
+            )
 
     async def _unbind(self, grace: float) -> None:
         """Stop intake, let what was taken finish within ``grace``, then cancel the rest."""

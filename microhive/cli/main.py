@@ -19,6 +19,7 @@ from ..settings import RunSettings, load_settings
 from ..urls import redact, resolve
 from .agents import agents
 from .asyncapi import asyncapi
+from .console import console
 from .declare import declare
 from .dlq import dlq
 from .jobs import job, jobs
@@ -52,6 +53,11 @@ def main() -> None:
 @click.option("--grace-period", type=float, help="Seconds in-flight handlers get at shutdown.")
 @click.option("--duration", type=float, help="Stop by itself after this many seconds.")
 @click.option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=0),
+    help="Seconds between the agents' heartbeats (default 5; 0 turns them off).",
+)
 @click.option(
     "--metrics",
     metavar="[ADDR:]PORT",
@@ -135,6 +141,7 @@ def _supervise(
             command += ["--config", config]
         if settings.duration is not None:
             command += ["--duration", str(settings.duration)]
+        command += ["--heartbeat", str(settings.heartbeat)]
         if tracing is not None:
             command += ["--tracing", tracing]
         commands[target] = command
@@ -154,6 +161,7 @@ main.add_command(dlq)
 main.add_command(agents)
 main.add_command(job)
 main.add_command(jobs)
+main.add_command(console)
 
 if __name__ == "__main__":
     main()

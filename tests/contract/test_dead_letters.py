@@ -93,6 +93,25 @@ async def test_a_requeued_message_starts_again_and_says_why(factory: Factory) ->
         assert await broker.jobs.dead.list() == []
 
 
+async def test_requeue_and_purge_exactly_the_letters_an_operator_picked(factory: Factory) -> None:
+    broker = await factory.broker()
+    agent = Strict(broker=broker, settings={"done": [], "fixed": False})
+    async with agent:
+        for n in range(4):
+            await broker.jobs.send({"n": n, "bad": "same reason"})
+        letters = await eventually(lambda: _dead(broker, 4), 30)
+        if await refused(broker.jobs.dead.purge(letters=[])):
+            pytest.skip("the transport refuses dead-letter work clearly")
+        by_n = {letter.envelope.payload["n"]: letter for letter in letters}
+        agent.settings["fixed"] = True
+        assert await broker.jobs.dead.requeue(letters=[by_n[2]]) == 1
+        await eventually(lambda: agent.settings["done"] == [2], 30)
+        assert await broker.jobs.dead.purge(letters=[by_n[0], by_n[2]]) == 1, "2 is gone"
+        left = await broker.jobs.dead.list()
+        assert sorted(letter.envelope.payload["n"] for letter in left) == [1, 3]
+        assert await broker.jobs.dead.purge() == 2
+
+
 async def test_tail_by_key_replays_one_keys_messages(factory: Factory) -> None:
     broker = await factory.broker()
     if not broker.capabilities.replay:

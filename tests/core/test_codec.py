@@ -458,3 +458,39 @@ def test_fast_decode_agrees_with_the_field_by_field_check(document: dict[str, An
 def test_fast_decode_agrees_on_edge_documents(data: bytes) -> None:
     codec = JsonCodec()
     assert _outcome(codec.decode, data) == _outcome(codec._decode_checked, data)
+
+
+def test_message_ids_do_not_repeat_when_the_program_seeds_random() -> None:
+    """Consumers de-duplicate by message id (examples/feed): a program's ``random.seed(42)``
+    (or hypothesis seeding it per example) must not make a restarted producer reuse ids."""
+    import random
+
+    from microhive.envelope import new_id
+
+    state = random.getstate()
+    try:
+        random.seed(42)
+        first = [new_id() for _ in range(3)]
+        random.seed(42)
+        again = [new_id() for _ in range(3)]
+    finally:
+        random.setstate(state)
+    assert len(set(first + again)) == 6
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    import os
+
+    from microhive.envelope import new_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write one id and leave at once
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    mine = new_id()
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    assert len(theirs) == 32 and theirs != mine

@@ -17,9 +17,14 @@ import redis.asyncio as aioredis
 from microhive.envelope import new_id
 from microhive.tasks.store import JobRecord, JobState
 from microhive.tasks.stores.redis import RedisStore
+from microhive.tasks.stores.redis_scripts import TRANSITION
+from microhive.testing import eventually
 from microhive.transports.links import LinkDown
+from microhive.transports.redis.scripts import Script
 
 from .. import engines
+from .servers import Sentinel, UnixRedis
+from .test_topologies import _in_sync, sentinel  # noqa: F401 - the fixture
 
 GUARD = 60.0  # a failure guard only
 
@@ -121,17 +126,18 @@ async def test_a_transition_retried_after_a_lost_reply_is_recognised(
     record = job()
     await worker.create(record)
     replies = 0
-    original = worker._transition
+    original = worker._attempt
 
-    async def reply_lost(keys: list[str], args: list[Any]) -> Any:
+    async def reply_lost(script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         nonlocal replies
-        answer = await original(keys, args)
-        replies += 1
-        if replies == 1:  # applied in Redis; the caller never hears it
-            raise ConnectionError("connection lost before the reply")
+        answer = await original(script, keys, args)
+        if script is TRANSITION:
+            replies += 1
+            if replies == 1:  # applied in Redis; the caller never hears it
+                raise LinkDown("connection lost before the reply")
         return answer
 
-    worker._transition = reply_lost
+    worker._attempt = reply_lost  # type: ignore[method-assign]
     done = await worker.transition(record.id, JobState.SUCCEEDED, {"result": b"7"})
     assert done is not None and done.result == b"7" and replies == 2
     assert await worker.get(record.id) == done
@@ -145,3 +151,55 @@ async def test_a_server_that_is_not_there_is_a_clear_error() -> None:
             await store.get("anything")
     finally:
         await store.close()
+
+
+async def waited_and_written(waiter: RedisStore, worker: RedisStore) -> None:
+    """One job: created, waited for, finished; the waiter gets what the worker wrote."""
+    record = job()
+    assert await worker.create(record)
+    waiting = asyncio.create_task(waiter.wait(record.id, GUARD))
+    await asyncio.sleep(0.3)
+    done = await worker.transition(record.id, JobState.SUCCEEDED, {"result": b"1"})
+    assert done is not None and await waiting == done
+
+
+async def test_a_store_over_a_unix_socket(tmp_path: Path) -> None:
+    server = UnixRedis(tmp_path / "redis")
+    server.start()
+    try:
+        url = f"redis+unix://{server.socket}?db=1&prefix=results:"
+        waiter, worker = RedisStore(url), RedisStore(url)
+        try:
+            await waited_and_written(waiter, worker)
+        finally:
+            await waiter.close()
+            await worker.close()
+    finally:
+        server.stop()
+
+
+async def test_a_store_over_sentinel_follows_a_failover(
+    sentinel: tuple[Sentinel, Any, Any],  # noqa: F811 - the fixture, imported
+) -> None:
+    watcher, master, replica = sentinel
+    await eventually(lambda: _in_sync(replica.port), 30)
+    await eventually(lambda: watcher.ask("SENTINEL", "REPLICAS", "hive"), 30)
+    url = f"redis+sentinel://127.0.0.1:{watcher.port}/hive?prefix=results:"
+    waiter, worker = RedisStore(url), RedisStore(url)
+    try:
+        await waited_and_written(waiter, worker)
+        record = job()
+        await worker.create(record)
+        admin: Any = aioredis.Redis(host="127.0.0.1", port=master.port)
+        async with admin:
+            assert await admin.execute_command("WAIT", 1, 10_000) == 1  # the record replicated
+        waiting = asyncio.create_task(waiter.wait(record.id, GUARD))
+        await asyncio.sleep(0.3)
+        master.kill()
+        done = await worker.transition(record.id, JobState.FAILED)  # waits through the failover
+        assert watcher.master_port() == replica.port, "written to the promoted replica"
+        assert done is not None and await waiting == done
+        await waited_and_written(waiter, worker)  # and on it goes
+    finally:
+        await waiter.close()
+        await worker.close()

@@ -1,6 +1,6 @@
 """Which engine keeps a broker's results, chosen by URL like everything else.
 
-``open_engine_store(url)``: a Redis or NATS store for a ``redis://`` or ``nats://`` URL.
+``open_engine_store(url)``: a Redis or NATS store for a ``redis...://`` or ``nats://`` URL.
 ``results_url_of(broker)``: where a broker's tasks keep their results (docs/results.md).
 """
 
@@ -11,7 +11,7 @@ from ...errors import ConfigurationError
 from ...urls import redact, scheme_of
 from ..store import ResultStore
 
-REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel")
 NATS_SCHEMES = ("nats", "tls")
 
 
@@ -28,7 +28,8 @@ def open_engine_store(url: str) -> ResultStore:
         return NatsStore(url)
     raise ConfigurationError(
         f"results cannot be kept at {redact(url)!r}: a result store URL is redis://, "
-        "rediss://, redis+unix://, nats:// or tls:// (memory:// keeps them in the broker)"
+        "rediss://, redis+unix://, redis+sentinel://, nats:// or tls:// (memory:// keeps "
+        "them in the broker)"
     )
 
 
@@ -42,7 +43,7 @@ def results_url_of(broker: QueueBroker) -> str:
         if scheme_of(given) not in REDIS_SCHEMES + NATS_SCHEMES:
             raise ConfigurationError(
                 f"{redact(broker.url)!r}: results={redact(given)!r} is not a result store URL "
-                "(redis://, rediss://, redis+unix://, nats:// or tls://)"
+                "(redis://, rediss://, redis+unix://, redis+sentinel://, nats:// or tls://)"
             )
         return given
     scheme = scheme_of(broker.url)

@@ -11,22 +11,27 @@
   existed is missed); after a reconnect every waiter starts a new one.
 
 The connection is the NATS transport's (:class:`~microhive.transports.nats.link.Link`): the
-same URL options, credentials, TLS and reconnects.
+same URL options, credentials, TLS and reconnects; reads (direct gets) and writes go over its
+multiplexed request inbox, consumers through nats-py's JetStream API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
 
+from ...errors import TransportError
 from ...transports.links import RECONNECT, LinkDown
+from ...transports.nats import jetstream
 from ...transports.nats.link import Link
 from ...transports.nats.options import NatsOptions, parse
+from ...transports.nats.wire import STATUS, Message
 from ..store import DEFAULT_RESULT_TTL, JobRecord, JobState, ResultStore
 from ..store import decode_record as decode
 from ..store import encode_record as encode
@@ -36,6 +41,8 @@ from .fields import changed
 from .nats_layout import Layout
 
 T = TypeVar("T")
+
+log = logging.getLogger("microhive.tasks")
 
 MAX_AGE = 7 * 24 * 3600.0
 """The bucket's ``max_age``: the longest any record is kept, whatever its ``ttl``."""
@@ -81,42 +88,15 @@ class NatsStore(ResultStore):
                 js = link.client.jetstream(timeout=self.options.request_timeout)
                 self._link = link
                 try:
-                    await self._retrying(lambda: self._declare(js))
+                    await self._retrying(
+                        lambda: layout.declare(js, self.options, self.max_age, self.index_limit)
+                    )
                 except BaseException:
                     await link.close()
                     self._link = None
                     raise
                 self._js = js
         return self._js
-
-    async def _declare(self, js: Any) -> None:
-        """The bucket and the index stream; ones that exist (an operator's limits) are used."""
-        from nats.js import api
-        from nats.js.errors import BadRequestError
-
-        options, names = self.options, self.layout
-        storage = api.StorageType(options.storage)
-        with contextlib.suppress(BadRequestError):  # STREAM_IN_USE: it is there already
-            await js.create_key_value(
-                bucket=names.bucket,
-                history=1,
-                ttl=self.max_age,
-                storage=storage,
-                replicas=options.replicas,
-                direct=True,
-                description="microhive job records",
-            )
-        index = api.StreamConfig(
-            name=names.index_stream,
-            subjects=[names.index(None)],
-            description="microhive job ids by queue, for listing",
-            max_msgs_per_subject=self.index_limit,
-            max_age=self.max_age,
-            storage=storage,
-            num_replicas=options.replicas,
-        )
-        with contextlib.suppress(BadRequestError):
-            await js.add_stream(index)
 
     def _reconnected(self) -> None:
         """Whatever was pushed while the connection was down may be lost: look again."""
@@ -156,28 +136,56 @@ class NatsStore(ResultStore):
 
     # -- reading and writing one key -------------------------------------------------------
 
+    async def _request(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> Message:
+        """One request over the link's multiplexed inbox (the transport's fast path), through
+        outages and a JetStream that is not answering yet, for ``retry_timeout`` seconds."""
+        await self._jetstream()
+        link = self._link
+        if link is None:
+            raise LinkDown(f"{self!r} is closed")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.retry_timeout
+        failures = 0
+        while True:
+            try:
+                await link.wait_up(deadline)
+                answer = await link.request_raw(subject, data, headers=headers)
+                if not answer.headers or answer.headers.get(STATUS) != "503":
+                    return answer
+                reason = "JetStream does not answer (no responders)"
+            except LinkDown as exc:
+                reason = str(exc)
+            failures += 1
+            if link.closed or loop.time() >= deadline:
+                raise LinkDown(f"{self!r}: NATS did not answer: {reason}")
+            await asyncio.sleep(min(RECONNECT.delay(failures), max(0.0, deadline - loop.time())))
+
     async def _read(self, subject: str) -> tuple[bytes | None, int]:
         """The live value under ``subject`` (or ``None``) and its revision (0: never written)."""
-        from nats.js.errors import NotFoundError
-
-        js = await self._jetstream()
-
-        async def read() -> Any:
-            try:
-                return await js.get_msg(self.layout.stream, subject=subject, direct=True)
-            except NotFoundError:
-                return None
-
-        message = await self._retrying(read)
-        if message is None:
+        body = msgspec.json.encode({"last_by_subj": subject})
+        answer = await self._request(f"$JS.API.DIRECT.GET.{self.layout.stream}", body)
+        headers = answer.headers or {}
+        if headers.get(STATUS) == "404":
             return None, 0
-        return (message.data if layout.live(message.headers) else None), int(message.seq)
+        if STATUS in headers:
+            raise TransportError(f"{self!r}: reading {subject!r}: {headers}")
+        revision = int(headers.get(layout.REVISION, 0))
+        return (answer.data if layout.live(headers) else None), revision
+
+    async def _publish(self, subject: str, data: bytes, headers: dict[str, str] | None) -> bool:
+        """A JetStream publish; ``False`` when it expected another last revision."""
+        try:
+            jetstream.decode(await self._request(subject, data, headers), subject)
+        except jetstream.ApiError as exc:
+            if exc.err_code in layout.WRONG_LAST_SEQUENCE:
+                return False
+            raise TransportError(f"{self!r}: writing {subject!r}: {exc}") from None
+        return True
 
     async def _write(self, subject: str, data: bytes, last: int, ttl: float) -> bool:
         """Write if the key's revision is still ``last``; ``False`` when it is not."""
-        from nats.js.errors import BadRequestError
-
-        js = await self._jetstream()
         headers = {
             layout.EXPECTED_LAST: str(last),
             # the same for every retry of this write; from the OS, not from `random` (a
@@ -185,22 +193,15 @@ class NatsStore(ResultStore):
             layout.MSG_ID: secrets.token_hex(16),
             layout.EXPIRES: layout.expires_header(ttl),
         }
-        try:
-            await self._retrying(lambda: js.publish(subject, data, headers=dict(headers)))
-        except BadRequestError as exc:
-            if exc.err_code in layout.WRONG_LAST_SEQUENCE:
-                return False
-            raise
-        return True
+        return await self._publish(subject, data, headers)
 
     # -- the interface -----------------------------------------------------------------
 
     async def create(self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL) -> bool:
         subject, value = self.layout.job(record.id), encode(record)
         entry = msgspec.json.encode([record.created_at, record.id])
-        js = await self._jetstream()
         indexing = asyncio.ensure_future(
-            self._retrying(lambda: js.publish(self.layout.index(record.queue), entry))
+            self._publish(self.layout.index(record.queue), entry, None)
         )
         try:
             last = 0
@@ -210,7 +211,10 @@ class NatsStore(ResultStore):
                     return False
             return True
         finally:
-            await indexing  # listed even if it lost: jobs() reads the record itself
+            try:
+                await indexing  # listed even if it lost: jobs() reads the record itself
+            except Exception as exc:  # the record is what counts: only listing misses it
+                log.warning("%r: job %r is not listed by jobs(): %s", self, record.id, exc)
 
     async def get(self, job_id: str) -> JobRecord | None:
         value, _ = await self._read(self.layout.job(job_id))

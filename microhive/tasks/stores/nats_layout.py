@@ -1,4 +1,5 @@
-"""Where the NATS result store puts things: bucket, keys, subjects, headers, expiry.
+"""Where the NATS result store puts things: bucket, keys, subjects, headers, expiry; and
+making the bucket and the index stream.
 
 - Bucket ``<prefix>_jobs`` (stream ``KV_<prefix>_jobs``): key ``job.<id>`` holds the record's
   JSON, ``join.<group>`` a chord's finished members (a JSON list). History 1.
@@ -16,16 +17,20 @@ longer than ``max_age`` a record lives ``max_age`` (docs/results.md).
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import time
 from collections.abc import Mapping
+from typing import Any
 
+from ...errors import ConfigurationError
 from ...transports.nats.options import NatsOptions
 
 EXPIRES = "Microhive-Expires"
 KV_OPERATION = "KV-Operation"
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 MSG_ID = "Nats-Msg-Id"
+REVISION = "Nats-Sequence"  # of a direct get's answer
 WRONG_LAST_SEQUENCE = (10071, 10164)
 STREAM_IN_USE = 10058
 
@@ -74,3 +79,39 @@ def live(headers: Mapping[str, str] | None) -> bool:
         return expires is None or float(expires) > time.time()
     except ValueError:
         return True
+
+
+async def declare(js: Any, options: NatsOptions, max_age: float, index_limit: int) -> None:
+    """The bucket and the index stream; ones that exist (an operator's limits) are used."""
+    from nats.js import api
+    from nats.js.errors import BadRequestError
+
+    names = Layout(options)
+    storage = api.StorageType(options.storage)
+    with contextlib.suppress(BadRequestError):  # STREAM_IN_USE: it is there already
+        await js.create_key_value(
+            bucket=names.bucket,
+            history=1,
+            ttl=max_age,
+            storage=storage,
+            replicas=options.replicas,
+            direct=True,
+            description="microhive job records",
+        )
+    found = await js.stream_info(names.stream)
+    if not found.config.allow_direct:
+        raise ConfigurationError(
+            f"NATS URL {options.safe_url!r}: bucket {names.bucket!r} exists without direct "
+            "gets (allow_direct); enable them or use another prefix"
+        )
+    index = api.StreamConfig(
+        name=names.index_stream,
+        subjects=[names.index(None)],
+        description="microhive job ids by queue, for listing",
+        max_msgs_per_subject=index_limit,
+        max_age=max_age,
+        storage=storage,
+        num_replicas=options.replicas,
+    )
+    with contextlib.suppress(BadRequestError):
+        await js.add_stream(index)

@@ -4,16 +4,18 @@
   write. The prefix is the Redis transport's ``prefix=`` URL option (``microhive:``).
 - A transition is a compare-and-set (:mod:`.redis_scripts`): the record is merged in Python
   and written only if the stored value is still the one merged from; a final record is never
-  written again. The value last seen of each unfinished job is kept, so a worker's
-  started → succeeded costs one round trip each.
+  written again. The value last seen of each unfinished job is kept: a worker's first
+  transition reads and writes (two round trips), its next ones only write (one).
 - A final write publishes the record on the channel named like the key, in the same script;
   waiters are woken through one subscription per store (:mod:`.redis_wakeups`).
 - ``<prefix>jobs`` and ``<prefix>jobs:<queue>``: sorted sets of ids by ``created_at`` for
   :meth:`RedisStore.jobs`, trimmed to ``index_limit`` ids; expired ids are skipped and removed.
 - ``<prefix>join:<group>``: a chord's set of finished members.
 
-Commands retry through an outage for the URL's ``retry_timeout``; a retried step that Redis
-had already applied (the reply was lost) is recognised and reported as done.
+Commands go over the transport's pipelined link (:class:`~microhive.transports.redis.link.
+SharedLink`: concurrent steps share round trips) and retry through an outage for the URL's
+``retry_timeout``; a retried step that Redis had already applied (the reply was lost) is
+recognised and reported as done.
 """
 
 from __future__ import annotations
@@ -21,24 +23,46 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from ...errors import ConfigurationError
-from ...transports.links import RECONNECT, LinkDown
+from ...transports.redis.commands import Commands
+from ...transports.redis.link import SharedLink
 from ...transports.redis.options import RedisOptions, parse
+from ...transports.redis.scripts import Script
 from ..store import DEFAULT_RESULT_TTL, JobRecord, JobState, ResultStore
 from ..store import decode_record as decode
 from ..store import encode_record as encode
 from . import redis_scripts as scripts
 from .fields import changed
+from .redis_scripts import CREATE, JOIN, TRANSITION
 from .redis_wakeups import RECHECK, Wakeups
 
-T = TypeVar("T")
+SEEN_LIMIT = 10_000
+"""Unfinished jobs whose last value a store remembers (each saves a read on a transition)."""
 
 INDEX_LIMIT = 10_000
 """Ids kept per index (all jobs, each queue) for :meth:`RedisStore.jobs`."""
+
+
+def _listener(options: RedisOptions) -> Any:
+    """redis-py's client for the wake-ups: a connection of its own (the master a Sentinel
+    names, after a failover too), without redis-py's retries (a silent resubscribe would hide
+    the gap from the waiters)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    kwargs = dict(options.connection, retry=Retry(NoBackoff(), 0))
+    if not options.sentinels:
+        return aioredis.Redis(connection_pool=aioredis.ConnectionPool(**kwargs))
+    from redis.asyncio.sentinel import Sentinel
+
+    for name in ("host", "port", "connection_class"):
+        kwargs.pop(name, None)
+    timeout = kwargs.get("socket_connect_timeout")
+    watchers = Sentinel(list(options.sentinels), socket_connect_timeout=timeout)
+    return watchers.master_for(options.master, **kwargs)
 
 
 def _ms(seconds: float) -> int:
@@ -49,30 +73,13 @@ class RedisStore(ResultStore):
     """``redis://``, ``rediss://`` or ``redis+unix://`` URL, with the transport's options."""
 
     def __init__(self, url: str = "redis://", *, index_limit: int = INDEX_LIMIT) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         self.options: RedisOptions = parse(url)
-        if self.options.sentinels:
-            raise ConfigurationError(
-                f"{self.options.safe_url}: a result store on redis+sentinel:// is not supported "
-                "yet; give the master's redis:// URL (results=redis://...)"
-            )
         self.index_limit = index_limit
-        kwargs = dict(self.options.connection)
-        # no retries inside redis-py: ours know which steps are safe to repeat
-        kwargs.update(retry=Retry(NoBackoff(), 0))
-        commands = aioredis.ConnectionPool(
-            **{**kwargs, "socket_timeout": self.options.command_timeout}, max_connections=64
-        )
-        self._client: Any = aioredis.Redis(connection_pool=commands)
-        listening = aioredis.ConnectionPool(**kwargs)
-        self._listener: Any = aioredis.Redis(connection_pool=listening)
+        # commands: the transport's pipelined link, shared with a broker of the same URL
+        self._commands = Commands(self.options, repr(self))
+        self._opening = asyncio.Lock()
+        self._listener = _listener(self.options)
         self._wakeups = Wakeups(self._listener, f"result store {self.options.safe_url}")
-        self._create: Any = self._client.register_script(scripts.CREATE)
-        self._transition: Any = self._client.register_script(scripts.TRANSITION)
-        self._join: Any = self._client.register_script(scripts.JOIN)
         self._seen: OrderedDict[str, bytes] = OrderedDict()  # unfinished jobs' last values
 
     def __repr__(self) -> str:
@@ -91,44 +98,50 @@ class RedisStore(ResultStore):
             return
         self._seen[job_id] = value
         self._seen.move_to_end(job_id)
-        if len(self._seen) > self.index_limit:
+        if len(self._seen) > SEEN_LIMIT:
             self._seen.popitem(last=False)
 
-    async def _retrying(self, step: Callable[[bool], Awaitable[T]]) -> T:
-        """``step(retried)`` until it gets an answer, for ``retry_timeout`` seconds."""
-        from redis.exceptions import ConnectionError, TimeoutError
+    async def _link(self) -> Commands:
+        if self._commands.link is None:
+            async with self._opening:
+                if self._commands.link is None:
+                    self._commands.link = await SharedLink.acquire(self.options)
+        return self._commands
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.retry_timeout
-        attempt = 0
-        while True:
-            try:
-                return await step(attempt > 0)
-            except (ConnectionError, TimeoutError, OSError) as exc:
-                attempt += 1
-                pause = RECONNECT.delay(attempt)
-                if loop.time() + pause > deadline:
-                    raise LinkDown(f"{self!r}: Redis did not answer: {exc}") from None
-                await asyncio.sleep(pause)
+    async def _run(self, *command: Any) -> Any:
+        """One command, retried through an outage until ``retry_timeout``."""
+        return await (await self._link()).run(*command)
+
+    async def _script(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        """``script`` with a last argument saying whether this is a retry (then a step whose
+        reply was lost, already applied, is recognised), through outages."""
+        commands = await self._link()
+        attempts = 0
+
+        async def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(script, keys, (*args, int(attempts > 1)))
+
+        return await commands.retrying(attempt)
+
+    async def _attempt(self, script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        return await self._commands.script_once(script, keys, args)
 
     # -- the interface -----------------------------------------------------------------
 
     async def create(self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL) -> bool:
         value = encode(record)
-        keys = [self.key(record.id), self._index(None), self._index(record.queue)]
-
-        async def step(retried: bool) -> Any:
-            args = [value, _ms(ttl), repr(record.created_at), record.id, self.index_limit]
-            args += [int(record.state.final), keys[0], int(retried)]
-            return await self._create(keys, args)
-
-        created = bool(await self._retrying(step))
+        key = self.key(record.id)
+        keys = (key, self._index(None), self._index(record.queue))
+        args = (value, _ms(ttl), repr(record.created_at), record.id, self.index_limit)
+        created = bool(await self._script(CREATE, keys, (*args, int(record.state.final), key)))
         if created:
             self._remember(record.id, value, record)
         return created
 
     async def get(self, job_id: str) -> JobRecord | None:
-        value: bytes | None = await self._retrying(lambda _: self._client.get(self.key(job_id)))
+        value: bytes | None = await self._run(b"GET", self.key(job_id))
         return None if value is None else decode(value)
 
     async def transition(
@@ -150,8 +163,8 @@ class RedisStore(ResultStore):
                 value = encode(record)
             final = int(record is not None and record.state.final)
             sha = hashlib.sha1(value).hexdigest() if value else ""
-            args = [expected, value, sha, _ms(ttl), final, key]
-            reply = await self._retrying(partial(self._cas, key, args))
+            args = (expected, value, sha, _ms(ttl), final, key)
+            reply = await self._script(TRANSITION, (key,), args)
             outcome = int(reply[0])
             if outcome == scripts.WRITTEN and record is not None:
                 self._remember(job_id, value, record)
@@ -161,10 +174,6 @@ class RedisStore(ResultStore):
                 return None
             current = bytes(reply[1])
             expected = hashlib.sha1(current).hexdigest()
-
-    async def _cas(self, key: str, args: list[Any], retried: bool) -> list[Any]:
-        reply: list[Any] = await self._transition([key], [*args, int(retried)])
-        return reply
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord | None:
         try:
@@ -194,7 +203,7 @@ class RedisStore(ResultStore):
         self, group: str, member: str, expected: int, *, ttl: float = DEFAULT_RESULT_TTL
     ) -> bool:
         key = f"{self.options.prefix}join:{group}"
-        done = await self._retrying(lambda _: self._join([key], [member, _ms(ttl), expected]))
+        done = await self._script(JOIN, (key,), (member, _ms(ttl), expected))
         return bool(done)
 
     async def jobs(
@@ -204,7 +213,7 @@ class RedisStore(ResultStore):
         found: list[JobRecord] = []
         start, page = 0, max(limit, 100)
         while len(found) < limit:
-            ids, values = await self._retrying(partial(self._page, index, start, page))
+            ids, values = await self._page(index, start, page)
             if not ids:
                 break
             expired = [job_id for job_id, value in zip(ids, values, strict=True) if value is None]
@@ -215,25 +224,23 @@ class RedisStore(ResultStore):
                 if (queue is None or record.queue == queue) and state in (None, record.state):
                     found.append(record)
             if expired:  # gone by TTL: their index entries go too
-                await self._retrying(partial(self._forget, index, expired))
+                await self._run(b"ZREM", index, *expired)
             start += len(ids) - len(expired)
         return found[:limit]
 
     async def _page(
-        self, index: str, start: int, size: int, retried: bool
+        self, index: str, start: int, size: int
     ) -> tuple[list[bytes], list[bytes | None]]:
-        ids: list[bytes] = await self._client.zrevrange(index, start, start + size - 1)
+        ids: list[bytes] = await self._run(b"ZREVRANGE", index, start, start + size - 1)
         if not ids:
             return [], []
-        values = await self._client.mget([self.key(job_id.decode()) for job_id in ids])
+        values = await self._run(b"MGET", *(self.key(job_id.decode()) for job_id in ids))
         return ids, values
-
-    async def _forget(self, index: str, ids: list[bytes], retried: bool) -> None:
-        await self._client.zrem(index, *ids)
 
     async def close(self) -> None:
         await self._wakeups.close()
         await self._listener.aclose()
-        await self._client.aclose()
-        await self._client.connection_pool.disconnect()
         await self._listener.connection_pool.disconnect()
+        link, self._commands.link = self._commands.link, None
+        if link is not None:
+            await SharedLink.release(link)

@@ -8,7 +8,11 @@ scripts only read the ``state`` and compare-and-set whole values by their SHA-1.
 
 from __future__ import annotations
 
-CREATE = """
+from ...transports.redis.scripts import Script
+
+CREATE = Script(
+    "create job",
+    """
 -- KEYS: job, index of all jobs, index of the queue
 -- ARGV: value, ttl ms, score, id, index limit, final (1/0), channel, retried (1/0)
 local current = redis.call('GET', KEYS[1])
@@ -28,11 +32,14 @@ for i = 2, 3 do
 end
 if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[7], ARGV[1]) end
 return 1
-"""
+""",
+)
 """Create-if-absent, indexed by ``created_at`` in two trimmed sorted sets (all jobs and the
 job's queue) that live as long as their longest-lived record."""
 
-TRANSITION = """
+TRANSITION = Script(
+    "transition job",
+    """
 -- KEYS: job   ARGV: expected sha1 ('' = unknown), value, its sha1, ttl ms, final (1/0),
 -- channel, retried (1/0)
 local current = redis.call('GET', KEYS[1])
@@ -45,18 +52,22 @@ if sha ~= ARGV[1] then return {2, current} end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 if ARGV[5] == '1' then redis.call('PUBLISH', ARGV[6], ARGV[2]) end
 return {3}
-"""
+""",
+)
 """Compare-and-set: ``{0}`` missing, ``{1}`` already final, ``{2, current}`` the record
 changed since the caller read it (merge again), ``{3}`` written. A final value is
 published on the job's channel in the same step, so no waiter can miss it."""
 
 MISSING, FINAL, CHANGED, WRITTEN = 0, 1, 2, 3
 
-JOIN = """
+JOIN = Script(
+    "join group",
+    """
 -- KEYS: the group's set   ARGV: member, ttl ms, expected
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 1 end
 return 0
-"""
+""",
+)
 """The chord counter: a set, so a redelivered member counts once."""

@@ -143,10 +143,12 @@ class Wakeups:
                 if not future.done():
                     future.set_result(message["data"])
         elif kind == "subscribe":
-            left = self._unconfirmed.get(channel, 0) - 1
-            self._unconfirmed[channel] = max(left, 0)
+            left = self._unconfirmed.pop(channel, 0) - 1
+            if left > 0:  # a later SUBSCRIBE of the channel is still on its way
+                self._unconfirmed[channel] = left
+                return
             confirmed = self._confirmed.get(channel)
-            if left <= 0 and confirmed is not None:
+            if confirmed is not None:
                 confirmed.set()
 
     def _recheck_all(self) -> None:
