@@ -35,6 +35,7 @@ from .errors import (
 )
 from .registry import private_catalog
 from .retry import Backoff
+from .stats import QueueStats
 
 Agent = MicroAgent
 
@@ -70,6 +71,7 @@ __all__ = [
     "Queue",
     "QueueBroker",
     "QueueHandle",
+    "QueueStats",
     "Reject",
     "RemoteError",
     "Reply",

@@ -42,6 +42,7 @@ from .errors import (
 )
 from .middleware import Hooks, Middleware, chain, notify
 from .registry import active_registry
+from .stats import QueueStats
 from .urls import redact, resolve
 
 log = logging.getLogger("microhive.broker")
@@ -259,6 +260,12 @@ class QueueBroker(Connection):
         await self.connect()
         return await self._dead_letters(self._resolve(queue).name, limit)
 
+    async def stats(self, queue: Queue | str) -> QueueStats:
+        """Length, consumers, in flight and dead letters of ``queue`` (declared or not), in
+        one answer; a figure the engine cannot tell is None (see docs/operations.md)."""
+        await self.connect()
+        return await self._stats(self._resolve(queue, undeclared=True).name)
+
     async def requeue(
         self,
         queue: Queue | str,
@@ -442,6 +449,10 @@ class QueueBroker(Connection):
     @abstractmethod
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]: ...
 
+    async def _stats(self, queue: str) -> QueueStats:
+        """The queue's figures; a transport overrides it with what its engine can tell."""
+        return QueueStats(queue, await self._length(queue), None, None, None)
+
     @abstractmethod
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer: ...
 
@@ -524,6 +535,10 @@ class QueueHandle:
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.broker.dead_letters(self.queue, limit)
+
+    async def stats(self) -> QueueStats:
+        """Length, consumers, in flight and dead letters: see QueueBroker.stats."""
+        return await self.broker.stats(self.queue)
 
     @property
     def dead(self) -> DeadLetterHandle:
