@@ -18,6 +18,7 @@ from time import perf_counter
 from typing import Any
 
 from .envelope import Envelope
+from .linkevents import LinkEvent
 
 log = logging.getLogger("microhive.middleware")
 
@@ -103,6 +104,11 @@ class Middleware:
     def skipped(self, agent: str, handler: str, runs: int) -> None:
         """A schedule skipped ``runs`` due runs because the previous one was still going."""
 
+    def linked(self, event: LinkEvent) -> None:
+        """A connection to an engine was lost or is back (:mod:`microhive.linkevents`):
+        any link of the process, heard once per middleware while a bus or broker carrying
+        it is connected."""
+
 
 def chain(*groups: Iterable[Middleware]) -> tuple[Middleware, ...]:
     """The middleware of several sources, each once, in order."""
@@ -116,7 +122,7 @@ class Hooks:
     """The hooks of a chain of middleware, bound once: each a tuple of the bound methods of
     the middleware that override it (a hook nobody overrides costs one empty check)."""
 
-    __slots__ = ("called", "handled", "handling", "publishing", "skipped", "watching")
+    __slots__ = ("called", "handled", "handling", "linked", "publishing", "skipped", "watching")
 
     def __init__(self, middleware: tuple[Middleware, ...] = ()) -> None:
         self.publishing = _bound(middleware, "publishing")
@@ -124,6 +130,7 @@ class Hooks:
         self.handled = _bound(middleware, "handled")
         self.called = _bound(middleware, "called")
         self.skipped = _bound(middleware, "skipped")
+        self.linked = _bound(middleware, "linked")
         self.watching = bool(self.handling or self.handled)
         """True when handler runs are observed (the agent takes its observed path)."""
 
