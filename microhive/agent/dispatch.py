@@ -8,15 +8,14 @@ bad input goes to the dead-letter queue at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Coroutine, Generator
-from time import perf_counter
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from ..broker import Delivery
 from ..envelope import Envelope, Kind
 from ..errors import HandlerAborted, HandlerTimeout, Reject, Retry
 from ..logs import enter_handling, leave_handling, log_context
-from ..middleware import Handling, notify
+from ..middleware import Handling
 from .handlers import Handler
 from .specs import ConsumerSpec, ReceiverSpec
 
@@ -215,51 +214,6 @@ async def _answer(
             await agent._reply(envelope, value=result, error=error)
     finally:
         leave_handling(token)
-
-
-async def observed_receiver(agent: MicroAgent, handler: Handler, envelope: Envelope) -> None:
-    """A receiver run with the agent's middleware told before and after."""
-    kind = "call" if envelope.kind is Kind.CALL else "signal"
-    event = Handling(kind, agent.name, handler.name, envelope.name, envelope)
-    hooks = agent._hooks
-    notify(hooks.handling, event)
-    try:
-        rest = start_receiver(agent, handler, envelope, event)
-        if rest is not None:
-            await rest
-    except BaseException as exc:
-        event.outcome, event.error = "failed", exc
-        raise
-    finally:
-        event.duration = perf_counter() - event.started
-        notify(hooks.handled, event)
-
-
-async def observed(agent: MicroAgent, event: Handling, work: Awaitable[str]) -> None:
-    """``work`` (a consumer's, batch's or job's run, returning its outcome) with the agent's
-    middleware told before and after."""
-    hooks = agent._hooks
-    notify(hooks.handling, event)
-    try:
-        event.outcome = await work
-    except BaseException as exc:
-        event.outcome = "released" if cancelled_from_outside(exc) else "failed"
-        event.error = event.error or exc
-        raise
-    finally:
-        event.duration = perf_counter() - event.started
-        notify(hooks.handled, event)
-
-
-async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> None:
-    """Run one consumer for one delivery and settle it: ack, retry, dead-letter or release."""
-    if not agent._hooks.watching:
-        await _process(agent, handler, delivery, None)
-        return
-    spec = handler.spec
-    assert isinstance(spec, ConsumerSpec)
-    event = Handling("message", agent.name, handler.name, spec.queue.name, delivery.envelope)
-    await observed(agent, event, _process(agent, handler, delivery, event))
 
 
 async def _process(

@@ -40,17 +40,40 @@ class Histogram:
         return buckets, total
 
 
-class Series:
-    """What one handler did, for one signal, queue or job (one set of label values)."""
+FINE = frozenset({"ok", "acked", "released"})
+"""Outcomes that are no failure (released: given back at shutdown, unhandled)."""
 
-    __slots__ = ("batch", "duration", "failed", "outcomes", "received")
+
+class Series:
+    """What one handler did, for one signal, queue or job (one set of label values): the
+    :class:`~microhive.middleware.Counter` the agent calls for each run."""
+
+    __slots__ = ("batch", "duration", "outcomes", "received")
 
     def __init__(self, batches: bool) -> None:
         self.received = 0
-        self.failed = 0
         self.outcomes: dict[str, int] = {}
         self.duration = Histogram(SECONDS)
         self.batch = Histogram(SIZES) if batches else None
+
+    def started(self, size: int) -> None:
+        self.received += size
+        if self.batch is not None:
+            self.batch.observe(size)
+
+    def ended(self, outcome: str, duration: float, size: int) -> None:
+        duration_of = self.duration  # Histogram.observe inlined: this runs per message
+        duration_of.counts[bisect_left(SECONDS, duration)] += 1
+        duration_of.sum += duration
+        try:
+            self.outcomes[outcome] += size
+        except KeyError:
+            self.outcomes[outcome] = size
+
+    @property
+    def failed(self) -> int:
+        """Messages whose run failed: every outcome but the fine ones, summed when read."""
+        return sum(count for outcome, count in list(self.outcomes.items()) if outcome not in FINE)
 
 
 class CallSeries:
