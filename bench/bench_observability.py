@@ -17,7 +17,11 @@ Two measurements:
 
 Targets (issue 15): metrics cost <= 10 % of the memory transport's queue throughput and
 <= 5 % of Redis'; a sampled-out span <= 2 µs; with no middleware nothing runs (the hot paths
-check one empty tuple: that path is the "none" row, unchanged by this module).
+check one empty tuple: that path is the "none" row, unchanged by this module). Throughput is
+judged by this process's CPU time per message (both clocks are printed): on a shared,
+loaded machine the wall clock moves by more than the whole effect.
+
+    .venv/bin/python bench/bench_observability.py --n 5000 --redis-n 3000 --repeat 25
 """
 
 from __future__ import annotations
@@ -139,10 +143,12 @@ class Row:
 
 
 async def queues(transport: str, n: int, repeat: int) -> list[Row]:
-    """Each configuration's best round trip. On memory:// the verdict goes by CPU time: one
-    process does all the work, so its CPU time per message is what throughput costs, and it
-    does not count what other processes on a busy machine take (the wall clock does). On
-    Redis the server's share is elsewhere: the verdict goes by the wall clock."""
+    """Each configuration's best round trip, wall clock and CPU time. The verdict goes by this
+    process's CPU time: middleware costs CPU in the microhive process and nothing else, and
+    CPU time does not count what other processes on a busy machine take, which moves the wall
+    clock by more than the whole effect (compare the no-op ``Middleware()`` row, which costs
+    nothing). On Redis the server's CPU is not counted, so the share is of the client's work:
+    what limits a client-bound producer/consumer."""
     best = dict.fromkeys(CONFIGS, float("inf"))
     best_cpu = dict.fromkeys(CONFIGS, float("inf"))
     for round_ in range(repeat + 1):  # the first round warms up
@@ -167,8 +173,7 @@ async def queues(transport: str, n: int, repeat: int) -> list[Row]:
         per, cpu = seconds / n, best_cpu[name] / n
         loss, cpu_loss = (1 - base / per) * 100, (1 - base_cpu / cpu) * 100
         target = TARGETS.get((name, transport))
-        judged = cpu_loss if transport == "memory" else loss
-        passed = None if target is None else judged <= target
+        passed = None if target is None else cpu_loss <= target
         rows.append(
             Row(
                 transport,
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(shares(rows, hooked)))
     print(
         "\nloss = share of the no-middleware throughput lost (wall clock; CPU: this process's "
-        f"CPU time), judged by CPU on memory://, by the wall clock on Redis; {elapsed:.1f} s"
+        f"CPU time; the verdict goes by CPU: see queues()); {elapsed:.1f} s"
     )
     return 0
 
