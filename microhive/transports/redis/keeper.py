@@ -60,9 +60,8 @@ class Keeper:
             if now >= next_touch:
                 next_touch = now + touch_every
                 await self._guard("XCLAIM (touch)", self._touch())
-            if consumer.closed and not self._left:
-                self._left = True
-                await self._guard("ZREM (presence)", self._present(False))
+            if consumer.closed:
+                await self.leave()
             if consumer.closed and not consumer.held:
                 return
             wake = next_touch if consumer.closed else min(next_claim, next_touch)
@@ -76,6 +75,12 @@ class Keeper:
                 log.error("%r: %s failed: %s", self.consumer, what, exc)
         except Exception:  # never end the loop
             log.exception("%r: %s failed", self.consumer, what)
+
+    async def leave(self) -> None:
+        """Leave the presence set at once (close() calls it: the loop may not run again)."""
+        if not self._left:
+            self._left = True
+            await self._guard("ZREM (presence)", self._present(False))
 
     async def _present(self, alive: bool) -> None:
         link = self.commands.link
