@@ -17,7 +17,11 @@ Two measurements:
 
 Targets (issue 15): metrics cost <= 10 % of the memory transport's queue throughput and
 <= 5 % of Redis'; a sampled-out span <= 2 µs; with no middleware nothing runs (the hot paths
-check one empty tuple: that path is the "none" row, unchanged by this module).
+check one empty tuple: that path is the "none" row, unchanged by this module). Throughput is
+judged by this process's CPU time per message (both clocks are printed): on a shared,
+loaded machine the wall clock moves by more than the whole effect.
+
+    .venv/bin/python bench/bench_observability.py --n 5000 --redis-n 3000 --repeat 25
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from microhive import MicroAgent, Queue, QueueBroker, consumer
 from microhive.envelope import Envelope, Kind
-from microhive.middleware import Handling, Middleware
+from microhive.middleware import Counter, Handling, Middleware
 from microhive.observability.metrics import Metrics
 from microhive.observability.tracing import Tracing
 
@@ -93,22 +97,23 @@ class Sink(MicroAgent):
             self.done.set_result(None)
 
 
-async def round_trip(url: str, middleware: list[Middleware], n: int) -> float:
-    """Seconds from the first send until ``n`` messages are acked and the queue is empty."""
+async def round_trip(url: str, middleware: list[Middleware], n: int) -> tuple[float, float]:
+    """Seconds from the first send until ``n`` messages are acked and the queue is empty:
+    wall clock, and this process's CPU time."""
     async with QueueBroker.from_url(url, queues=[WORK], middleware=middleware) as broker:
         sink = Sink(broker=QueueBroker.from_url(url, middleware=middleware))
         sink.expected = n
         sink.done = asyncio.get_running_loop().create_future()
         async with sink:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for i in range(n):
                 await broker.send(WORK, {"n": i})
             await sink.done
             while await broker.length(WORK):  # noqa: ASYNC110 - the last acks
                 await asyncio.sleep(0.001)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         await sink._broker.close()  # type: ignore[union-attr]
-    return elapsed
+    return elapsed, cpu
 
 
 async def clean(prefix: str) -> None:
@@ -131,12 +136,21 @@ class Row:
     micros: float  # per message
     overhead: float  # µs per message over "none"
     loss: float  # % of "none"'s throughput
+    cpu_micros: float  # this process's CPU time per message
+    cpu_loss: float  # % of "none"'s CPU throughput
     target: float | None  # % of throughput
     passed: bool | None
 
 
 async def queues(transport: str, n: int, repeat: int) -> list[Row]:
+    """Each configuration's best round trip, wall clock and CPU time. The verdict goes by this
+    process's CPU time: middleware costs CPU in the microhive process and nothing else, and
+    CPU time does not count what other processes on a busy machine take, which moves the wall
+    clock by more than the whole effect (compare the no-op ``Middleware()`` row, which costs
+    nothing). On Redis the server's CPU is not counted, so the share is of the client's work:
+    what limits a client-bound producer/consumer."""
     best = dict.fromkeys(CONFIGS, float("inf"))
+    best_cpu = dict.fromkeys(CONFIGS, float("inf"))
     for round_ in range(repeat + 1):  # the first round warms up
         for name, make in CONFIGS.items():
             if transport == "memory":
@@ -146,21 +160,33 @@ async def queues(transport: str, n: int, repeat: int) -> list[Row]:
                 url = f"{REDIS}?prefix={prefix}"
             gc.collect()
             try:
-                seconds = await round_trip(url, make(transport), n if round_ else n // 4)
+                seconds, cpu = await round_trip(url, make(transport), n if round_ else n // 4)
             finally:
                 if prefix:
                     await clean(prefix)
             if round_:
                 best[name] = min(best[name], seconds)
-    base = best["none"] / n
+                best_cpu[name] = min(best_cpu[name], cpu)
+    base, base_cpu = best["none"] / n, best_cpu["none"] / n
     rows = []
     for name, seconds in best.items():
-        per = seconds / n
-        loss = (1 - base / per) * 100
+        per, cpu = seconds / n, best_cpu[name] / n
+        loss, cpu_loss = (1 - base / per) * 100, (1 - base_cpu / cpu) * 100
         target = TARGETS.get((name, transport))
-        passed = None if target is None else loss <= target
+        passed = None if target is None else cpu_loss <= target
         rows.append(
-            Row(transport, name, 1 / per, per * 1e6, (per - base) * 1e6, loss, target, passed)
+            Row(
+                transport,
+                name,
+                1 / per,
+                per * 1e6,
+                (per - base) * 1e6,
+                loss,
+                cpu * 1e6,
+                cpu_loss,
+                target,
+                passed,
+            )
         )
     return rows
 
@@ -199,11 +225,21 @@ def hooks(number: int) -> list[Hook]:
         def event(upstream: Envelope = upstream) -> Handling:
             return Handling("message", "Agent", "handler", "q", upstream)
 
-        def handle(m: Middleware = middleware, upstream: Envelope = upstream) -> None:
+        bound = middleware.counter("message", "Agent", "handler", "q")
+
+        def handle(
+            m: Middleware = middleware,
+            upstream: Envelope = upstream,
+            counter: Counter | None = bound,
+        ) -> None:
             e = Handling("message", "Agent", "handler", "q", upstream)
             m.handling(e)
             e.outcome = "acked"
             m.handled(e)
+            if counter is not None:  # what the runtime does for a counting middleware
+                counter.started(1)
+                started = time.perf_counter()
+                counter.ended("acked", time.perf_counter() - started, 1)
 
         sampled_out = name.endswith("sampled out")
         handled = cost(handle, event)
@@ -211,9 +247,7 @@ def hooks(number: int) -> list[Hook]:
         results.append(
             Hook(f"{name}: publish outside a handler", first, SPAN_TARGET if sampled_out else None)
         )
-        results.append(
-            Hook(f"{name}: handling + handled", handled, SPAN_TARGET if sampled_out else None)
-        )
+        results.append(Hook(f"{name}: handler run", handled, SPAN_TARGET if sampled_out else None))
         running = event()
         middleware.handling(running)  # a handler runs: what it sends is a child
         within = cost(publish, envelope)
@@ -232,7 +266,7 @@ def shares(rows: list[Row], hooked: list[Hook]) -> list[str]:
     framework = {r.transport: r.overhead for r in rows if r.config.startswith("Middleware()")}
     lines = []
     for name in list(CONFIGS)[2:]:
-        own = cost[f"{name}: publish outside a handler"] + cost[f"{name}: handling + handled"]
+        own = cost[f"{name}: publish outside a handler"] + cost[f"{name}: handler run"]
         parts = [
             f"{own / micros * 100:.1f} % of {transport}'s {micros:.1f} µs"
             for transport, micros in base.items()
@@ -249,14 +283,15 @@ def shares(rows: list[Row], hooked: list[Hook]) -> list[str]:
 def table(rows: list[Row], hooked: list[Hook]) -> str:
     lines = [
         f"{'transport':9}  {'middleware':22}  {'msg/s':>9}  {'µs/msg':>7}  {'+µs/msg':>7}  "
-        f"{'loss':>6}  {'target':>7}  result",
+        f"{'loss':>6}  {'CPU µs':>7}  {'CPU loss':>8}  {'target':>7}  result",
     ]
     for r in rows:
         target = "-" if r.target is None else f"<= {r.target:g} %"
         verdict = "-" if r.passed is None else ("PASS" if r.passed else "MISS")
         lines.append(
             f"{r.transport:9}  {r.config:22}  {r.per_second:9,.0f}  {r.micros:7.2f}  "
-            f"{r.overhead:7.2f}  {r.loss:5.1f}%  {target:>7}  {verdict}"
+            f"{r.overhead:7.2f}  {r.loss:5.1f}%  {r.cpu_micros:7.2f}  {r.cpu_loss:7.1f}%  "
+            f"{target:>7}  {verdict}"
         )
     lines.append("")
     lines.append(f"{'hook (alone)':58}  {'µs':>6}  {'target':>7}  result")
@@ -303,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, hooked))
     print()
     print("\n".join(shares(rows, hooked)))
-    print(f"\nloss = share of the no-middleware throughput lost; {elapsed:.1f} s")
+    print(
+        "\nloss = share of the no-middleware throughput lost (wall clock; CPU: this process's "
+        f"CPU time; the verdict goes by CPU: see queues()); {elapsed:.1f} s"
+    )
     return 0
 
 

@@ -38,6 +38,7 @@ from .errors import (
 )
 from .registry import private_catalog
 from .retry import Backoff
+from .stats import QueueStats
 from .tasks.canvas import Chain, Chord, Group, Signature, chain, chord, group, signature
 from .tasks.context import current_job
 from .tasks.job import Job
@@ -83,6 +84,7 @@ __all__ = [
     "Queue",
     "QueueBroker",
     "QueueHandle",
+    "QueueStats",
     "Reject",
     "RemoteError",
     "Reply",

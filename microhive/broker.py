@@ -43,6 +43,7 @@ from .errors import (
 )
 from .middleware import Hooks, Middleware, chain, notify
 from .registry import active_registry
+from .stats import QueueStats
 from .urls import redact, resolve
 
 if TYPE_CHECKING:
@@ -249,8 +250,11 @@ class QueueBroker(Connection):
         envelope = Envelope(
             Kind.MESSAGE, target.name, target.make_payload(payload), sender, headers=checked
         )
-        if self.hooks.publishing:
-            notify(self.hooks.publishing, envelope, target.name)
+        for hook in self.hooks.publishing:  # notify() inlined: this runs per message
+            try:
+                hook(envelope, target.name)
+            except Exception:
+                log.exception("middleware hook %r failed", hook)
         data = self.codec.encode(envelope)
         if not self._connected:
             await self.connect()
@@ -266,6 +270,12 @@ class QueueBroker(Connection):
         """The oldest ``limit`` messages parked in the queue's dead-letter store."""
         await self.connect()
         return await self._dead_letters(self._resolve(queue).name, limit)
+
+    async def stats(self, queue: Queue | str) -> QueueStats:
+        """Length, consumers, in flight and dead letters of ``queue`` (declared or not), in
+        one answer; a figure the engine cannot tell is None (see docs/operations.md)."""
+        await self.connect()
+        return await self._stats(self._resolve(queue, undeclared=True).name)
 
     async def requeue(
         self,
@@ -486,6 +496,10 @@ class QueueBroker(Connection):
     @abstractmethod
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]: ...
 
+    async def _stats(self, queue: str) -> QueueStats:
+        """The queue's figures; a transport overrides it with what its engine can tell."""
+        return QueueStats(queue, await self._length(queue), None, None, None)
+
     @abstractmethod
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer: ...
 
@@ -593,6 +607,10 @@ class QueueHandle:
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self.broker.dead_letters(self.queue, limit)
+
+    async def stats(self) -> QueueStats:
+        """Length, consumers, in flight and dead letters: see QueueBroker.stats."""
+        return await self.broker.stats(self.queue)
 
     @property
     def dead(self) -> DeadLetterHandle:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+from . import linkevents
+
+if TYPE_CHECKING:
+    from .middleware import Hooks
 
 
 class Connection(ABC):
@@ -13,6 +18,7 @@ class Connection(ABC):
 
     _connected: bool = False
     _connecting: asyncio.Lock | None = None
+    hooks: Hooks  # the middleware's hooks (set by SignalBus and QueueBroker)
 
     @property
     def connected(self) -> bool:
@@ -28,12 +34,16 @@ class Connection(ABC):
             if not self._connected:
                 await self._connect()
                 self._connected = True
+                for hook in self.hooks.linked:  # link events while connected
+                    linkevents.watch(hook)
 
     async def close(self) -> None:
         """Close the connection; a second call does nothing."""
         if not self._connected:
             return
         self._connected = False
+        for hook in self.hooks.linked:
+            linkevents.unwatch(hook)
         self._before_close()
         await self._close()
 

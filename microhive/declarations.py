@@ -35,7 +35,7 @@ SHADOWING_NAMES = frozenset(
         "consume", "dead_letters", "from_url", "gather", "inbox", "length", "publish", "queue",
         "queues", "reply", "send", "sender", "signal", "signals", "subscribe", "tail",
         "transport", "url", "declaration", "registry", "middleware", "hooks", "prefix",
-        "options",
+        "options", "stats",
         # and the names the API is growing into (tasks, dead-letter work, declarations)
         "declare", "dead", "job", "purge", "requeue", "submit",
         # a Namespace's own methods (``queues.values`` is the method)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 from .envelope import Envelope
+from .linkevents import LinkEvent
 
 log = logging.getLogger("microhive.middleware")
 
@@ -82,8 +83,30 @@ class Handling:
         return f"<Handling {self.kind} {self.name!r} by {self.handler} {self.outcome}>"
 
 
+class Counter(Protocol):
+    """What a counting middleware keeps for one handler and one name (see
+    :meth:`Middleware.counter`): told when a run starts and how it ended, with plain values
+    instead of a :class:`Handling` (none is made for it)."""
+
+    def started(self, size: int) -> None:
+        """A run starts with ``size`` messages (1, or a batch's)."""
+
+    def ended(self, outcome: str, duration: float, size: int) -> None:
+        """The run ended: its outcome (:data:`OUTCOMES`) and duration in seconds."""
+
+
 class Middleware:
     """Base class: every hook does nothing. Override the ones you need."""
+
+    def counter(self, kind: str, agent: str, handler: str, name: str) -> Counter | None:
+        """For middleware that only counts (metrics): a :class:`Counter` for the runs of
+        ``handler`` of ``agent`` for ``name`` (a signal, queue or job; ``kind`` as in
+        :class:`Handling`), asked once per handler and name, or None. The cheap way to watch
+        handler runs: a consumer's message then costs two method calls, where
+        :meth:`handling`/:meth:`handled` cost an event object, a coroutine and two hook
+        calls. Both may be given; a middleware that needs the message or its context
+        (tracing, logging) overrides :meth:`handling`/:meth:`handled` instead."""
+        return None
 
     def publishing(self, envelope: Envelope, destination: str) -> None:
         """``envelope`` is about to be encoded and sent to ``destination`` (a signal's or
@@ -103,6 +126,11 @@ class Middleware:
     def skipped(self, agent: str, handler: str, runs: int) -> None:
         """A schedule skipped ``runs`` due runs because the previous one was still going."""
 
+    def linked(self, event: LinkEvent) -> None:
+        """A connection to an engine was lost or is back (:mod:`microhive.linkevents`):
+        any link of the process, heard once per middleware while a bus or broker carrying
+        it is connected."""
+
 
 def chain(*groups: Iterable[Middleware]) -> tuple[Middleware, ...]:
     """The middleware of several sources, each once, in order."""
@@ -116,7 +144,16 @@ class Hooks:
     """The hooks of a chain of middleware, bound once: each a tuple of the bound methods of
     the middleware that override it (a hook nobody overrides costs one empty check)."""
 
-    __slots__ = ("called", "handled", "handling", "publishing", "skipped", "watching")
+    __slots__ = (
+        "called",
+        "counting",
+        "handled",
+        "handling",
+        "linked",
+        "publishing",
+        "skipped",
+        "watching",
+    )
 
     def __init__(self, middleware: tuple[Middleware, ...] = ()) -> None:
         self.publishing = _bound(middleware, "publishing")
@@ -124,6 +161,8 @@ class Hooks:
         self.handled = _bound(middleware, "handled")
         self.called = _bound(middleware, "called")
         self.skipped = _bound(middleware, "skipped")
+        self.linked = _bound(middleware, "linked")
+        self.counting = _bound(middleware, "counter")
         self.watching = bool(self.handling or self.handled)
         """True when handler runs are observed (the agent takes its observed path)."""
 
@@ -131,6 +170,36 @@ class Hooks:
 def _bound(middleware: tuple[Middleware, ...], name: str) -> tuple[Hook, ...]:
     base = getattr(Middleware, name)
     return tuple(getattr(m, name) for m in middleware if getattr(type(m), name, base) is not base)
+
+
+def counters(hooks: Hooks, kind: str, agent: str, handler: str, name: str) -> tuple[Counter, ...]:
+    """The counters the middleware of ``hooks`` keep for one handler and name."""
+    found: list[Counter] = []
+    for make in hooks.counting:
+        try:
+            counter = make(kind, agent, handler, name)
+        except Exception:
+            log.exception("middleware hook %r failed", make)
+            continue
+        if counter is not None:
+            found.append(counter)
+    return tuple(found)
+
+
+def count_start(counting: tuple[Counter, ...], size: int) -> None:
+    for counter in counting:
+        try:
+            counter.started(size)
+        except Exception:
+            log.exception("middleware counter %r failed", counter)
+
+
+def count_end(counting: tuple[Counter, ...], outcome: str, duration: float, size: int) -> None:
+    for counter in counting:
+        try:
+            counter.ended(outcome, duration, size)
+        except Exception:
+            log.exception("middleware counter %r failed", counter)
 
 
 def notify(hooks: tuple[Hook, ...], *args: Any) -> None:

@@ -18,15 +18,12 @@ from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
 from ..errors import ConfigurationError, HandlerAborted
 from ..logs import AgentLogger, log_context
-from ..middleware import Handling, Hooks, Middleware, chain, notify
+from ..middleware import Counter, Handling, Hooks, Middleware, chain, counters, notify
 from .batches import process_batch
 from .dispatch import (
     cancelled_from_outside,
     describe,
     failure,
-    observed,
-    observed_receiver,
-    process,
     run_with_timeout,
     start_receiver,
 )
@@ -36,6 +33,7 @@ from .schedules import cron_loop, periodic_loop
 from .single import is_single, lease_source, single_loop
 from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
 from .views import BrokerView, BusView
+from .watched import counted_once, observed, observed_receiver, process, process_counted
 from .workers import ReceiverPool, consumer_workers
 
 
@@ -104,6 +102,7 @@ class MicroAgent:
             middleware,
         )
         self._hooks = Hooks(self._middleware)
+        self._counted: dict[tuple[str, str, str], tuple[Counter, ...]] = {}
         self._by_signal: dict[str, list[Handler]] = {}
         for handler in handlers.receivers:
             assert isinstance(handler.spec, ReceiverSpec)
@@ -188,7 +187,7 @@ class MicroAgent:
             assert self._bus is not None
             start = (
                 partial(observed_receiver, self)
-                if self._hooks.watching
+                if self._hooks.watching or self._hooks.counting
                 else partial(start_receiver, self)
             )
             self._receivers = ReceiverPool(start, self._spawn)
@@ -288,8 +287,27 @@ class MicroAgent:
                 receivers.put(handler, envelope)
 
     def _processor(self, handler: Handler) -> Any:
-        assert isinstance(handler.spec, ConsumerSpec)
-        return partial(process_batch if handler.spec.batch else process, self, handler)
+        spec = handler.spec
+        assert isinstance(spec, ConsumerSpec)
+        if spec.batch:
+            return partial(process_batch, self, handler)
+        counting = self._counting("message", handler.name, spec.queue.name)
+        if len(counting) == 1 and not self._hooks.watching:  # metrics alone: the fast path
+            (counter,) = counting
+            return partial(counted_once, self, handler, counter.started, counter.ended)
+        if counting and not self._hooks.watching:
+            return partial(process_counted, self, handler, counting)
+        return partial(process, self, handler)
+
+    def _counting(self, kind: str, handler: str, name: str) -> tuple[Counter, ...]:
+        """The middleware's counters for one handler and name, asked once (then cached)."""
+        if not self._hooks.counting:
+            return ()
+        key = (kind, handler, name)
+        found = self._counted.get(key)
+        if found is None:
+            found = self._counted[key] = counters(self._hooks, kind, self.name, handler, name)
+        return found
 
     def _consumer_failed(self, queue: str) -> Any:
         def failed(exc: Exception) -> None:
@@ -316,9 +334,10 @@ class MicroAgent:
 
         async def job() -> None:
             with log_context(handler=handler.name):
-                if self._hooks.watching:
+                counting = self._counting("schedule", handler.name, handler.name)
+                if self._hooks.watching or counting:
                     event = Handling("schedule", self.name, handler.name, handler.name)
-                    await observed(self, event, attempt(event))
+                    await observed(self, event, attempt(event), counting)
                 else:
                     await attempt()
 

@@ -21,12 +21,12 @@ from .dispatch import (
     cancelled_from_outside,
     describe,
     failure,
-    observed,
     run_with_timeout,
     settle_failure,
 )
 from .handlers import Handler
 from .specs import ConsumerSpec
+from .watched import observed
 
 if TYPE_CHECKING:
     from .agent import MicroAgent
@@ -36,9 +36,10 @@ async def process_batch(agent: MicroAgent, handler: Handler, deliveries: list[De
     """Run one batch handler for ``deliveries`` and settle each of them."""
     spec = handler.spec
     assert isinstance(spec, ConsumerSpec)
-    if agent._hooks.watching:
+    counting = agent._counting("batch", handler.name, spec.queue.name)
+    if agent._hooks.watching or counting:
         event = Handling("batch", agent.name, handler.name, spec.queue.name, size=len(deliveries))
-        await observed(agent, event, _process_batch(agent, handler, deliveries))
+        await observed(agent, event, _process_batch(agent, handler, deliveries), counting)
         return
     await _process_batch(agent, handler, deliveries)
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..broker import Delivery
 from ..envelope import Envelope, Kind
 from ..errors import HandlerAborted, HandlerTimeout, Reject, Retry
 from ..logs import enter_handling, leave_handling, log_context
-from ..middleware import Handling, notify
+from ..middleware import Handling
 from .handlers import Handler
 from .specs import ConsumerSpec, ReceiverSpec
 
@@ -217,56 +216,18 @@ async def _answer(
         leave_handling(token)
 
 
-async def observed_receiver(agent: MicroAgent, handler: Handler, envelope: Envelope) -> None:
-    """A receiver run with the agent's middleware told before and after."""
-    kind = "call" if envelope.kind is Kind.CALL else "signal"
-    event = Handling(kind, agent.name, handler.name, envelope.name, envelope)
-    hooks = agent._hooks
-    notify(hooks.handling, event)
-    try:
-        rest = start_receiver(agent, handler, envelope, event)
-        if rest is not None:
-            await rest
-    except BaseException as exc:
-        event.outcome, event.error = "failed", exc
-        raise
-    finally:
-        event.duration = perf_counter() - event.started
-        notify(hooks.handled, event)
+Run = Callable[["MicroAgent", Handler, Delivery, "Handling | None"], Awaitable[str]]
+"""One delivery's run, returning its outcome: :func:`_process`, or a task's (which also keeps
+its result and carries its workflow on)."""
+
+_task_runner: list[Run] = []
 
 
-async def observed(agent: MicroAgent, event: Handling, work: Awaitable[str]) -> None:
-    """``work`` (a consumer's, batch's or job's run, returning its outcome) with the agent's
-    middleware told before and after."""
-    hooks = agent._hooks
-    notify(hooks.handling, event)
-    try:
-        event.outcome = await work
-    except BaseException as exc:
-        event.outcome = "released" if cancelled_from_outside(exc) else "failed"
-        event.error = event.error or exc
-        raise
-    finally:
-        event.duration = perf_counter() - event.started
-        notify(hooks.handled, event)
-
-
-async def process(agent: MicroAgent, handler: Handler, delivery: Delivery) -> None:
-    """Run one consumer for one delivery and settle it: ack, retry, dead-letter or release."""
+def runner_of(handler: Handler) -> Run:
     spec = handler.spec
     assert isinstance(spec, ConsumerSpec)
-    work = _process if spec.task is None else _run_task()  # a task also keeps its outcome
-    if not agent._hooks.watching:
-        await work(agent, handler, delivery, None)
-        return
-    event = Handling("message", agent.name, handler.name, spec.queue.name, delivery.envelope)
-    await observed(agent, event, work(agent, handler, delivery, event))
-
-
-_task_runner: list[Callable[[MicroAgent, Handler, Delivery, Handling | None], Awaitable[str]]] = []
-
-
-def _run_task() -> Callable[[MicroAgent, Handler, Delivery, Handling | None], Awaitable[str]]:
+    if spec.task is None:
+        return _process
     if not _task_runner:
         from ..tasks.running import run_task  # the task layer builds on this module
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ..broker import DeadLetter
+from ..broker import DeadLetter, QueueHandle
 from ..deadletters import Selection
+from .bulk import STEP, Outcome, Report, in_steps
 from .common import F, Options, connection_options, fail, guarded, resolve_options
 from .queues import envelope_data, timestamp
 
 LIST_LIMIT = 1000
 """``list`` and ``show`` look at this many of the oldest dead letters at most."""
+
+LIST_ALL = 10**9
+"""As many as there are: where an engine cannot count its dead letters, a filtered bulk
+operation lists them all to know its total."""
 
 
 def filters(command: F) -> F:
@@ -154,6 +160,7 @@ def _bulk(verb: str, operate: Callable[..., Any]) -> Callable[..., None]:
         reason: str | None,
         older_than: float | None,
         limit: int | None,
+        step: int,
         as_json: bool,
         to: str | None = None,
         **common: Any,
@@ -162,23 +169,67 @@ def _bulk(verb: str, operate: Callable[..., Any]) -> Callable[..., None]:
 
         options = resolve_options(as_json=as_json, **common)
         extra = {"to": to} if to is not None else {}
+        selection = Selection(reason, older_than, limit)
+        where = f" to {to}" if to is not None else ""
 
-        async def work() -> int:
+        async def work() -> Outcome:
             async with QueueBroker.from_url(options.broker_url) as broker:
-                dead = broker.queue(queue).dead
-                count: int = await operate(
-                    dead, reason=reason, older_than=older_than, limit=limit, **extra
-                )
-                return count
+                handle = broker.queue(queue)
+                total = await _total(handle, selection)
 
-        count = asyncio.run(work())
+                async def one_step(size: int) -> int:
+                    done: int = await operate(
+                        handle.dead, reason=reason, older_than=older_than, limit=size, **extra
+                    )
+                    return done
+
+                with Report(verb, queue, quiet=options.as_json) as report:
+                    return await in_steps(one_step, total, step, report)
+
+        try:
+            outcome = asyncio.run(work())
+        except asyncio.CancelledError:  # a second Ctrl-C
+            fail(
+                f"stopped at once: the step under way ({step} letters at most) may be "
+                "duplicated; run the command again for the rest",
+                130,
+            )
         if options.as_json:
-            options.emit_json({"queue": queue, verb: count, **extra})
+            document = {"queue": queue, verb: outcome.done, **extra}
+            if outcome.interrupted:
+                document.update(interrupted=True, left=outcome.total - outcome.done)
+            options.emit_json(document)
+        elif outcome.interrupted:
+            click.echo(
+                f"interrupted: {verb} {outcome.done} of {outcome.total} dead letter(s) of "
+                f"{queue}{where}; the other {outcome.total - outcome.done} are still dead letters"
+            )
         else:
-            where = f" to {to}" if to is not None else ""
-            click.echo(f"{verb} {count} dead letter(s) of {queue}{where}")
+            click.echo(f"{verb} {outcome.done} dead letter(s) of {queue}{where}")
+        if outcome.interrupted:
+            sys.exit(130)
 
     return command
+
+
+async def _total(handle: QueueHandle, selection: Selection) -> int:
+    """How many letters the operation will take (its progress bar's end)."""
+    dead = (await handle.stats()).dead_letters
+    if dead is None or selection.reason is not None or selection.older_than is not None:
+        letters = await handle.dead.list(LIST_ALL if dead is None else dead)
+        dead = len(selection.choose(letters))
+    return dead if selection.limit is None else min(dead, selection.limit)
+
+
+def stepped(command: F) -> F:
+    """``--step N``: letters per step (Ctrl-C stops between steps, microhive/cli/bulk.py)."""
+    return click.option(
+        "--step",
+        type=click.IntRange(min=1),
+        default=STEP,
+        show_default=True,
+        help="Letters per step; Ctrl-C stops after the step under way, losing nothing.",
+    )(command)
 
 
 def _requeue(dead: Any, **kwargs: Any) -> Any:
@@ -195,11 +246,11 @@ requeue = dlq.command(
 )(
     click.argument("queue")(
         click.option("--to", help="Replay them on this queue instead.")(
-            filters(connection_options(guarded(_bulk("requeued", _requeue))))
+            filters(stepped(connection_options(guarded(_bulk("requeued", _requeue)))))
         )
     )
 )
 
 purge = dlq.command(name="purge", help="Delete the chosen dead letters for good.")(
-    click.argument("queue")(filters(connection_options(guarded(_bulk("purged", _purge)))))
+    click.argument("queue")(filters(stepped(connection_options(guarded(_bulk("purged", _purge))))))
 )

@@ -15,8 +15,8 @@ from ..envelope import Envelope
 from ..errors import ConfigurationError
 from .common import Options, connection_options, guarded, resolve_options
 
-DEAD_COUNT_LIMIT = 1000
-"""Dead letters are counted up to this many (listing them is the only portable count)."""
+MISSING = "—"
+"""Shown for a figure the engine cannot tell (QueueStats field None; JSON: null)."""
 
 
 def queue_names(options: Options, given: Sequence[str], targets: Sequence[str]) -> list[str]:
@@ -45,40 +45,29 @@ def queue_names(options: Options, given: Sequence[str], targets: Sequence[str]) 
 @connection_options
 @guarded
 def queues(names: Sequence[str], targets: Sequence[str], as_json: bool, **common: Any) -> None:
-    """Length and dead letters of each queue given (or of the catalogs' and agents' queues)."""
+    """Length, consumers, in flight and dead letters of each queue given (or of the catalogs'
+    and agents' queues); "—" where the engine cannot tell (docs/operations.md)."""
     from ..broker import QueueBroker
+    from ..stats import QueueStats
 
     options = resolve_options(as_json=as_json, **common)
     chosen = queue_names(options, names, targets)
 
-    async def work() -> list[tuple[str, int, int]]:
-        rows = []
+    async def work() -> list[QueueStats]:
         async with QueueBroker.from_url(options.broker_url) as broker:
-            for name in chosen:
-                handle = broker.queue(name)
-                length = await handle.length()
-                dead = len(await handle.dead.list(DEAD_COUNT_LIMIT))
-                rows.append((name, length, dead))
-        return rows
+            return [await broker.queue(name).stats() for name in chosen]
 
     rows = asyncio.run(work())
     if options.as_json:
-        for name, length, dead in rows:
-            options.emit_json(
-                {
-                    "queue": name,
-                    "length": length,
-                    "dead_letters": dead,
-                    "dead_letters_capped": dead >= DEAD_COUNT_LIMIT,
-                }
-            )
+        for row in rows:
+            options.emit_json(row.as_dict())
         return
     options.table(
         None,
-        ("queue", "length", "dead letters"),
+        ("queue", "length", "consumers", "in flight", "dead letters"),
         [
-            (name, length, f"{dead}+" if dead >= DEAD_COUNT_LIMIT else dead)
-            for name, length, dead in rows
+            tuple(MISSING if value is None else value for value in row.as_dict().values())
+            for row in rows
         ],
     )
 

@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +32,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import REGISTRY, Collector
 
+from .. import linkevents
 from ..envelope import Envelope, Kind
-from ..middleware import Handling, Middleware
+from ..linkevents import LinkEvent
+from ..middleware import Middleware
+from .series import CallSeries, Series
 
 if TYPE_CHECKING:
     from ..agent.agent import MicroAgent
@@ -43,65 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("microhive.metrics")
 
-SECONDS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0, 30.0, 60.0,
-)  # fmt: skip
-"""Histogram buckets of handler durations and call latencies, in seconds."""
-
-SIZES = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
-"""Histogram buckets of batch sizes."""
-
 OTHER = "_other"
-FINE = frozenset({"ok", "acked", "released"})
-"""Outcomes that are no failure (released: given back at shutdown, unhandled)."""
+MESSAGE = Kind.MESSAGE  # a module constant: reading an enum member off its class costs more
 KNOWN_ERRORS = frozenset(
     {"CallTimeout", "RemoteError", "TransportError", "CapabilityError", "ConfigurationError"}
 )
-
-
-class Histogram:
-    """Bucket counts and a sum, cumulated only when exported."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    def exported(self) -> tuple[list[tuple[str, float]], float]:
-        counts, total = list(self.counts), self.sum  # one snapshot: count == +Inf bucket
-        buckets, running = [], 0
-        for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
-            running += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-        return buckets, total
-
-
-class Series:
-    """What one handler did, for one signal, queue or job (one set of label values)."""
-
-    __slots__ = ("batch", "duration", "failed", "outcomes", "received")
-
-    def __init__(self, batches: bool) -> None:
-        self.received = 0
-        self.failed = 0
-        self.outcomes: dict[str, int] = {}
-        self.duration = Histogram(SECONDS)
-        self.batch = Histogram(SIZES) if batches else None
-
-
-class CallSeries:
-    __slots__ = ("errors", "latency")
-
-    def __init__(self) -> None:
-        self.latency = Histogram(SECONDS)
-        self.errors: dict[str, int] = {}
 
 
 class Metrics(Middleware):
@@ -126,6 +74,7 @@ class Metrics(Middleware):
         # key (kind, agent, handler, name) -> Series; kind "signal" also holds calls answered
         self.handlers: dict[tuple[str, str, str, str], Series] = {}
         self.sent: dict[Kind, dict[str, int]] = {kind: {} for kind in Kind}
+        self._messages = self.sent[Kind.MESSAGE]  # the common case, without hashing an enum
         self.calls: dict[str, CallSeries] = {}
         self.skipped_runs: dict[tuple[str, str], int] = {}
         self.watched: dict[tuple[int, str], tuple[QueueBroker, str]] = {}
@@ -133,13 +82,16 @@ class Metrics(Middleware):
         self.dead: dict[str, float] = {}
         self.sample_failures: dict[str, int] = {}
         self.sampled_at = 0.0
+        self.links_lost: dict[tuple[str, str], int] = {}  # (engine, role) -> count
+        self.reconnects: dict[tuple[str, str], int] = {}
         self._sampler: asyncio.Task[None] | None = None
         self.registry.register(_Exporter(self))
 
     # -- hooks (the hot path) --------------------------------------------------------
 
     def publishing(self, envelope: Envelope, destination: str) -> None:
-        counts = self.sent[envelope.kind]
+        kind = envelope.kind
+        counts = self._messages if kind is MESSAGE else self.sent[kind]
         name = envelope.name
         try:
             counts[name] += 1
@@ -147,29 +99,16 @@ class Metrics(Middleware):
             key = self._bounded(counts, name)
             counts[key] = counts.get(key, 0) + 1
 
-    def handling(self, event: Handling) -> None:
-        try:
-            series = self.handlers[event.kind, event.agent, event.handler, event.name]
-        except KeyError:
-            series = self._series(event)
-        series.received += event.size
-        if series.batch is not None:
-            series.batch.observe(event.size)
-
-    def handled(self, event: Handling) -> None:
-        try:
-            series = self.handlers[event.kind, event.agent, event.handler, event.name]
-        except KeyError:
-            series = self._series(event)
-        series.duration.observe(event.duration)
-        outcome = event.outcome
-        outcomes = series.outcomes
-        try:
-            outcomes[outcome] += event.size
-        except KeyError:
-            outcomes[outcome] = event.size
-        if outcome not in FINE:
-            series.failed += event.size
+    def counter(self, kind: str, agent: str, handler: str, name: str) -> Series:
+        """The series of one handler and name, bound once: a run costs two method calls
+        on plain integers (no event object, no lookup)."""
+        if len(self.handlers) >= self.max_names:
+            name = OTHER
+        key = (kind, agent, handler, name)
+        series = self.handlers.get(key)
+        if series is None:
+            series = self.handlers[key] = Series(batches=kind == "batch")
+        return series
 
     def called(self, signal: str, duration: float, error: BaseException | None) -> None:
         try:
@@ -187,17 +126,13 @@ class Metrics(Middleware):
         key = (agent, handler)
         self.skipped_runs[key] = self.skipped_runs.get(key, 0) + runs
 
+    def linked(self, event: LinkEvent) -> None:
+        counts = self.reconnects if event.up else self.links_lost
+        key = (event.engine, event.role)
+        counts[key] = counts.get(key, 0) + 1
+
     def _bounded(self, family: dict[str, Any], name: str) -> str:
         return name if len(family) < self.max_names else OTHER
-
-    def _series(self, event: Handling) -> Series:
-        """A new name's series; past ``max_names``, the shared ``_other`` one."""
-        name = event.name if len(self.handlers) < self.max_names else OTHER
-        key = (event.kind, event.agent, event.handler, name)
-        series = self.handlers.get(key)
-        if series is None:
-            series = self.handlers[key] = Series(batches=event.kind == "batch")
-        return series
 
     # -- sampled gauges ---------------------------------------------------------------
 
@@ -219,18 +154,19 @@ class Metrics(Middleware):
             self.watch(broker, [s.queue for s in specs if isinstance(s, ConsumerSpec)])
 
     async def sample(self, dead_letter_limit: int = 1000) -> None:
-        """Ask every watched broker once; what a scrape exports until the next sample.
-
-        Dead letters are counted up to ``dead_letter_limit`` (listing them is the only way
-        every engine has to count them).
-        """
+        """Ask every watched broker once (``broker.stats(queue)``); what a scrape exports
+        until the next sample. ``dead_letter_limit`` is no longer used: every engine counts
+        its dead letters now."""
         for broker, queue in list(self.watched.values()):
             try:
-                self.lengths[queue] = float(await broker.length(queue))
-                self.dead[queue] = float(len(await broker.dead_letters(queue, dead_letter_limit)))
+                stats = await broker.stats(queue)
             except Exception as exc:
                 self.sample_failures[queue] = self.sample_failures.get(queue, 0) + 1
                 log.warning("could not sample queue %r: %s", queue, type(exc).__name__)
+                continue
+            self.lengths[queue] = float(stats.length)
+            if stats.dead_letters is not None:
+                self.dead[queue] = float(stats.dead_letters)
         self.sampled_at = time.time()
 
     def start_sampling(self, every: float = 5.0) -> None:
@@ -298,6 +234,7 @@ class _Exporter(Collector):
             skipped.add_metric([agent, job], count)
         yield skipped
         yield from self._queues(m)
+        yield from _links(m)
 
     def _handlers(self, m: Metrics) -> Iterator[Metric]:
         families = {kind: _family(kind) for kind in ("signal", "message", "schedule")}
@@ -408,3 +345,26 @@ def _family(kind: str) -> _Group:
             f"microhive_{what}_handler_seconds", "Handler run time", labels=labels
         ),
     )
+
+
+def _links(m: Metrics) -> Iterator[Metric]:
+    labels = ["engine", "role"]
+    lost = CounterMetricFamily(
+        "microhive_link_lost", "Connections to an engine lost", labels=labels
+    )
+    for key, count in list(m.links_lost.items()):
+        lost.add_metric(list(key), count)
+    back = CounterMetricFamily(
+        "microhive_reconnects", "Connections to an engine restored after a loss", labels=labels
+    )
+    for key, count in list(m.reconnects.items()):
+        back.add_metric(list(key), count)
+    down = GaugeMetricFamily("microhive_links_down", "Connections lost right now", labels=labels)
+    now: dict[tuple[str, str], int] = {}
+    for event in linkevents.down():
+        now[event.engine, event.role] = now.get((event.engine, event.role), 0) + 1
+    for key in {*m.links_lost, *now}:
+        down.add_metric(list(key), now.get(key, 0))
+    yield lost
+    yield back
+    yield down

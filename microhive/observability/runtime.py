@@ -98,6 +98,10 @@ async def serving(
         for role, connection in (("bus", bus), ("broker", broker)):
             if not connection.connected:
                 waiting[role] = "not connected"
+        from .. import linkevents
+
+        for event in linkevents.down():
+            waiting[f"link {event.engine} {event.role}"] = f"lost the connection to {event.url}"
         for agent in agents:
             if agent not in started:
                 waiting[f"agent {agent.name}"] = "not started"

@@ -400,11 +400,17 @@ async def test_microhive_to_the_tutorial_receive_py(opened: Opened) -> None:
         async with asyncio.timeout(30):
             while "Processed" not in "".join(lines):
                 lines.append((await process.stdout.readline()).decode())
+        # receive.py acks after it printed "Processed": wait for the ack before the kill
+        await eventually(lambda: _emptied(broker), 30)
     finally:
         process.kill()  # our own child, by its handle
         await process.wait()
     assert "Start processing Hallo from microhive\n" in lines
     assert await broker.greetings.length() == 0
+
+
+async def _emptied(broker: Any) -> bool:
+    return bool(await broker.greetings.length() == 0)
 
 
 async def test_text_queue_round_trip_keeps_the_envelope(opened: Opened) -> None:

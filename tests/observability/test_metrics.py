@@ -24,7 +24,6 @@ from microhive import (
     periodic,
     receiver,
 )
-from microhive.middleware import Handling
 from microhive.observability.metrics import Metrics
 from microhive.testing import eventually
 
@@ -233,10 +232,9 @@ async def test_a_failing_sample_is_counted_not_raised() -> None:
 def test_handler_series_are_bounded() -> None:
     metrics = Metrics(max_names=1)
     for name in ("a", "b", "c", "b"):
-        event = Handling("message", "Agent", "handler", name)
-        metrics.handling(event)
-        event.outcome = "acked"
-        metrics.handled(event)
+        series = metrics.counter("message", "Agent", "handler", name)
+        series.started(1)
+        series.ended("acked", 0.001, 1)
     labels = {"agent": "Agent", "handler": "handler"}
     assert value(metrics, "microhive_messages_received_total", **labels, queue="a") == 1
     assert value(metrics, "microhive_messages_received_total", **labels, queue="_other") == 3

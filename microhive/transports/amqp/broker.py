@@ -29,6 +29,7 @@ from ...deadletters import Selection, requeued
 from ...declarations import Exchange, Queue
 from ...envelope import Envelope, new_id
 from ...errors import TransportError, UnroutableError
+from ...stats import QueueStats
 from ..links import LinkDown
 from . import wire
 from .confirms import confirmed
@@ -258,6 +259,15 @@ class AmqpBroker(QueueBroker):
             if consumer.queue == queue:
                 total += max(0, consumer.unsettled)
         return total
+
+    async def _stats(self, queue: str) -> QueueStats:
+        """Consumers from a passive declare (every process's); in flight is None: AMQP
+        0-9-1 tells no one how many messages other channels hold unacknowledged (RabbitMQ's
+        management API would; microhive does not depend on that plugin)."""
+        length = await self._length(queue)
+        found = await self.topology.figures(self.amqp_name(queue))
+        dead = await self.topology.count(self.options.dead(queue))
+        return QueueStats(queue, length, found[1] if found else 0, None, dead or 0)
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
         """Browse the dead-letter queue: take up to ``limit`` without acking, then close the

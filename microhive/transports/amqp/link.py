@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 import aiormq
 import aiormq.exceptions as amqp_errors
 
+from ... import linkevents
 from ...errors import ConfigurationError, TransportError
 from ..links import RECONNECT, LinkDown
 from .options import AmqpOptions
@@ -161,6 +162,7 @@ class Link:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pipeline.drain(), 5)
         self.closed = True
+        linkevents.closed(self)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -215,6 +217,7 @@ class Link:
             self._rpc = None
             self._confirms = self._fire = None
             self._up.set()
+            linkevents.restored(self)
             if self._first is not None and not self._first.done():
                 self._first.set_result(None)
             elif lost_at is not None:
@@ -294,6 +297,8 @@ class Link:
                 "connection to RabbitMQ at %s lost: %s", self.options.safe_url, describe(exc)
             )
         self._up.clear()
+        if not self.closed:
+            linkevents.lost(self, "amqp", "connection", self.options.safe_url)
         for pipeline in (self._confirms, self._fire):
             if pipeline is not None:
                 pipeline.stop()

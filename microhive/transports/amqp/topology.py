@@ -246,6 +246,12 @@ class Topology:
 
     async def count(self, name: str) -> int | None:
         """Ready messages in the AMQP queue ``name``; None when it does not exist."""
+        found = await self.figures(name)
+        return None if found is None else found[0]
+
+    async def figures(self, name: str) -> tuple[int, int] | None:
+        """(ready messages, consumers) of the AMQP queue ``name`` as a passive declare
+        reports them; None when it does not exist."""
         link = self.link
         channel = await link.rpc()
         try:
@@ -255,4 +261,4 @@ class Topology:
             return None
         except Exception as exc:
             raise link.translate(exc) from exc
-        return int(result.message_count or 0)
+        return int(result.message_count or 0), int(result.consumer_count or 0)

@@ -37,6 +37,7 @@ from ...deadletters import Selection
 from ...declarations import Queue
 from ...envelope import Envelope, new_id
 from ...errors import TransportError
+from ...stats import QueueStats
 from .consumer import KafkaConsumer
 from .deadletters import DeadLetters
 from .delayer import Mover
@@ -176,6 +177,19 @@ class KafkaBroker(QueueBroker):
         except Exception as exc:
             raise TransportError(f"{self!r}: length of {queue!r}: {exc}") from None
         return waiting + delayed
+
+    async def _stats(self, queue: str) -> QueueStats:
+        """Consumers are the queue group's members; in flight is None: a record a consumer
+        fetched and has not committed is still part of the group's lag (the length), and
+        Kafka keeps no count of what a member holds."""
+        length = await self._length(queue)
+        try:
+            members = await self._topics.members(self.options.group_id(queue))
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise TransportError(f"{self!r}: consumers of {queue!r}: {exc}") from None
+        return QueueStats(queue, length, members, None, await self._dead.count(queue))
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
         return await self._dead.oldest(queue, limit)

@@ -85,6 +85,11 @@ class DeadLetters:
         scan = await self._scan(queue)
         return [entry.letter for entry in scan.letters[:limit]]
 
+    async def count(self, queue: str) -> int:
+        """How many dead letters of ``queue`` are alive (reads the topic from its done
+        position: a topic has no count of what is not done)."""
+        return len((await self._scan(queue)).letters)
+
     async def requeue(self, queue: str, to: str, selection: Selection, send: Send) -> int:
         """Publish the chosen letters to ``to`` (through ``send``), then mark them done."""
         await self.topics.ensure(to)

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 
+from ... import linkevents
 from ...errors import TransportError
 from ..links import RECONNECT, LinkDown
 from .offsets import stop
@@ -36,6 +37,8 @@ class Link:
         self._producer: Any = None
         self._admin: Any = None
         self._batcher: Batcher | None = None
+        self.lost = False  # a send found the cluster unreachable; the next that gets through
+        # restores it (aiokafka reconnects inside its clients and tells nobody)
 
     @property
     def producer(self) -> Any:
@@ -102,12 +105,18 @@ class Link:
         try:
             await batcher.send(topic, value, key, headers)
         except UNREACHABLE as exc:
+            self.lost = True
+            linkevents.lost(self, "kafka", "broker", self.options.safe_url)
             raise LinkDown(f"{self.what}: producing to {topic!r} failed: {exc}") from None
         except Exception as exc:
             raise TransportError(f"{self.what}: producing to {topic!r} failed: {exc}") from None
+        if self.lost:
+            self.lost = False
+            linkevents.restored(self)
 
     async def close(self) -> None:
         """Send what is batched, then stop the clients."""
+        linkevents.closed(self)
         batcher, self._batcher = self._batcher, None
         if batcher is not None:
             await batcher.close()

@@ -105,6 +105,14 @@ class Topics:
             lag += max(0, ends.get(tp, 0) - max(start, position))
         return lag
 
+    async def members(self, group: str) -> int:
+        """Members of consumer group ``group`` now (0 when it has none or does not exist).
+        One group per request: Tansu (0.6) answers a DescribeGroups of several groups with
+        a response aiokafka cannot decode."""
+        (answer,) = await self.link.admin.describe_consumer_groups([group])
+        found = [g for g in answer.to_object()["groups"] if g["group"] == group]
+        return len(found[0]["members"]) if found else 0
+
     async def bounds(self, partitions: list[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
         """The first and the next offset of each partition.
 

@@ -17,6 +17,7 @@ from ...deadletters import Selection, requeued
 from ...declarations import Exchange, Queue
 from ...envelope import Envelope
 from ...errors import DecodeError, UnroutableError
+from ...stats import QueueStats
 from . import routing
 from .consumer import MemoryConsumer
 from .hive import Hive, hive_for
@@ -97,6 +98,10 @@ class MemoryBroker(QueueBroker):
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
         return list(self.hive.queue(queue).dead[:limit])
+
+    async def _stats(self, queue: str) -> QueueStats:
+        found = self.hive.queue(queue)
+        return QueueStats(queue, len(found), found.consumers, found.in_flight, len(found.dead))
 
     async def _consume(self, queue: str, *, prefetch: int, name: str) -> Consumer:
         return MemoryConsumer(self.codec, self.hive.queue(queue), self.declaration(queue))

@@ -64,6 +64,7 @@ class MemoryConsumer(Consumer):
         self.declaration = declaration
         self.closed = False
         self._waiting: set[asyncio.Future[bytes]] = set()
+        queue.consumers += 1
 
     async def get(self) -> Delivery:
         if self.closed:
@@ -81,6 +82,8 @@ class MemoryConsumer(Consumer):
         return MemoryDelivery(self.codec, self.queue, raw, envelope, error)
 
     async def close(self) -> None:
+        if not self.closed:
+            self.queue.consumers -= 1
         self.closed = True
         for waiter in self._waiting:
             if not waiter.done():

@@ -37,6 +37,7 @@ class MemoryQueue:
         self.in_flight = 0
         self.delayed: set[asyncio.TimerHandle] = set()
         self.dead: list[DeadLetter] = []
+        self.consumers = 0  # open consumers (MemoryConsumer counts itself in and out)
 
     def __len__(self) -> int:
         return len(self.ready) + self.in_flight + len(self.delayed)

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import orjson
@@ -37,11 +38,12 @@ from ...deadletters import Selection
 from ...declarations import Queue
 from ...envelope import Envelope, new_id
 from ...errors import TransportError
+from ...stats import QueueStats
 from ..links import RECONNECT, LinkDown
-from . import dead, keyed, places, plain
+from . import dead, keyed, places, plain, stats
 from .consumer import NatsConsumer
 from .consumers import Consumers
-from .jetstream import CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStream
+from .jetstream import JetStream
 from .link import Link
 from .options import NatsOptions, parse
 from .options import consumer_name as instance_name
@@ -292,19 +294,22 @@ class NatsBroker(QueueBroker):
         await self._store(queue, self._places[queue].subject, data, headers)
 
     async def _length(self, queue: str) -> int:
+        return stats.length(await self._info(queue))
+
+    async def _stats(self, queue: str) -> QueueStats:
+        info = await self._info(queue)
+        dead_stream = self.options.dead_stream(queue)
+        return await stats.figures(self._parts()[1], queue, info, dead_stream)
+
+    async def _info(self, queue: str) -> dict[str, Any]:
         await self._declare(queue)
         _, jetstream = self._parts()
         if self._settler is not None:
             await self._settler.acknowledged()
-        place = self._places[queue]
-        try:
-            info = await jetstream.consumer_info(place)
-        except ApiError as exc:
-            if exc.err_code not in (CONSUMER_NOT_FOUND, STREAM_NOT_FOUND):
-                raise TransportError(f"{self!r}: length of {queue!r}: {exc}") from None
-            await self._declare(queue, force=True)
-            info = await jetstream.consumer_info(place)
-        return int(info.get("num_pending", 0)) + int(info.get("num_ack_pending", 0))
+        what = f"{self!r}: figures of {queue!r}"
+        return await stats.consumer_info(
+            jetstream, self._places[queue], partial(self._declare, queue, force=True), what
+        )
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
         return [letter for _, letter in await self._dead(queue, limit)]

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ... import linkevents
 from ...envelope import new_id
 from ...errors import TransportError
 from ..links import RECONNECT, LinkDown
@@ -182,6 +183,7 @@ class Link:
         self.lost_at = time.time()
         self._down_since = self._loop.time()
         log.warning("%s: lost the connection to %s; reconnecting", self.role, self.options.safe_url)
+        linkevents.lost(self, "nats", self.role, self.options.safe_url)
         # Requests waiting for an answer keep waiting (until their timeout): what nats-py had
         # not written yet goes out after the reconnect and is answered then; sending it again
         # now would store it twice.
@@ -193,6 +195,7 @@ class Link:
         away = self._loop.time() - self._down_since if self._down_since is not None else 0.0
         self._failures = 0
         self._up.set()
+        linkevents.restored(self)
         log.info(
             "%s: connected to %s again (%.2f s of retrying)", self.role, self.options.safe_url, away
         )
@@ -239,6 +242,7 @@ class Link:
             return
         self.closed = True
         self._up.set()
+        linkevents.closed(self)
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():

@@ -31,7 +31,8 @@ from ...deadletters import Selection
 from ...declarations import Queue
 from ...envelope import Envelope, new_id
 from ...errors import DecodeError, PayloadError
-from . import dead
+from ...stats import QueueStats
+from . import dead, stats
 from .acks import Acks
 from .commands import Commands
 from .consumer import RedisConsumer
@@ -203,6 +204,15 @@ class RedisBroker(QueueBroker):
             LENGTH, (keys.stream, keys.delayed), (keys.retry_prefix,)
         )
         return int(result)
+
+    async def _stats(self, queue: str) -> QueueStats:
+        keys, options, commands = self._keys(queue), self.options, self._commands
+        length = await self._length(queue)
+        presence = options.consumers(queue, options.group)
+        alive = await stats.consumers(commands, presence, options.claim_idle)
+        in_flight = await stats.pending(commands, keys.stream, options.group)
+        dead_letters = int(await commands.run(b"XLEN", keys.dead))
+        return QueueStats(queue, length, alive, in_flight, dead_letters)
 
     async def _dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
         found = dead.letters(

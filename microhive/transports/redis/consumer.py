@@ -261,6 +261,7 @@ class RedisConsumer(Consumer):
         self.handover.fail(ConsumerClosed(self.queue))
         self.room.set()
         await self._stop_reading()
+        await self.keeper.leave()  # no longer counted among the queue's consumers
         unstarted = [d for d in self.handover.clear() if not d.settled]
         if unstarted:
             for delivery in unstarted:

@@ -6,12 +6,17 @@ what it holds so that nobody reclaims it from under a long handler.
   those delivered more than ``max_deliver`` times are dead-lettered instead (a crash loop).
 - Every ``claim_idle/4``: XCLAIM ... JUSTID of the held entries to themselves, which resets
   their idle time. A closed consumer keeps touching until what it handed out is settled.
+- Every ``claim_interval``: the consumer says it is alive in the group's presence set (ZADD
+  name -> now; ZREM at close), which ``stats()`` counts. Redis itself cannot tell: it keeps
+  a group's consumer names forever, and 7.0 does not refresh or even create one for a read
+  that waits and gets nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +36,8 @@ class Keeper:
         self.commands = consumer.commands
         self.task: asyncio.Task[None] | None = None
         self._cursor = b"0-0"
+        self._left = False
+        self._presence = self.options.consumers(consumer.queue, consumer.group)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(
@@ -48,10 +55,13 @@ class Keeper:
             now = loop.time()
             if not consumer.closed and now >= next_claim:
                 next_claim = now + claim_every
+                await self._guard("ZADD (presence)", self._present(True))
                 await self._guard("XAUTOCLAIM", self._claim())
             if now >= next_touch:
                 next_touch = now + touch_every
                 await self._guard("XCLAIM (touch)", self._touch())
+            if consumer.closed:
+                await self.leave()
             if consumer.closed and not consumer.held:
                 return
             wake = next_touch if consumer.closed else min(next_claim, next_touch)
@@ -65,6 +75,22 @@ class Keeper:
                 log.error("%r: %s failed: %s", self.consumer, what, exc)
         except Exception:  # never end the loop
             log.exception("%r: %s failed", self.consumer, what)
+
+    async def leave(self) -> None:
+        """Leave the presence set at once (close() calls it: the loop may not run again)."""
+        if not self._left:
+            self._left = True
+            await self._guard("ZREM (presence)", self._present(False))
+
+    async def _present(self, alive: bool) -> None:
+        link = self.commands.link
+        if link is None or not link.up:
+            return
+        name = self.consumer.name
+        if alive:
+            await link.send(b"ZADD", self._presence, repr(time.time()), name)
+        else:
+            await link.send(b"ZREM", self._presence, name)
 
     async def _claim(self) -> None:
         """Take over entries idle for ``claim_idle``: left by a dead consumer, or released."""

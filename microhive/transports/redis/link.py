@@ -24,6 +24,7 @@ from typing import Any
 
 import hiredis
 
+from ... import linkevents
 from ..links import RECONNECT, LinkDown
 from .dial import AuthError, ReplyError, dial, disconnect, pack
 from .options import RedisOptions
@@ -98,6 +99,7 @@ class Link:
         self._progress = self._loop.time()
         self.generation += 1
         self._down.clear()
+        linkevents.restored(self)
         self._tasks = [
             self._loop.create_task(
                 self._read(dialed.reader), name=f"microhive.redis.{self.role}.reader"
@@ -245,6 +247,7 @@ class Link:
         loop = self._loop
         failover = bool(self.options.sentinels)
         reason: BaseException | None = None
+        torn_down = False  # cancelled without a break: closed, or the loop is going away
         try:
             while True:
                 data = await reader.read(262144)
@@ -276,10 +279,11 @@ class Link:
             reason = self._break_reason
             if reason is None:  # closed
                 reason = LinkDown(f"{self.role}: connection closed")
+                torn_down = True
         except Exception as exc:
             reason = exc
         finally:
-            await self._lost(reason or LinkDown(f"{self.role}: connection closed"))
+            await self._lost(reason or LinkDown(f"{self.role}: connection closed"), torn_down)
 
     async def _watch(self) -> None:
         """Break the connection when replies stall; PING idle subscriber connections."""
@@ -308,7 +312,7 @@ class Link:
             if task.get_name().endswith(".reader"):
                 task.cancel()
 
-    async def _lost(self, reason: BaseException) -> None:
+    async def _lost(self, reason: BaseException, torn_down: bool = False) -> None:
         conn, self._conn = self._conn, None
         self._writer = None
         self._out.clear()
@@ -328,12 +332,15 @@ class Link:
         self._down.set()
         if not self.closed:
             log.warning("%s", error)
+            if not torn_down:
+                linkevents.lost(self, "redis", self.role, self.options.safe_url)
         if conn is not None:
             await disconnect(conn)
 
     async def close(self) -> None:
         """Close for good: commands in flight fail with :class:`LinkDown`."""
         self.closed = True
+        linkevents.closed(self)
         self._flush()
         tasks = list(self._tasks)
         for task in tasks:

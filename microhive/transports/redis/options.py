@@ -115,6 +115,10 @@ class RedisOptions:
     def dead(self, queue: str) -> str:
         return f"{self.prefix}queue:{queue}:dead"
 
+    def consumers(self, queue: str, group: str) -> str:
+        """The sorted set of a group's live consumers (name -> last seen, Unix time)."""
+        return f"{self.prefix}queue:{queue}:consumers:{group}"
+
     @property
     def claim_every(self) -> float:
         return max(0.01, min(self.claim_interval, self.claim_idle / 2))
