@@ -11,14 +11,36 @@ import msgspec
 
 from ..store import DEFAULT_RESULT_TTL, JobRecord, JobState, ResultStore
 
+SWEEP_EVERY = 1024
+"""Writes between two sweeps of expired records and join sets: a long-running process keeps
+only what is alive, at an amortised cost of one dict scan per this many writes."""
+
 
 class MemoryStore(ResultStore):
-    """Records in a dict, expired lazily on read; waiters are woken by one event per job."""
+    """Records in a dict, expired on read and by a sweep every :data:`SWEEP_EVERY` writes;
+    waiters share one event per job, kept only while somebody waits."""
 
     def __init__(self) -> None:
         self._records: dict[str, tuple[JobRecord, float]] = {}
         self._groups: dict[str, tuple[set[str], float]] = {}
         self._finished: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}
+        self._writes = 0
+
+    def _written(self) -> None:
+        self._writes += 1
+        if self._writes % SWEEP_EVERY:
+            return
+        now = time.monotonic()
+        for key in [key for key, (_, expires) in self._records.items() if expires <= now]:
+            del self._records[key]
+        for key in [key for key, (_, expires) in self._groups.items() if expires <= now]:
+            del self._groups[key]
+
+    def _wake(self, job_id: str) -> None:
+        event = self._finished.pop(job_id, None)
+        if event is not None:
+            event.set()
 
     def _live(self, job_id: str) -> JobRecord | None:
         found = self._records.get(job_id)
@@ -40,8 +62,9 @@ class MemoryStore(ResultStore):
         if self._live(record.id) is not None:
             return False
         self._records[record.id] = (record, time.monotonic() + ttl)
+        self._written()
         if record.state.final:
-            self._event(record.id).set()
+            self._wake(record.id)
         return True
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -63,8 +86,9 @@ class MemoryStore(ResultStore):
             fields["state"] = state
         record = msgspec.structs.replace(record, **fields)
         self._records[job_id] = (record, time.monotonic() + ttl)
+        self._written()
         if record.state.final:
-            self._event(job_id).set()
+            self._wake(job_id)
         return record
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord | None:
@@ -72,11 +96,18 @@ class MemoryStore(ResultStore):
         if record is not None and record.state.final:
             return record
         event = self._event(job_id)
+        self._waiting[job_id] = self._waiting.get(job_id, 0) + 1
         try:
             async with asyncio.timeout(timeout):
                 await event.wait()
         except TimeoutError:
             return None
+        finally:
+            left = self._waiting.pop(job_id) - 1
+            if left:
+                self._waiting[job_id] = left
+            elif self._finished.get(job_id) is event:
+                del self._finished[job_id]  # nobody waits any more
         return self._live(job_id)
 
     async def join(
@@ -88,6 +119,7 @@ class MemoryStore(ResultStore):
             members = set()
         members.add(member)
         self._groups[group] = (members, now + ttl)
+        self._written()
         return len(members) >= expected
 
     async def jobs(
