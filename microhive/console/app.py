@@ -25,7 +25,9 @@ from ..bus import SignalBus
 from ..catalog import Catalog
 from ..errors import ConfigurationError, MicroHiveError
 from ..tasks.store import ResultStore
+from ..tasks.stores import store_for
 from ..tasks.stores.engines import open_engine_store
+from ..transports.memory import MemoryBroker
 from .api import JSON, STATIC, Endpoints
 from .auth import Auth, parse_user
 from .jobs import JobsFeed
@@ -98,6 +100,8 @@ class Console(Endpoints, Starlette):
                     else self._results
                 )
                 jobs = JobsFeed(store, own=isinstance(self._results, str))
+            elif isinstance(broker, MemoryBroker):  # the in-process hive's own jobs
+                jobs = JobsFeed(store_for(broker), own=False)
             monitor = Monitor(
                 bus, broker, queues=self._queues, signals=self._signals, every=self._every,
                 own=own_broker, own_bus=own_bus, jobs=jobs, expected=self._expected,
@@ -199,7 +203,8 @@ def console_app(
     queues and signals of ``catalog`` and of the ``agents`` classes, ``queues`` and
     ``signals`` named, and what running agents' heartbeats report. ``token`` or ``user``
     (``"name:password"``) enable the login that changes need; without either it is
-    read-only. ``results`` (a result store, or its Redis or NATS URL) adds the tasks' jobs.
+    read-only. ``results`` (a result store, or its Redis or NATS URL) adds the tasks' jobs;
+    on ``memory://`` the hive's own store is read without it.
     """
     if every <= 0:
         raise ConfigurationError("every= must be a number of seconds > 0")

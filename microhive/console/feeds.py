@@ -18,6 +18,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..cli.queues import jsonable
 from ..envelope import Envelope
@@ -30,8 +31,9 @@ log = logging.getLogger("microhive.console")
 
 HISTORY = 600
 """Samples kept per queue (ten minutes at one a second)."""
-DEAD_COUNT_LIMIT = 1000
-"""Dead letters are counted up to this many (listing them is the only portable count)."""
+SCANNED_STATS = ("kafka",)
+"""Engines whose ``stats()`` reads the dead-letter topic through to count it: sampled every
+few ticks, their length alone in between."""
 RECENT_SIGNALS = 200
 """Signals kept for a page that opens now."""
 
@@ -50,6 +52,10 @@ class QueueSeries:
     """Messages the tail saw sent since the console started (None-like 0 without replay)."""
     replay: bool = False
     error: str | None = None
+    consumers: int | None = None
+    """Consumers at the latest full sample (None: the engine cannot tell)."""
+    in_flight: int | None = None
+    """Messages held unsettled at the latest full sample (None: the engine cannot tell)."""
     _last_sent: int = 0
 
     def add(self, at: float, length: int | None, dead: int | None) -> dict[str, Any]:
@@ -77,13 +83,15 @@ class QueueSeries:
     def last(self) -> dict[str, Any]:
         if not self.times:
             return {"queue": self.name, "at": None, "length": None, "dead": None,
-                    "sent_rate": None, "done_rate": None, "replay": self.replay,
-                    "error": self.error}  # fmt: skip
+                    "consumers": None, "in_flight": None, "sent_rate": None,
+                    "done_rate": None, "replay": self.replay, "error": self.error}  # fmt: skip
         return {
             "queue": self.name,
             "at": self.times[-1],
             "length": self.lengths[-1],
             "dead": self.dead[-1],
+            "consumers": self.consumers,
+            "in_flight": self.in_flight,
             "sent_rate": self.sent[-1],
             "done_rate": self.done[-1],
             "replay": self.replay,
@@ -103,12 +111,14 @@ class QueueSeries:
 
 
 class QueueSampler:
-    """Samples each queue's length (every tick) and dead letters (every few ticks, and right
-    after the console changed them), and follows queues with ``tail`` for rates."""
+    """Samples each queue's :meth:`~QueueBroker.stats` every tick (where counting dead
+    letters means scanning them, every few ticks and right after the console changed them,
+    the length alone in between), and follows queues with ``tail`` for rates."""
 
     def __init__(self, broker: QueueBroker, dead_every: int = 5) -> None:
         self.broker = broker
         self.dead_every = dead_every
+        self.scanned = urlsplit(broker.url).scheme.split("+")[0] in SCANNED_STATS
         self.series: dict[str, QueueSeries] = {}
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._ticks = 0
@@ -148,7 +158,7 @@ class QueueSampler:
 
     async def sample(self) -> list[dict[str, Any]]:
         """One sample of every watched queue."""
-        count_dead = self._ticks % self.dead_every == 0
+        count_dead = not self.scanned or self._ticks % self.dead_every == 0
         self._ticks += 1
         names = list(self.series)
         results = await asyncio.gather(
@@ -161,11 +171,14 @@ class QueueSampler:
         series = self.series[name]
         at = time.time()
         dead = series.dead[-1] if series.dead else None
-        try:
-            handle = self.broker.queue(name)  # a queue only heartbeats named is undeclared here
-            length: int | None = await handle.length()
+        try:  # a queue only heartbeats named is undeclared here: both calls take its name
+            length: int | None
             if count_dead or dead is None:
-                dead = len(await handle.dead_letters(DEAD_COUNT_LIMIT))
+                stats = await self.broker.stats(name)
+                length, dead = stats.length, stats.dead_letters
+                series.consumers, series.in_flight = stats.consumers, stats.in_flight
+            else:
+                length = await self.broker.queue(name).length()
             series.error = None
         except Exception as exc:
             length = None

@@ -76,12 +76,10 @@ async def operate(
         ]
         if not found:
             raise NoSuchLetter(f"no dead letter {key!r} in queue {queue!r} (handled already?)")
-        selection = Selection(only=frozenset({identity(found[0])}))
-        await broker.connect()
         if verb == "requeue":
-            count = await broker._requeue(queue, to or queue, selection)
+            count = await broker.requeue(queue, to=to, letters=found[:1])
         else:
-            count = await broker._purge(queue, selection)
+            count = await broker.purge(queue, letters=found[:1])
     elif verb == "requeue":
         count = await broker.requeue(
             queue, to=to, reason=selection.reason, older_than=selection.older_than,

@@ -4,7 +4,8 @@
 producer runs) and broadcasts ``console_tick``. ``Worker`` consumes ``console_orders`` and
 appends each order it handled to ``$MH_CONSOLE_RECORD``; while the file
 ``$MH_CONSOLE_RECORD.broken`` exists it fails them instead (no retries: straight to the
-dead letters), so a test can break the worker, fix it, and requeue.
+dead letters), so a test can break the worker, fix it, and requeue. Its ``@task`` on
+``console_invoice`` keeps a result, for the Jobs panel.
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from microhive import Catalog, MicroAgent, Namespace, Queue, Signal, consumer, periodic, receiver
+from microhive import (
+    Catalog,
+    MicroAgent,
+    Namespace,
+    Queue,
+    Signal,
+    consumer,
+    periodic,
+    receiver,
+    task,
+)
 
 BACKLOG = Queue("console_backlog")
 ORDERS = Queue("console_orders")
+INVOICE = Queue("console_invoice", providing_args=["total"])
 TICK = Signal("console_tick", ["n"])
 
 
@@ -44,6 +56,10 @@ class Worker(MicroAgent):
         if path is not None:
             with path.open("a") as file:
                 file.write(f"{item}\n")
+
+    @task(INVOICE)
+    async def invoice(self, total: int) -> dict[str, int]:
+        return {"invoiced": total}
 
     @receiver(TICK)
     async def tick(self, n: int) -> None:

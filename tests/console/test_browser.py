@@ -21,6 +21,7 @@ from microhive.testing import eventually
 from tests import engines
 from tests.browser import screenshot
 from tests.cli.helpers import REPO, Process
+from tests.console.hive import INVOICE
 
 TOKEN = "console-test-token"
 SCREENSHOT = REPO / "docs" / "images" / "console.png"
@@ -62,7 +63,7 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
             for item in ("book", "lamp"):
                 await broker.queue("console_orders").send({"item": item})
         assert await eventually(lambda: _at_least(redis_url, 2), timeout=30)
-        await seed_jobs(redis_url)  # what tasks on this broker keep, for the Jobs panel
+        invoiced = await jobs_for_the_panel(redis_url)
         broken.unlink()  # the worker is fixed: a requeued order is handled now
 
         base = f"http://127.0.0.1:{port}/"
@@ -86,6 +87,7 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
         # signals flowing, jobs by state
         await page.wait_for_selector('.chip[data-signal="console_tick"]', timeout=WAIT)
         await page.wait_for_selector('#jobs tr[data-job="job-3"] .state-failed', timeout=WAIT)
+        await see_task_and_consumer(page, invoiced)
 
         # requeue the "book" dead letter from the page
         await page.click('tr[data-queue="console_orders"]')
@@ -106,6 +108,22 @@ async def test_console_in_chromium(page: Any, redis_url: str, tmp_path: Path) ->
         hive.popen.terminate()
         hive.wait(30)
     assert "Traceback" not in console.output, console.output
+
+
+async def jobs_for_the_panel(url: str) -> str:
+    """Seeded job records of every state, and a real job run by the hive's Worker (its id)."""
+    await seed_jobs(url)
+    async with QueueBroker.from_url(url, queues=[INVOICE]) as broker:
+        job = await broker.submit(INVOICE.s(total=12))
+        assert await job.result(timeout=30) == {"invoiced": 12}
+        return job.id
+
+
+async def see_task_and_consumer(page: Any, job_id: str) -> None:
+    """The page lists the real job as succeeded, and the orders' one consumer (stats)."""
+    await page.wait_for_selector(f'#jobs tr[data-job="{job_id}"] .state-succeeded', timeout=WAIT)
+    consumers = page.locator('tr[data-queue="console_orders"] .consumers')
+    assert await eventually(lambda: _is(consumers, "1"), timeout=30)
 
 
 async def seed_jobs(url: str) -> None:

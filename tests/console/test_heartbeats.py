@@ -164,7 +164,7 @@ async def test_an_agent_class_given_shows_until_an_instance_runs() -> None:
             try:
 
                 async def running() -> bool:
-                    return (await client.get("/api/overview")).json()["missing"] == []
+                    return bool((await client.get("/api/overview")).json()["missing"] == [])
 
                 assert await eventually(running, timeout=10)
             finally:

@@ -71,8 +71,16 @@ async def test_jobs_in_the_api_and_the_stream(url: str) -> None:
 
 
 async def test_without_a_store_there_are_no_jobs() -> None:
-    app = console_app(transport="memory://nojobs", token=TOKEN)
+    engines.require_redis()
+    app = console_app(broker=engines.REDIS_URL, token=TOKEN)
     async with serving(app) as client:
         answer = await client.get("/api/jobs", headers=BEARER)
         assert answer.status_code == 404 and "--results" in answer.json()["error"]
         assert (await client.get("/api/overview", headers=BEARER)).json()["jobs"] is None
+
+
+async def test_on_memory_the_hive_s_own_store_is_read() -> None:
+    app = console_app(transport=f"memory://jobs-{new_id()[:8]}", token=TOKEN)
+    async with serving(app) as client:
+        answer = await client.get("/api/jobs", headers=BEARER)
+        assert answer.status_code == 200 and answer.json()["jobs"] == []

@@ -23,6 +23,7 @@ function el(tag, attrs = {}, ...children) {
 const fmtTime = (t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false });
 const fmtRate = (r) => (r === null || r === undefined ? "–" : r < 10 ? r.toFixed(1) : Math.round(r).toString());
 const fmtNum = (n) => (n === null || n === undefined ? "–" : String(n));
+const fmtFig = (n) => (n === null || n === undefined ? "—" : String(n)); // None: the engine cannot tell
 function ago(t) {
   const s = Math.max(0, Date.now() / 1000 - t);
   if (s < 60) return `${Math.round(s)} s ago`;
@@ -105,6 +106,7 @@ function renderQueues() {
     if (!row) {
       row = el("tr", { "data-queue": name },
         el("td", { class: "name mono" }), el("td", { class: "num length" }),
+        el("td", { class: "num consumers" }), el("td", { class: "num in-flight" }),
         el("td", { class: "num dead" }), el("td", { class: "num sent" }),
         el("td", { class: "num done" }), el("td", {}, el("canvas", { class: "spark", width: 160, height: 26 })));
       row.addEventListener("click", () => select(name));
@@ -114,8 +116,10 @@ function renderQueues() {
     row.querySelector(".name").textContent = name;
     if (s.error) row.querySelector(".name").append(el("div", { class: "error-text", text: s.error }));
     row.querySelector(".length").textContent = fmtNum(s.length);
+    row.querySelector(".consumers").textContent = fmtFig(s.consumers);
+    row.querySelector(".in-flight").textContent = fmtFig(s.in_flight);
     const dead = row.querySelector(".dead");
-    dead.textContent = s.dead >= 1000 ? "1000+" : fmtNum(s.dead);
+    dead.textContent = fmtFig(s.dead);
     dead.classList.toggle("dead-some", s.dead > 0);
     row.querySelector(".sent").textContent = s.replay ? fmtRate(s.sent_rate) : "n/a";
     row.querySelector(".done").textContent = fmtRate(s.done_rate);
@@ -389,7 +393,8 @@ function renderJobs(jobs) {
   $("jobs-empty").hidden = jobs.recent.length > 0;
   for (const job of jobs.recent.slice(0, 50)) {
     const took = job.finished_at && job.started_at ? `${(job.finished_at - job.started_at).toFixed(2)} s` : "–";
-    const out = job.error || (job.result === null ? "" : JSON.stringify(job.result));
+    const out = job.error || (job.result !== null ? JSON.stringify(job.result)
+      : job.progress !== null ? `progress ${JSON.stringify(job.progress)}` : "");
     body.append(el("tr", { "data-job": job.id },
       el("td", { class: "mono", text: job.id.slice(0, 12), title: job.id }),
       el("td", { class: "mono", text: job.queue }),
