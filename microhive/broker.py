@@ -7,22 +7,16 @@ The agent runtime decides *when* to ack, retry or dead-letter (its policy); a tr
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Unpack, overload
-
-from pydantic import ValidationError
 
 from .capabilities import Capabilities
 from .catalog import Catalog
 from .codecs import Codec, guarded
 from .connection import Connection
-from .deadletters import DeadLetterHandle, Selection, picked
+from .deadletters import Selection, picked
 from .declarations import (
     Exchange,
     Namespace,
@@ -32,128 +26,31 @@ from .declarations import (
     queues_of,
     undeclared_queue,
 )
+from .deliveries import Consumer, DeadLetter, Delivery
 from .envelope import Envelope, Kind
 from .errors import (
     CapabilityError,
     ConfigurationError,
-    ConsumerClosed,
-    DecodeError,
     PayloadError,
-    UnknownNameError,
 )
 from .middleware import Hooks, Middleware, chain, notify
+from .queuehandle import QueueHandle
 from .registry import active_registry
+from .sending import MAX_DELAY, check_delay, check_sender, checked_headers, find_exchange
 from .stats import QueueStats
+from .tailing import check_tail, follow
 from .urls import redact, resolve
 
 if TYPE_CHECKING:
     from .tasks.canvas import Signature, Workflow
     from .tasks.job import Job
-    from .tasks.submit import Callbacks, SubmitOptions
+    from .tasks.submit import SubmitOptions
 
 log = logging.getLogger("microhive.broker")
 
 R = TypeVar("R")
 
-MAX_DELAY = 49 * 24 * 3600.0
-"""The longest ``delay=`` every engine accepts (seconds; 49 days). RabbitMQ holds delayed
-messages with a per-message TTL that stops near 49.7 days (2**32 - 1 ms); one limit for all
-engines keeps a program portable. Longer waits belong in a schedule."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message parked in a queue's dead-letter store, with why and when."""
-
-    queue: str
-    reason: str
-    raw: bytes
-    envelope: Envelope | None
-    attempt: int
-    dead_at: float
-
-
-class Delivery(ABC):
-    """One received message, to be settled exactly once: ack, retry, dead-letter or release.
-
-    ``envelope`` is None when the bytes could not be decoded; ``error`` then says why.
-    """
-
-    __slots__ = ("envelope", "error", "raw", "settled")
-
-    def __init__(self, raw: bytes, envelope: Envelope | None, error: str | None = None) -> None:
-        self.raw = raw
-        self.envelope = envelope
-        self.error = error
-        self.settled = False
-
-    def _settle(self) -> bool:
-        if self.settled:
-            return False
-        self.settled = True
-        return True
-
-    @abstractmethod
-    async def ack(self) -> None:
-        """The handler succeeded: remove the message for good."""
-
-    def ack_now(self) -> bool:
-        """Acknowledge without waiting, where the transport settles acks in the background
-        anyway (a batch acks hundreds at once); False: use :meth:`ack`."""
-        return False
-
-    @abstractmethod
-    async def retry(self, delay: float, reason: str) -> None:
-        """Deliver the message again (``attempt + 1``) after ``delay`` seconds."""
-
-    @abstractmethod
-    async def dead_letter(self, reason: str) -> None:
-        """Park the message in the dead-letter store with ``reason``."""
-
-    @abstractmethod
-    async def release(self) -> None:
-        """Return the message unprocessed, first in line (shutdown, cancelled handler)."""
-
-
-class Consumer(ABC):
-    """A stream of deliveries from one queue for one consuming agent instance."""
-
-    @abstractmethod
-    async def get(self) -> Delivery:
-        """The next delivery; raises :class:`ConsumerClosed` once closed."""
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Stop intake and return prefetched, unstarted deliveries to the queue.
-
-        Deliveries already handed out stay valid: they can still be settled.
-        """
-
-    def ready(self, limit: int) -> list[Delivery]:
-        """Up to ``limit`` deliveries already received, without waiting (none by default).
-
-        A transport that reads ahead overrides it, so a batch fills from its buffer at once.
-        """
-        return []
-
-    async def get_batch(self, limit: int, wait: float) -> list[Delivery]:
-        """Up to ``limit`` deliveries: waits for the first as ``get()`` does, then up to
-        ``wait`` seconds for the rest (less when the batch fills). Raises ConsumerClosed only
-        when nothing was taken."""
-        batch = [await self.get()]
-        batch += self.ready(limit - 1)
-        if len(batch) >= limit or wait <= 0:
-            return batch
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while len(batch) < limit and loop.time() < deadline:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    batch.append(await self.get())  # get() is cancel-safe on every transport
-            except (TimeoutError, ConsumerClosed):
-                break
-            batch += self.ready(limit - len(batch))
-        return batch
+__all__ = ["MAX_DELAY", "Consumer", "DeadLetter", "Delivery", "QueueBroker", "QueueHandle"]
 
 
 class QueueBroker(Connection):
@@ -229,22 +126,13 @@ class QueueBroker(Connection):
         """Enqueue ``payload``; returns the message id once the engine accepted it."""
         target = self._resolve(queue)
         if delay is not None:
-            if not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
-                raise PayloadError(f"queue {target.name!r}: delay must be a number >= 0")
-            if delay > MAX_DELAY:
-                raise PayloadError(
-                    f"queue {target.name!r}: delay of {delay:g} s is over the maximum of "
-                    f"{MAX_DELAY:g} s (49 days); use a schedule for longer waits"
-                )
+            check_delay(target.name, delay)
             if delay > 0 and not self.capabilities.delayed_delivery:
                 raise CapabilityError(f"{self!r} does not support delayed delivery")
         if key is not None and not isinstance(key, str):
             raise PayloadError(f"queue {target.name!r}: key must be a string")
-        if type(sender) is not str:
-            raise PayloadError(
-                f"queue {target.name!r}: sender must be a string, got {type(sender).__name__}"
-            )
-        checked = _headers(target.name, headers)
+        check_sender(f"queue {target.name!r}", sender)
+        checked = checked_headers(target.name, headers)
         if key is not None:
             checked["x-key"] = key  # so tail(key=...) and handlers see it on every engine
         envelope = Envelope(
@@ -351,29 +239,8 @@ class QueueBroker(Connection):
         target = self._resolve(queue)
         if not self.capabilities.replay:
             raise CapabilityError(f"{self!r} cannot replay a queue's history (no 'replay')")
-        if not isinstance(last, int) or isinstance(last, bool) or last < 0:
-            raise ConfigurationError("tail(last=...) must be an integer >= 0")
-        if key is not None and not isinstance(key, str):
-            raise ConfigurationError("tail(key=...) must be a string")
-        return self._follow(target, last, key)
-
-    async def _follow(self, queue: Queue, last: int, key: str | None) -> AsyncIterator[Envelope]:
-        await self.connect()
-        schema = queue.schema
-        source = (
-            self._tail(queue.name, last) if key is None else self._tail_keyed(queue.name, last, key)
-        )
-        async for data in source:
-            try:
-                envelope = self.codec.decode(data)
-                if key is not None and envelope.headers.get("x-key") != key:
-                    continue
-                if schema is not None:
-                    envelope.payload = schema.model_validate(envelope.payload)
-            except (DecodeError, ValidationError) as exc:
-                log.warning("tail of %r: skipped a message: %s", queue.name, exc)
-                continue
-            yield envelope
+        check_tail(last, key)
+        return follow(self, target, last, key)
 
     async def consume(self, queue: Queue | str, *, prefetch: int = 1, name: str = "") -> Consumer:
         """Start consuming; ``prefetch`` bounds deliveries held but not yet settled."""
@@ -415,16 +282,13 @@ class QueueBroker(Connection):
         if not self.capabilities.routing:
             raise CapabilityError(f"{self!r} cannot publish to exchanges (no 'routing')")
         known = list(self.queues.values() if queues is None else queues)
-        target = self._exchange(exchange, known)
+        target = find_exchange(exchange, known)
         try:
             check_routing_key(f"exchange {target.name!r}", routing_key)
         except ConfigurationError as exc:
             raise PayloadError(str(exc)) from None
-        if type(sender) is not str:
-            raise PayloadError(
-                f"exchange {target.name!r}: sender must be a string, got {type(sender).__name__}"
-            )
-        checked = _headers(target.name, headers)
+        check_sender(f"exchange {target.name!r}", sender)
+        checked = checked_headers(target.name, headers)
         checked["x-routing-key"] = routing_key
         envelope = Envelope(Kind.MESSAGE, target.name, payload, sender, headers=checked)
         if self.hooks.publishing:
@@ -436,18 +300,6 @@ class QueueBroker(Connection):
                 await self._bind(queue)
         await self._publish_routed(target, routing_key, envelope, data)
         return envelope.id
-
-    def _exchange(self, exchange: Exchange | str, queues: Iterable[Queue]) -> Exchange:
-        if isinstance(exchange, Exchange):
-            return exchange
-        found = {e.name: e for q in queues for e in q.exchanges}
-        if exchange not in found:
-            known = ", ".join(sorted(found)) or "none"
-            raise UnknownNameError(
-                f"unknown exchange {exchange!r}: no queue of the catalog is bound to it "
-                f"(known: {known}); pass the Exchange itself"
-            )
-        return found[exchange]
 
     # -- tasks (microhive/tasks) -----------------------------------------------------------
 
@@ -538,89 +390,3 @@ class QueueBroker(Connection):
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         """The encoded messages :meth:`tail` yields; transports with ``replay`` override it."""
         raise CapabilityError(f"{self!r} cannot replay a queue's history")
-
-
-def _headers(queue: str, headers: Mapping[str, str] | None) -> dict[str, str]:
-    if not headers:
-        return {}
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise PayloadError(f"queue {queue!r}: headers must map strings to strings")
-    return dict(headers)
-
-
-class QueueHandle:
-    """``broker.<queue>``: send to one queue or ask its length."""
-
-    __slots__ = ("broker", "queue", "sender")
-
-    def __init__(self, broker: QueueBroker, queue: Queue, sender: str = "") -> None:
-        self.broker = broker
-        self.queue = queue
-        self.sender = sender
-
-    async def send(
-        self,
-        payload: Any,
-        *,
-        key: str | None = None,
-        delay: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        sender: str | None = None,
-    ) -> str:
-        """Enqueue ``payload``; ``sender`` defaults to the agent whose ``self.broker`` this is."""
-        return await self.broker.send(
-            self.queue,
-            payload,
-            key=key,
-            delay=delay,
-            headers=headers,
-            sender=self.sender if sender is None else sender,
-        )
-
-    async def length(self) -> int:
-        return await self.broker.length(self.queue)
-
-    def s(self, **arguments: Any) -> Signature[Any]:
-        """A signature of this queue's task: ``broker.add.s(x=1)``."""
-        return self.queue.s(**arguments)
-
-    async def submit(
-        self,
-        *,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        job_id: str | None = None,
-        link: Callbacks = None,
-        link_error: Callbacks = None,
-        **arguments: Any,
-    ) -> Job[Any]:
-        """Submit this queue's task with keyword ``arguments``: ``broker.add.submit(x=1, y=1)``."""
-        return await self.broker.submit(
-            self.queue.s(**arguments),
-            delay=delay,
-            at=at,
-            job_id=job_id,
-            link=link,
-            link_error=link_error,
-            sender=self.sender,
-        )
-
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return await self.broker.dead_letters(self.queue, limit)
-
-    async def stats(self) -> QueueStats:
-        """Length, consumers, in flight and dead letters: see QueueBroker.stats."""
-        return await self.broker.stats(self.queue)
-
-    @property
-    def dead(self) -> DeadLetterHandle:
-        """This queue's dead letters: ``list()``, ``requeue(...)``, ``purge(...)``."""
-        return DeadLetterHandle(self.broker, self.queue)
-
-    def tail(self, *, last: int = 0, key: str | None = None) -> AsyncIterator[Envelope]:
-        """``async for message in self.broker.telemetry.tail(last=180, key="terra")``: see
-        QueueBroker.tail."""
-        return self.broker.tail(self.queue, last=last, key=key)
-
-    def __repr__(self) -> str:
-        return f"<QueueHandle {self.queue.name!r} on {self.broker!r}>"

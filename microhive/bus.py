@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, ClassVar
 
@@ -21,28 +19,19 @@ from .codecs import Codec, guarded
 from .connection import Connection
 from .declarations import Namespace, Signal, lookup, signals_of
 from .envelope import Envelope, Kind, new_id
-from .errors import CallTimeout, DecodeError, PayloadError, RemoteError, TransportError
+from .errors import CallTimeout, DecodeError, TransportError
 from .middleware import Hooks, Middleware, chain, notify
 from .registry import active_registry
+from .replies import Gathering, Reply, bad_sender, check_timeout, reply_from
+from .signalhandle import SignalHandle
 from .urls import redact, resolve
+
+__all__ = ["Reply", "SignalBus", "SignalCallback", "SignalHandle", "Subscription"]
 
 log = logging.getLogger("microhive.bus")
 
 SignalCallback = Callable[[Envelope], None]
 """Called for each incoming signal or call; must not block (the agent spawns a task)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One answer to a call, as ``gather()`` returns it."""
-
-    responder: str
-    value: Any = None
-    error: RemoteError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class Subscription:
@@ -55,15 +44,6 @@ class Subscription:
 
     async def close(self) -> None:
         await self.bus._remove(self)
-
-
-class _Gathering:
-    __slots__ = ("done", "expect", "replies")
-
-    def __init__(self, expect: int | None) -> None:
-        self.replies: list[Reply] = []
-        self.expect = expect
-        self.done = asyncio.get_running_loop().create_future()
 
 
 class SignalBus(Connection):
@@ -90,7 +70,7 @@ class SignalBus(Connection):
         self.inbox = f"{prefix}reply.{new_id()}"
         self._listeners: dict[str, list[Subscription]] = {}
         self._calls: dict[str, asyncio.Future[Reply]] = {}
-        self._gatherings: dict[str, _Gathering] = {}
+        self._gatherings: dict[str, Gathering] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SignalBus:
@@ -134,7 +114,7 @@ class SignalBus(Connection):
         """Broadcast ``signal`` to every subscribed agent instance (at most once, no reply)."""
         sig = signal if type(signal) is Signal else self._resolve(signal)
         if type(sender) is not str:
-            raise _bad_sender(sender)
+            raise bad_sender(sender)
         envelope = Envelope(Kind.SIGNAL, sig.name, sig.make_payload(kwargs), sender)
         if self.hooks.publishing:
             notify(self.hooks.publishing, envelope, sig.name)
@@ -149,7 +129,7 @@ class SignalBus(Connection):
         :class:`RemoteError` when the first answer is an exception.
         """
         sig = self._resolve(signal)
-        _check_timeout(sig, timeout)
+        check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
         if self.hooks.publishing or self.hooks.called:
@@ -198,12 +178,12 @@ class SignalBus(Connection):
         With ``expect=N`` it returns as soon as N answers arrived.
         """
         sig = self._resolve(signal)
-        _check_timeout(sig, timeout)
+        check_timeout(sig, timeout)
         await self.connect()
         request = self._request(sig, sender, kwargs)
         if self.hooks.publishing:
             notify(self.hooks.publishing, request, sig.name)
-        gathering = _Gathering(expect)
+        gathering = Gathering(expect)
         self._gatherings[request.id] = gathering
         try:
             await self._publish_envelope(request)
@@ -218,7 +198,7 @@ class SignalBus(Connection):
 
     def _request(self, sig: Signal, sender: str, kwargs: dict[str, Any]) -> Envelope:
         if type(sender) is not str:
-            raise _bad_sender(sender)
+            raise bad_sender(sender)
         request_id = new_id()
         return Envelope(
             Kind.CALL,
@@ -328,7 +308,7 @@ class SignalBus(Connection):
         """A transport received ``data`` on this bus's inbox."""
         try:
             envelope = self.codec.decode(data)
-            reply = _reply_from(envelope)
+            reply = reply_from(envelope)
         except DecodeError as exc:
             log.error("dropped undecodable reply (%d bytes): %s", len(data), exc)
             return
@@ -362,79 +342,3 @@ class SignalBus(Connection):
     @abstractmethod
     async def _unsubscribe(self, channels: list[str]) -> None:
         """Stop receiving ``channels``."""
-
-
-def _bad_sender(sender: object) -> PayloadError:
-    return PayloadError(
-        f"sender must be a string (the sending agent's name), got {type(sender).__name__}"
-    )
-
-
-def _check_timeout(signal: Signal, timeout: object) -> None:
-    """A call waits a positive, finite time: 0, a negative number or inf would never answer."""
-    if (
-        not isinstance(timeout, int | float)
-        or isinstance(timeout, bool)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise PayloadError(
-            f"call {signal.name!r}: timeout must be a number of seconds > 0, got {timeout!r}"
-        )
-
-
-def _reply_from(envelope: Envelope) -> Reply:
-    payload = envelope.payload
-    if envelope.kind is not Kind.REPLY or not isinstance(payload, dict) or "ok" not in payload:
-        raise DecodeError("a reply must be {'ok': bool, 'value'|'error': ...}")
-    if payload["ok"]:
-        return Reply(envelope.sender, payload.get("value"))
-    error = payload.get("error") or {}
-    if not isinstance(error, dict):
-        error = {"message": str(error)}
-    remote = RemoteError(
-        str(error.get("type", "Exception")), str(error.get("message", "")), envelope.sender
-    )
-    return Reply(envelope.sender, None, remote)
-
-
-class SignalHandle:
-    """``bus.<signal>``: send, call or gather one signal."""
-
-    __slots__ = ("bus", "sender", "signal")
-
-    def __init__(self, bus: SignalBus, signal: Signal, sender: str = "") -> None:
-        self.bus = bus
-        self.signal = signal
-        self.sender = sender
-
-    async def send(self, sender: str | None = None, /, **kwargs: Any) -> None:
-        """Broadcast the signal; ``sender`` defaults to the agent whose ``self.bus`` this is."""
-        await self.bus.send(self.signal, self.sender if sender is None else sender, **kwargs)
-
-    async def call(
-        self, sender: str | None = None, /, *, timeout: float = 60, **kwargs: Any
-    ) -> Any:
-        return await self.bus.call(
-            self.signal, self.sender if sender is None else sender, timeout=timeout, **kwargs
-        )
-
-    async def gather(
-        self,
-        sender: str | None = None,
-        /,
-        *,
-        timeout: float = 1,
-        expect: int | None = None,
-        **kwargs: Any,
-    ) -> list[Reply]:
-        return await self.bus.gather(
-            self.signal,
-            self.sender if sender is None else sender,
-            timeout=timeout,
-            expect=expect,
-            **kwargs,
-        )
-
-    def __repr__(self) -> str:
-        return f"<SignalHandle {self.signal.name!r} on {self.bus!r}>"

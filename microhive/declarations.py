@@ -7,7 +7,6 @@ declared anywhere in a program resolves on any bus or broker of it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -15,196 +14,44 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigurationError, PayloadError, UnknownNameError
+from .exchanges import (
+    EXCHANGE_TYPES,
+    Binding,
+    BindingLike,
+    Exchange,
+    binding_of,
+    check_routing_key,
+)
+from .names import NAME_PATTERN, SHADOWING_NAMES, check_name, schema_errors
 from .registry import Registry, active_registry
+from .signals import RESERVED_ARGUMENTS, Signal
 
 if TYPE_CHECKING:
     from .tasks.canvas import Signature
 
-RESERVED_ARGUMENTS = frozenset({"sender", "signal", "timeout", "expect"})
-"""Names that ``send``/``call``/``gather`` or receivers already use for themselves."""
+__all__ = [
+    "EXCHANGE_TYPES",
+    "NAME_PATTERN",
+    "PAYLOAD_KINDS",
+    "RESERVED_ARGUMENTS",
+    "SHADOWING_NAMES",
+    "TASK_OPTIONS",
+    "Binding",
+    "BindingLike",
+    "Exchange",
+    "Namespace",
+    "Queue",
+    "Signal",
+    "check_name",
+    "check_routing_key",
+    "lookup",
+    "queues_of",
+    "signals_of",
+    "undeclared_queue",
+]
 
 TASK_OPTIONS = frozenset({"delay", "at", "job_id", "link", "link_error"})
 """``submit``'s own keyword options: no task argument may be called so."""
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
-
-SHADOWING_NAMES = frozenset(
-    {
-        # buses, brokers, their handles and an agent's views (tests/core keep this complete)
-        "broker", "bus", "call", "capabilities", "close", "codec", "connect", "connected",
-        "consume", "dead_letters", "from_url", "gather", "inbox", "length", "publish", "queue",
-        "queues", "reply", "send", "sender", "signal", "signals", "subscribe", "tail",
-        "transport", "url", "declaration", "registry", "middleware", "hooks", "prefix",
-        "options", "stats",
-        # and the names the API is growing into (tasks, dead-letter work, declarations)
-        "declare", "dead", "job", "purge", "requeue", "submit",
-        # a Namespace's own methods (``queues.values`` is the method)
-        "get", "items", "keys", "merge", "values",
-    }
-)  # fmt: skip
-"""Names that ``bus.<name>`` / ``broker.<name>`` could never reach as a signal or queue."""
-
-
-def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ConfigurationError(
-            f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-' (at most 200)"
-        )
-    if name in SHADOWING_NAMES:
-        where = "bus.signal" if kind == "signal" else "broker.queue"
-        raise ConfigurationError(
-            f"{kind} name {name!r} is also a method or attribute of buses and brokers, so "
-            f"`{kind[0]}.{name}` could not reach it: choose another name (an existing engine "
-            f"{kind} of that name is reachable undeclared as {where}({name!r}))"
-        )
-    return name
-
-
-def _schema_errors(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "payload"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """A broadcast notification with declared arguments or a pydantic schema.
-
-    Equality is by value, so ``signal == signals.user_enter`` works in receivers.
-    """
-
-    name: str
-    providing_args: tuple[str, ...] = ()
-    schema: type[BaseModel] | None = field(default=None, compare=False)
-    _argument_set: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
-
-    def __init__(
-        self,
-        name: str,
-        providing_args: Iterable[str] = (),
-        *,
-        schema: type[BaseModel] | None = None,
-    ) -> None:
-        check_name("signal", name)
-        args = tuple(providing_args)
-        for arg in args:
-            if not isinstance(arg, str) or not arg.isidentifier():
-                raise ConfigurationError(f"signal {name!r}: argument {arg!r} is not an identifier")
-            if arg in RESERVED_ARGUMENTS:
-                raise ConfigurationError(
-                    f"signal {name!r}: argument name {arg!r} is reserved "
-                    f"({', '.join(sorted(RESERVED_ARGUMENTS))} are taken by send/call/receivers)"
-                )
-        if len(set(args)) != len(args):
-            raise ConfigurationError(f"signal {name!r}: duplicate argument in {list(args)}")
-        if schema is not None and args:
-            raise ConfigurationError(f"signal {name!r}: give providing_args or schema, not both")
-        if schema is not None:
-            args = tuple(schema.model_fields)
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "providing_args", args)
-        object.__setattr__(self, "schema", schema)
-        object.__setattr__(self, "_argument_set", frozenset(args))
-        active_registry().add("signal", self, self.shape())
-
-    def shape(self) -> tuple[Any, ...]:
-        """What two declarations of one name must agree on."""
-        return (self.providing_args, self.schema)
-
-    def make_payload(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Check arguments at the sender; the receivers then never see a bad signal."""
-        if self.schema is not None:
-            if extra := kwargs.keys() - self._argument_set:
-                raise PayloadError(f"signal {self.name!r}: undeclared {sorted(extra)}")
-            try:
-                return self.schema.model_validate(dict(kwargs)).model_dump(mode="json")
-            except ValidationError as exc:
-                raise PayloadError(f"signal {self.name!r}: {_schema_errors(exc)}") from None
-        if kwargs.keys() != self._argument_set:
-            declared = set(self.providing_args)
-            given = set(kwargs)
-            problems = []
-            if missing := declared - given:
-                problems.append(f"missing {sorted(missing)}")
-            if extra := given - declared:
-                problems.append(f"undeclared {sorted(extra)}")
-            raise PayloadError(
-                f"signal {self.name!r} takes {list(self.providing_args)}: " + ", ".join(problems)
-            )
-        return dict(kwargs)
-
-    def __repr__(self) -> str:
-        return f"Signal({self.name!r})"
-
-    def describe(self) -> str:
-        """The whole declaration, for messages about conflicting ones."""
-        if self.schema is not None:
-            return f"Signal({self.name!r}, schema={self.schema.__name__})"
-        return f"Signal({self.name!r}, {list(self.providing_args)!r})"
-
-
-EXCHANGE_TYPES = ("direct", "fanout", "topic")
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """A routing point producers publish to with a routing key (AMQP semantics).
-
-    ``direct`` routes to queues bound with a key equal to the routing key, ``fanout`` to
-    every bound queue, ``topic`` to queues whose binding pattern matches the dotted routing
-    key (``*`` one word, ``#`` zero or more words).
-    """
-
-    name: str
-    type: str = "direct"
-
-    def __post_init__(self) -> None:
-        check_name("exchange", self.name)
-        if self.type not in EXCHANGE_TYPES:
-            raise ConfigurationError(
-                f"exchange {self.name!r}: type must be one of {', '.join(EXCHANGE_TYPES)}, "
-                f"not {self.type!r}"
-            )
-
-    def __repr__(self) -> str:
-        return f"Exchange({self.name!r}, {self.type!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """A queue's subscription to an exchange: ``key`` is ignored by fanout exchanges."""
-
-    exchange: Exchange
-    key: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.exchange, Exchange):
-            raise ConfigurationError(f"a binding needs an Exchange, not {self.exchange!r}")
-        check_routing_key(f"binding to {self.exchange.name!r}", self.key)
-
-
-def check_routing_key(what: str, key: str) -> str:
-    if not isinstance(key, str) or len(key.encode()) > 255:
-        raise ConfigurationError(f"{what}: a routing key is a string of at most 255 bytes")
-    return key
-
-
-BindingLike = Binding | Exchange | tuple[Exchange, str]
-
-
-def _binding(queue: str, item: BindingLike) -> Binding:
-    if isinstance(item, Binding):
-        return item
-    if isinstance(item, Exchange):
-        return Binding(item)
-    if isinstance(item, tuple) and len(item) == 2:
-        return Binding(item[0], item[1])
-    raise ConfigurationError(
-        f"queue {queue!r}: a binding is Binding(exchange, key), (exchange, key) or an Exchange, "
-        f"not {item!r}"
-    )
 
 
 PAYLOAD_KINDS = ("json", "text", "bytes")
@@ -266,7 +113,7 @@ class Queue:
             )
         found: list[Binding] = []
         for item in bindings:
-            binding = _binding(name, item)
+            binding = binding_of(name, item)
             if binding not in found:
                 found.append(binding)
         object.__setattr__(self, "name", name)
@@ -336,7 +183,7 @@ class Queue:
             else:
                 model = self.schema.model_validate(payload)
         except ValidationError as exc:
-            raise PayloadError(f"queue {self.name!r}: {_schema_errors(exc)}") from None
+            raise PayloadError(f"queue {self.name!r}: {schema_errors(exc)}") from None
         return model.model_dump(mode="json")
 
     def __repr__(self) -> str:

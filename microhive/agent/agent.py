@@ -16,24 +16,23 @@ from ..bus import SignalBus, Subscription
 from ..catalog import Catalog
 from ..declarations import Namespace, Queue
 from ..envelope import Envelope, new_id
-from ..errors import ConfigurationError, HandlerAborted
+from ..errors import ConfigurationError
 from ..logs import AgentLogger, log_context
-from ..middleware import Counter, Handling, Hooks, Middleware, chain, counters, notify
+from ..middleware import Counter, Hooks, Middleware, chain, counters, notify
 from .batches import process_batch
 from .dispatch import (
     cancelled_from_outside,
     describe,
-    failure,
-    run_with_timeout,
     start_receiver,
 )
 from .handlers import Handler, Handlers, collect
 from .heartbeat import DEFAULT_INTERVAL, heartbeat_loop
+from .scheduled import job_runner
 from .schedules import cron_loop, periodic_loop
 from .single import is_single, lease_source, single_loop
 from .specs import ConsumerSpec, CronSpec, PeriodicSpec, ReceiverSpec
 from .views import BrokerView, BusView
-from .watched import counted_once, observed, observed_receiver, process, process_counted
+from .watched import counted_once, observed_receiver, process, process_counted
 from .workers import ReceiverPool, consumer_workers
 
 
@@ -210,7 +209,7 @@ class MicroAgent:
             )
         for handler in handlers.schedules:
             spec = handler.spec
-            run = self._job_runner(handler)
+            run = job_runner(self, handler)
             if is_single(spec):  # once across replicas: microhive/agent/single.py
                 assert isinstance(spec, PeriodicSpec | CronSpec)
                 name, skipped = f"{self.name}.{handler.name}", partial(self._skipped, handler.name)
@@ -327,43 +326,6 @@ class MicroAgent:
             await self._bus.reply(request, self.instance_id, value=value, error=error)
         except Exception as exc:
             self.log.error("could not answer call %r: %s", request.name, describe(exc))
-
-    def _job_runner(self, handler: Handler) -> Any:
-        spec = handler.spec
-        assert isinstance(spec, PeriodicSpec | CronSpec)
-
-        async def job() -> None:
-            with log_context(handler=handler.name):
-                counting = self._counting("schedule", handler.name, handler.name)
-                if self._hooks.watching or counting:
-                    event = Handling("schedule", self.name, handler.name, handler.name)
-                    await observed(self, event, attempt(event), counting)
-                else:
-                    await attempt()
-
-        async def attempt(event: Handling | None = None) -> str:
-            try:
-                await run_with_timeout(handler, spec.timeout, handler.function(self))
-            except BaseException as caught:  # no failure of one run may end the schedule
-                if cancelled_from_outside(caught):
-                    raise
-                exc = failure(caught)
-                if event is not None:
-                    event.error = exc
-                self.log.error(
-                    "scheduled run failed: %s",
-                    describe(exc),
-                    exc_info=not isinstance(exc, TimeoutError | HandlerAborted),
-                )
-                await self._error_hooks(handler, exc, None)
-                return "failed"
-            return "ok"
-
-        async def run() -> None:
-            # shielded: stopping the schedule lets a running job finish within the grace period
-            await asyncio.shield(self._spawn(job()))
-
-        return run
 
     def _skipped(self, handler: str, runs: int) -> None:
         if self._hooks.skipped:

@@ -7,7 +7,8 @@ from ..links import LinkDown
 from .broker import AmqpBroker
 from .bus import AmqpBus
 from .confirms import QueueFull
-from .consumer import AmqpConsumer, AmqpDelivery
+from .consumer import AmqpConsumer
+from .delivery import AmqpDelivery
 from .link import AccessRefused
 from .options import Limits
 

@@ -1,4 +1,4 @@
-"""How envelopes map onto AMQP 0-9-1 messages, and the frames of the hot paths.
+"""How envelopes map onto AMQP 0-9-1 messages (the frames of the hot paths: frames.py).
 
 The body is the codec's output (the JSON envelope of docs/wire-format.md); the standard
 properties repeat what plain AMQP clients look at: ``message_id`` (envelope id), ``app_id``
@@ -9,16 +9,11 @@ without microhive (a JSON body, as the seed's registrar sends with pika, or the 
 ``"Hello World!"`` on a text queue) is taken as the payload of an envelope made from those
 same properties, see :func:`incoming`; a send to a text or bytes queue writes the payload
 itself as the body, with the :data:`MARKER` header.
-
-Publishes and acknowledgements are encoded here rather than through pamqp objects: they
-are the per-message work, and a few ``struct.pack`` calls cost a fraction of building and
-marshalling frame objects.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,8 +21,6 @@ from typing import Any
 
 from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
-from pamqp import encode
-from pamqp import frame as pamqp_frame
 
 from ... import adoption
 from ...broker import DeadLetter
@@ -36,113 +29,40 @@ from ...declarations import Queue, undeclared_queue
 from ...envelope import Envelope, Kind, new_id
 from ...errors import DecodeError, PayloadError
 from . import lenient  # noqa: F401 - makes pamqp's decoders take any producer's values
+from .frames import (
+    FRAME_END,
+    PERSISTENT,
+    TRANSIENT,
+    ack_frame,
+    content_frames,
+    method_frame,
+    nack_frame,
+    properties,
+    publish_method,
+)
 
-FRAME_END = b"\xce"
-_FRAME = struct.Struct(">BHI")
-_HEADER_START = struct.Struct(">HHQH")  # class 60, weight 0, body size, property flags
-_METHOD_TAG = struct.Struct(">BHIHHQB")  # a method frame with a delivery tag and bits
-_SHORT = struct.Struct(">B")
-_TIMESTAMP = struct.Struct(">Q")
-
-# property flags, in the order the values follow
-CONTENT_TYPE = 0x8000
-HEADERS = 0x2000
-DELIVERY_MODE = 0x1000
-CORRELATION_ID = 0x0400
-REPLY_TO = 0x0200
-MESSAGE_ID = 0x0080
-TIMESTAMP = 0x0040
-TYPE = 0x0020
-APP_ID = 0x0008
+__all__ = [
+    "FRAME_END",
+    "MARKER",
+    "PERSISTENT",
+    "TRANSIENT",
+    "ack_frame",
+    "content_frames",
+    "dead_letter",
+    "dead_letter_properties",
+    "incoming",
+    "marked",
+    "message_properties",
+    "metadata",
+    "method_frame",
+    "nack_frame",
+    "payload_body",
+    "payload_properties",
+    "properties",
+    "publish_method",
+]
 
 _KINDS = {kind.value: kind for kind in Kind}
-PERSISTENT = 2
-TRANSIENT = 1
-
-
-def _short(value: str) -> bytes:
-    data = value.encode()
-    if len(data) > 255:
-        data = data[:255]
-    return _SHORT.pack(len(data)) + data
-
-
-def method_frame(channel: int, method: Any) -> bytes:
-    """A method frame marshalled by pamqp (used for the cached ``Basic.Publish`` frames)."""
-    data: bytes = pamqp_frame.marshal(method, channel)
-    return data
-
-
-def publish_method(channel: int, exchange: str, routing_key: str, mandatory: bool) -> bytes:
-    return method_frame(
-        channel,
-        spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
-    )
-
-
-def content_frames(channel: int, header: bytes, body: bytes, frame_max: int) -> bytes:
-    """The content header frame and the body frame(s) of one message.
-
-    ``header`` is the property part from :func:`properties`.
-    """
-    size = len(body)
-    head = _HEADER_START.pack(60, 0, size, 0)[:-2] + header
-    parts = [_FRAME.pack(2, channel, len(head)), head, FRAME_END]
-    limit = frame_max - 8
-    if size <= limit:
-        if size:
-            parts += [_FRAME.pack(3, channel, size), body, FRAME_END]
-    else:
-        view = memoryview(body)
-        for start in range(0, size, limit):
-            chunk = view[start : start + limit]
-            parts += [_FRAME.pack(3, channel, len(chunk)), bytes(chunk), FRAME_END]
-    return b"".join(parts)
-
-
-def properties(
-    *,
-    content_type: str | None = None,
-    delivery_mode: int | None = None,
-    message_id: str | None = None,
-    app_id: str | None = None,
-    kind: str | None = None,
-    timestamp: float | None = None,
-    headers: Mapping[str, Any] | None = None,
-    correlation_id: str | None = None,
-    reply_to: str | None = None,
-) -> bytes:
-    """The property flags and values of a content header, for the properties microhive uses."""
-    flags = 0
-    parts: list[bytes] = []
-    if content_type:
-        flags |= CONTENT_TYPE
-        parts.append(_short(content_type))
-    if headers:
-        flags |= HEADERS
-        parts.append(encode.field_table(dict(headers)))
-    if delivery_mode:
-        flags |= DELIVERY_MODE
-        parts.append(_SHORT.pack(delivery_mode))
-    if correlation_id:
-        flags |= CORRELATION_ID
-        parts.append(_short(correlation_id))
-    if reply_to:
-        flags |= REPLY_TO
-        parts.append(_short(reply_to))
-    if message_id:
-        flags |= MESSAGE_ID
-        parts.append(_short(message_id))
-    if timestamp is not None:
-        flags |= TIMESTAMP
-        parts.append(_TIMESTAMP.pack(int(timestamp)))
-    if kind:
-        flags |= TYPE
-        parts.append(_short(kind))
-    if app_id:
-        flags |= APP_ID
-        parts.append(_short(app_id))
-    return flags.to_bytes(2, "big") + b"".join(parts)
 
 
 def message_properties(envelope: Envelope, content_type: str, persistent: bool = True) -> bytes:
@@ -170,14 +90,6 @@ def _envelope_properties(
         correlation_id=envelope.correlation_id,
         reply_to=envelope.reply_to,
     )
-
-
-def ack_frame(channel: int, tag: int, multiple: bool = False) -> bytes:
-    return _METHOD_TAG.pack(1, channel, 13, 60, 80, tag, 1 if multiple else 0) + FRAME_END
-
-
-def nack_frame(channel: int, tag: int, requeue: bool) -> bytes:
-    return _METHOD_TAG.pack(1, channel, 13, 60, 120, tag, 2 if requeue else 0) + FRAME_END
 
 
 MARKER = "x-microhive"

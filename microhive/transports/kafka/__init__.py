@@ -8,7 +8,8 @@ Install with ``pip install microhive[kafka]``.
 
 from .broker import KafkaBroker
 from .bus import KafkaBus
-from .consumer import KafkaConsumer, KafkaDelivery
+from .consumer import KafkaConsumer
+from .delivery import KafkaDelivery
 from .options import KafkaOptions, parse
 
 __all__ = ["KafkaBroker", "KafkaBus", "KafkaConsumer", "KafkaDelivery", "KafkaOptions", "parse"]

@@ -7,7 +7,8 @@ every concept to subjects, streams and consumers. Install with ``pip install mic
 
 from .broker import NatsBroker
 from .bus import NatsBus
-from .consumer import NatsConsumer, NatsDelivery
+from .consumer import NatsConsumer
+from .delivery import NatsDelivery
 from .options import NatsOptions, parse
 
 __all__ = ["NatsBroker", "NatsBus", "NatsConsumer", "NatsDelivery", "NatsOptions", "parse"]
