@@ -6,6 +6,10 @@ list element wakes one waiter where several may wait for one job. A ``SUBSCRIBE`
 nothing to hold, one connection carries every job this process waits for, and the final
 transition publishes in the same Lua step that writes the record.
 
+Subscribing is off the wire when nothing else is: a ``SUBSCRIBE`` asked for while another
+is being sent goes out with the others of that turn in one command, and every
+``UNSUBSCRIBE`` is batched that way (it is never awaited by a waiter).
+
 Pub/sub delivers at most once, so two gaps are closed by the waiter, not by luck:
 
 - the record may turn final before the subscription is in place: :meth:`Wakeups.listen`
@@ -61,9 +65,11 @@ class Wakeups:
         try:
             if len(waiting) == 1:
                 self._confirmed[channel] = asyncio.Event()
-                if self._connected.is_set():
-                    self._to_subscribe.add(channel)
-                    self._schedule_flush()
+                if self._connected.is_set() and self._flushing is None:
+                    with contextlib.suppress(Exception):  # the reader reconnects and resubscribes
+                        await self._subscribe(channel)  # alone: no wait for the next turn
+                elif self._connected.is_set():
+                    self._to_subscribe.add(channel)  # with the others of this turn
             await self._confirmed[channel].wait()
         except BaseException:
             self.forget(channel, future)
