@@ -183,18 +183,24 @@ class RedisStore(ResultStore):
             return None
 
     async def _wait(self, job_id: str) -> JobRecord:
-        record = await self.get(job_id)
-        if record is not None and record.state.final:
-            return record
+        # A job this store saw unfinished (created or moved here) is most likely still
+        # running: subscribe and read at once. Else (another process's job, a finished one)
+        # one read first may spare the subscription.
+        if job_id not in self._seen:
+            record = await self.get(job_id)
+            if record is not None and record.state.final:
+                return record
         channel = self.key(job_id).encode()
         while True:
             future = await self._wakeups.listen(channel)
             try:
                 record = await self.get(job_id)  # after SUBSCRIBE: nothing slips between
                 if record is not None and record.state.final:
+                    self._seen.pop(job_id, None)
                     return record
                 data = await future
                 if data is not RECHECK:
+                    self._seen.pop(job_id, None)
                     return decode(data)
             finally:
                 self._wakeups.forget(channel, future)

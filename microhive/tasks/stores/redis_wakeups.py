@@ -6,6 +6,10 @@ list element wakes one waiter where several may wait for one job. A ``SUBSCRIBE`
 nothing to hold, one connection carries every job this process waits for, and the final
 transition publishes in the same Lua step that writes the record.
 
+Subscribing is off the wire when nothing else is: a ``SUBSCRIBE`` asked for while another
+is being sent goes out with the others of that turn in one command, and every
+``UNSUBSCRIBE`` is batched that way (it is never awaited by a waiter).
+
 Pub/sub delivers at most once, so two gaps are closed by the waiter, not by luck:
 
 - the record may turn final before the subscription is in place: :meth:`Wakeups.listen`
@@ -40,6 +44,10 @@ class Wakeups:
         self._unconfirmed: dict[bytes, int] = {}  # SUBSCRIBEs sent, not yet confirmed
         self._confirmed: dict[bytes, asyncio.Event] = {}
         self._pubsub: Any = None
+        # SUBSCRIBEs and UNSUBSCRIBEs asked for in one turn of the loop go out together
+        self._to_subscribe: set[bytes] = set()
+        self._to_unsubscribe: set[bytes] = set()
+        self._flushing: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -57,9 +65,11 @@ class Wakeups:
         try:
             if len(waiting) == 1:
                 self._confirmed[channel] = asyncio.Event()
-                if self._connected.is_set():
+                if self._connected.is_set() and self._flushing is None:
                     with contextlib.suppress(Exception):  # the reader reconnects and resubscribes
-                        await self._subscribe(channel)
+                        await self._subscribe(channel)  # alone: no wait for the next turn
+                elif self._connected.is_set():
+                    self._to_subscribe.add(channel)  # with the others of this turn
             await self._confirmed[channel].wait()
         except BaseException:
             self.forget(channel, future)
@@ -76,10 +86,10 @@ class Wakeups:
             return
         del self._waiting[channel]
         self._confirmed.pop(channel, None)
+        self._to_subscribe.discard(channel)
         if self._connected.is_set() and self._pubsub is not None:
-            pubsub = self._pubsub
-            task = asyncio.create_task(self._unsubscribe(pubsub, channel))
-            task.add_done_callback(_quiet)
+            self._to_unsubscribe.add(channel)
+            self._schedule_flush()
 
     async def close(self) -> None:
         self._closed = True
@@ -99,9 +109,32 @@ class Wakeups:
             self._unconfirmed[channel] = self._unconfirmed.get(channel, 0) + 1
         await self._pubsub.subscribe(*channels)
 
-    async def _unsubscribe(self, pubsub: Any, channel: bytes) -> None:
-        if channel not in self._waiting:  # nobody came back for it meanwhile
-            await pubsub.unsubscribe(channel)
+    def _schedule_flush(self) -> None:
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+            self._flushing.add_done_callback(_quiet)
+
+    async def _flush(self) -> None:
+        """Send what this turn of the loop asked for: one UNSUBSCRIBE and one SUBSCRIBE for
+        any number of jobs, instead of one round trip each."""
+        try:
+            while self._to_subscribe or self._to_unsubscribe:
+                pubsub = self._pubsub
+                # nobody came back meanwhile for the channels left
+                leaving = [ch for ch in self._to_unsubscribe if ch not in self._waiting]
+                joining = [ch for ch in self._to_subscribe if ch in self._waiting]
+                self._to_unsubscribe.clear()
+                self._to_subscribe.clear()
+                if pubsub is None or not self._connected.is_set():
+                    return  # the reader resubscribes every waiting channel when it is back
+                # a failed send: the reader reconnects and resubscribes whoever waits
+                with contextlib.suppress(Exception):
+                    if leaving:
+                        await pubsub.unsubscribe(*leaving)
+                    if joining:
+                        await self._subscribe(*joining)
+        finally:
+            self._flushing = None
 
     async def _run(self) -> None:
         failures = 0
