@@ -77,6 +77,27 @@ start_kafka() {
     echo $! >"$STATE/kafka.pid"
 }
 
+watch_nats() {
+    # Debian's nats-server 2.9.10 can panic (nil pointer in jsMsgGetRequest) when a stream is
+    # deleted while a message is read from it; under heavy parallel test load we saw it three
+    # times. A watchdog restarts it, so one crash fails the tests in flight, not every test after.
+    [ -f "$STATE/nats-watchdog.pid" ] && kill -0 "$(cat "$STATE/nats-watchdog.pid")" 2>/dev/null && return 0
+    (
+        misses=0
+        while sleep 1; do
+            if listening 4222; then misses=0; continue; fi
+            misses=$((misses + 1))
+            if [ "$misses" -ge 3 ]; then
+                echo "$(date -u +%T) nats: not listening, restarting it" >>"$STATE/nats-watchdog.log"
+                start_nats
+                misses=0
+                sleep 5
+            fi
+        done
+    ) >/dev/null 2>&1 &
+    echo $! >"$STATE/nats-watchdog.pid"
+}
+
 up() {
     local engine port
     for engine in $ENGINES; do
@@ -90,6 +111,7 @@ up() {
         wait_for "$engine" 60
         echo "$engine: started"
     done
+    case " $ENGINES " in *" nats "*) watch_nats ;; esac
 }
 
 status() {
@@ -104,6 +126,10 @@ status() {
 
 down() {
     local engine pidfile
+    if [ -f "$STATE/nats-watchdog.pid" ]; then
+        kill "$(cat "$STATE/nats-watchdog.pid")" 2>/dev/null || true
+        rm -f "$STATE/nats-watchdog.pid"
+    fi
     for engine in ${*:-$ENGINES}; do
         pidfile="$STATE/$engine.pid"
         if [ "$engine" = rabbitmq ] && [ -f "$STATE/rabbitmq.started" ]; then
