@@ -7,6 +7,7 @@ The agent runtime decides *when* to ack, retry or dead-letter (its policy); a tr
 
 from __future__ import annotations
 
+import functools
 import logging
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -315,9 +316,8 @@ class QueueBroker(Connection):
         """Submit a task (``queues.add.s(x=1, y=1)``) or a workflow (``chain``, ``group``,
         ``chord``); returns its :class:`~microhive.tasks.job.Job` at once. Options (keyword
         only): ``delay``, ``at``, ``job_id``, ``link``, ``link_error`` (docs/tasks.md)."""
-        from .tasks.submit import submit
-
-        return await submit(self, target, **options)
+        job: Job[Any] = await _submit()(self, target, **options)
+        return job
 
     def job(self, job_id: str) -> Job[Any]:
         """The job ``job_id`` (submitted here or by any other process) to ask or wait for."""
@@ -390,3 +390,11 @@ class QueueBroker(Connection):
     def _tail(self, queue: str, last: int) -> AsyncIterator[bytes]:
         """The encoded messages :meth:`tail` yields; transports with ``replay`` override it."""
         raise CapabilityError(f"{self!r} cannot replay a queue's history")
+
+
+@functools.cache
+def _submit() -> Any:
+    """The task layer's ``submit``, imported once on first use (it imports this module)."""
+    from .tasks.submit import submit
+
+    return submit

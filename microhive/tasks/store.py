@@ -97,8 +97,14 @@ class ResultStore(ABC):
     """One engine's keeper of job records. Open one with ``open_store`` (see ``stores``)."""
 
     @abstractmethod
-    async def create(self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL) -> bool:
-        """Store ``record`` unless its id exists; ``True`` when this call created it."""
+    async def create(
+        self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL, awaited: bool = False
+    ) -> bool:
+        """Store ``record`` unless its id exists; ``True`` when this call created it.
+
+        ``awaited``: this process will likely wait for the result (``submit`` says so of the
+        job it hands back); a store may arrange a cheaper wake-up for it than for any job.
+        """
 
     @abstractmethod
     async def get(self, job_id: str) -> JobRecord | None:

@@ -79,6 +79,8 @@ def step_of(signature: Signature[Any], job: str, role: str | None = None) -> Ste
 
 
 def callback_steps(given: Callbacks, job: str, role: str) -> list[Step]:
+    if given is None:
+        return []
     suffix = "link" if role == "link" else "error"
     return [
         step_of(signature, f"{job}.{suffix}{index}", role)
@@ -125,7 +127,7 @@ async def submit(
         payload = target.complete()
         record = JobRecord(id=job, queue=target.name, created_at=now)
         headers = headers_for(job, link=links, link_error=errors)
-        if await store.create(record):
+        if await store.create(record, awaited=True):
             await send(target, headers, payload)
     elif isinstance(target, Chain):
         first, *rest = target.steps
@@ -133,19 +135,19 @@ async def submit(
         steps = [step_of(s, ids[i + 1], f"step {i + 1} of a chain") for i, s in enumerate(rest)]
         steps[-1].link, steps[-1].link_error = links, errors
         record = JobRecord(id=job, queue=steps[-1].queue, created_at=now, meta={"first": ids[0]})
-        if await store.create(record):
+        if await store.create(record, awaited=True):
             await store.create(JobRecord(id=ids[0], queue=first.name, created_at=now))
             await send(first, headers_for(ids[0], chain=steps))
     elif isinstance(target, Group):
         if links or errors:
             raise ConfigurationError("link= / link_error= on a group: use a chord's callback")
-        await _submit_group(store, target, job, None, now, send)
+        await _submit_group(store, target, job, None, now, send, awaited=True)
     elif isinstance(target, Chord):
         then = step_of(target.callback, job, "a chord's callback")
         then.link, then.link_error = links, errors
         inner = f"{job}.header"
         record = JobRecord(id=job, queue=then.queue, created_at=now, meta={"group": inner})
-        if await store.create(record):
+        if await store.create(record, awaited=True):
             await _submit_group(store, target.header, inner, then, now, send)
     else:
         raise PayloadError(f"submit takes a signature (queue.s(...)) or a workflow, not {target!r}")
@@ -153,11 +155,18 @@ async def submit(
 
 
 async def _submit_group(
-    store: ResultStore, target: Group, job: str, then: Step | None, now: float, send: Any
+    store: ResultStore,
+    target: Group,
+    job: str,
+    then: Step | None,
+    now: float,
+    send: Any,
+    *,
+    awaited: bool = False,
 ) -> None:
     members = [f"{job}.{index}" for index in range(len(target.members))]
     record = JobRecord(id=job, queue="", created_at=now, members=tuple(members))
-    if not await store.create(record):
+    if not await store.create(record, awaited=awaited):
         return
     if not members:  # nothing to wait for: the empty list, at once
         await store.transition(job, JobState.SUCCEEDED, {"result": b"[]", "finished_at": now})

@@ -203,3 +203,64 @@ async def test_a_store_over_sentinel_follows_a_failover(
     finally:
         await waiter.close()
         await worker.close()
+
+
+async def numsub(server: engines.RedisServer, channel: str) -> int:
+    admin: Any = aioredis.Redis(host="127.0.0.1", port=server.port)
+    try:
+        reply = await admin.execute_command("PUBSUB", "NUMSUB", channel)
+    finally:
+        await admin.aclose()
+    return int(reply[1])
+
+
+async def test_a_submitter_waits_on_its_inbox_not_on_a_channel_per_job(
+    server: engines.RedisServer, stores: tuple[RedisStore, RedisStore]
+) -> None:
+    submitter, worker = stores
+    record = job()
+    assert await submitter.create(record, awaited=True)
+    inbox = (await worker.get(record.id) or record).meta["notify"]
+    waiting = asyncio.create_task(submitter.wait(record.id, GUARD))
+    await asyncio.sleep(0.3)
+    assert await numsub(server, inbox) == 1
+    assert await numsub(server, submitter.key(record.id)) == 0  # no SUBSCRIBE of its own
+    done = await worker.transition(record.id, JobState.SUCCEEDED, {"result": b"3"})
+    assert done is not None and await waiting == done
+    # finished before anyone waits: kept by the inbox, then read from the store once taken
+    early = job()
+    assert await submitter.create(early, awaited=True)
+    finished = await worker.transition(early.id, JobState.FAILED, {"error_message": "no"})
+    assert await submitter.wait(early.id, GUARD) == finished
+    assert await submitter.wait(early.id, GUARD) == finished
+
+
+async def test_jobs_expected_on_a_lost_inbox_are_waited_for_another_way(
+    server: engines.RedisServer, stores: tuple[RedisStore, RedisStore]
+) -> None:
+    """The inbox's connection is killed while waiters wait and results are published: none of
+    them may be lost (they read the record, then wait on the job's own channel)."""
+    submitter, worker = stores
+    records = [job() for _ in range(4)]
+    for record in records:
+        assert await submitter.create(record, awaited=True)
+    waiting = [asyncio.create_task(submitter.wait(r.id, GUARD)) for r in records[:2]]
+    await asyncio.sleep(0.3)
+    admin: Any = aioredis.Redis(host="127.0.0.1", port=server.port)
+    try:
+        assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+        # published while the inbox is down: to nobody
+        done = [
+            await worker.transition(r.id, JobState.SUCCEEDED, {"result": b"1"}) for r in records
+        ]
+    finally:
+        await admin.aclose()
+    assert await asyncio.gather(*waiting) == done[:2]
+    later = [await submitter.wait(r.id, GUARD) for r in records[2:]]  # after the loss
+    assert later == done[2:]
+    # and the store goes on for new jobs (on the inbox once it is subscribed again)
+    fresh = job()
+    assert await submitter.create(fresh, awaited=True)
+    result = asyncio.create_task(submitter.wait(fresh.id, GUARD))
+    await asyncio.sleep(0.1)
+    assert await worker.transition(fresh.id, JobState.REVOKED) == await result

@@ -58,7 +58,9 @@ class MemoryStore(ResultStore):
             event = self._finished[job_id] = asyncio.Event()
         return event
 
-    async def create(self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL) -> bool:
+    async def create(
+        self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL, awaited: bool = False
+    ) -> bool:
         if self._live(record.id) is not None:
             return False
         self._records[record.id] = (record, time.monotonic() + ttl)

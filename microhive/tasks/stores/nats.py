@@ -197,7 +197,9 @@ class NatsStore(ResultStore):
 
     # -- the interface -----------------------------------------------------------------
 
-    async def create(self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL) -> bool:
+    async def create(
+        self, record: JobRecord, *, ttl: float = DEFAULT_RESULT_TTL, awaited: bool = False
+    ) -> bool:
         subject, value = self.layout.job(record.id), encode(record)
         entry = msgspec.json.encode([record.created_at, record.id])
         indexing = asyncio.ensure_future(

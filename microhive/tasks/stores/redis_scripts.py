@@ -46,17 +46,25 @@ local current = redis.call('GET', KEYS[1])
 if not current then return {0} end
 local sha = redis.sha1hex(current)
 if ARGV[7] == '1' and sha == ARGV[3] then return {3} end  -- our write, reply lost
-local state = cjson.decode(current)['state']
+local record = cjson.decode(current)
+local state = record['state']
 if state == 'succeeded' or state == 'failed' or state == 'revoked' then return {1} end
 if sha ~= ARGV[1] then return {2, current} end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-if ARGV[5] == '1' then redis.call('PUBLISH', ARGV[6], ARGV[2]) end
+if ARGV[5] == '1' then
+  redis.call('PUBLISH', ARGV[6], ARGV[2])
+  local meta = record['meta']
+  if type(meta) == 'table' and type(meta['notify']) == 'string' then
+    redis.call('PUBLISH', meta['notify'], ARGV[2])
+  end
+end
 return {3}
 """,
 )
 """Compare-and-set: ``{0}`` missing, ``{1}`` already final, ``{2, current}`` the record
 changed since the caller read it (merge again), ``{3}`` written. A final value is
-published on the job's channel in the same step, so no waiter can miss it."""
+published on the job's channel in the same step, so no waiter can miss it, and on the
+channel the record names in ``meta.notify`` (its submitter's inbox), if any."""
 
 MISSING, FINAL, CHANGED, WRITTEN = 0, 1, 2, 3
 
