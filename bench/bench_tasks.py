@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Tasks with results: submit → result round trip, throughput end to end, a group of 1,000.
 
-For each engine, one process runs a ``@task(add, concurrency=64)`` agent and the caller:
+For each engine, a ``@task(add, concurrency=64)`` agent runs in the caller's process, or
+with ``--workers N`` in N processes of its own (as Celery's worker is), and the caller:
 
 - **round trip**: one ``await (await broker.add.submit(x=i, y=i)).result()`` at a time,
   p50 / p99 of ``--calls`` after 50 untimed;
@@ -11,6 +12,7 @@ For each engine, one process runs a ``@task(add, concurrency=64)`` agent and the
 
     .venv/bin/python bench/bench_tasks.py                          # memory, redis, amqp
     .venv/bin/python bench/bench_tasks.py --engines memory --n 2000
+    .venv/bin/python bench/bench_tasks.py --workers 1      # the worker in a process of its own
     .venv/bin/python bench/bench_tasks.py --json
 
 AMQP keeps results in Redis (``?results=redis://...``). ``--peers celery,dramatiq`` runs
@@ -24,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -62,13 +66,54 @@ def url_for(engine: str, token: str) -> str:
     raise SystemExit(f"unknown engine {engine!r}")
 
 
-async def measure(engine: str, n: int, calls: int) -> dict[str, Any]:
+async def serve(url: str) -> None:
+    """A worker process (``--serve URL``): runs the agent until its stdin closes."""
+    broker = QueueBroker.from_url(url, queues=QUEUES)
+    await broker.connect()
+    async with Adder(None, broker):
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+    await broker.close()
+
+
+@contextlib.asynccontextmanager
+async def workers(url: str, broker: QueueBroker, count: int) -> AsyncIterator[None]:
+    """``count`` worker processes, or (0) the agent in this process."""
+    if count == 0:
+        async with Adder(None, broker):
+            yield
+        return
+    command = [sys.executable, __file__, "--serve", url]
+    started = [
+        await asyncio.create_subprocess_exec(
+            *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+    try:
+        for process in started:
+            assert process.stdout is not None
+            if (await process.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("a worker process did not start")
+        yield
+    finally:
+        for process in started:
+            assert process.stdin is not None
+            process.stdin.close()
+        for process in started:
+            await process.wait()
+
+
+async def measure(engine: str, n: int, calls: int, worker_processes: int = 0) -> dict[str, Any]:
     token = new_id()[:8]
-    broker = QueueBroker.from_url(url_for(engine, token), queues=QUEUES)
+    url = url_for(engine, token)
+    if engine == "memory":  # one process is all memory:// has
+        worker_processes = 0
+    broker = QueueBroker.from_url(url, queues=QUEUES)
     await broker.connect()
     handle = broker.bench_add
-    out: dict[str, Any] = {"engine": engine}
-    async with Adder(None, broker):
+    out: dict[str, Any] = {"engine": engine, "worker_processes": worker_processes}
+    async with workers(url, broker, worker_processes):
         for i in range(50):
             await (await handle.submit(x=i, y=i)).result(timeout=30)
         times = []
@@ -133,11 +178,19 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--peers", default="", help="celery,dramatiq (on redis and amqp)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="worker processes (0: in the caller's process)"
+    )
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        await serve(args.serve)
+        return
     rows = []
     for engine in args.engines.split(","):
         try:
-            rows.append({"peer": "microhive", **await measure(engine, args.n, args.calls)})
+            measured = await measure(engine, args.n, args.calls, args.workers)
+            rows.append({"peer": "microhive", **measured})
         except Exception as exc:  # an engine not running: say so, go on
             rows.append({"engine": engine, "error": f"{type(exc).__name__}: {exc}"})
         for peer in filter(None, args.peers.split(",")):

@@ -80,19 +80,25 @@ class _Rest:
 
 
 async def run_with_timeout(
-    handler: Handler, timeout: float | None, call: Coroutine[Any, Any, Any]
+    handler: Handler,
+    timeout: float | None,
+    call: Coroutine[Any, Any, Any],
+    on_wait: Callable[[], None] | None = None,
 ) -> Any:
     """Await ``call``, cancelled after ``timeout`` seconds with :class:`HandlerTimeout`.
 
     The first step runs at once, with no timer: most handlers finish without ever waiting,
     and a timer armed and cancelled for each of them would cost more than the handler. The
     timeout counts from the first time the handler waits (its first step, which nothing
-    could interrupt anyway, is not clocked).
+    could interrupt anyway, is not clocked). ``on_wait()`` is called then, if it waits
+    (a task marks itself started only then).
     """
     try:
         waiting_on = call.send(None)
     except StopIteration as stop:
         return stop.value
+    if on_wait is not None:
+        on_wait()
     started = asyncio.get_running_loop().time() if timeout is not None else 0.0
     return await _finish(handler, timeout, started, call, waiting_on)
 

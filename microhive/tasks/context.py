@@ -33,7 +33,8 @@ class JobContext:
         Raises :class:`TaskRevoked` when the job was revoked meanwhile: a revoke of a
         running task takes effect at its next report (cooperative cancel)."""
         data = JsonCodec(DEFAULT_MAX_RESULT_SIZE).encode_value(value)
-        if await self.store.transition(self.id, None, {"progress": data}, ttl=self.ttl) is None:
+        changes = {"progress": data}  # a task that reports progress has started
+        if await self.store.transition(self.id, JobState.STARTED, changes, ttl=self.ttl) is None:
             await self.check_revoked()
 
     async def revoked(self) -> bool:

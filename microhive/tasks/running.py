@@ -1,10 +1,14 @@
 """The worker side of a task: a consumer whose outcome is also written to the result store.
 
-For each message: mark the job started (or skip it when its record is already final: it
+For each message: read the job's record (and skip the job when it is already final: it
 was revoked, or this is a redelivery of a finished job — whose workflow is carried on
 again, idempotently), run the method with the message's keyword arguments, store the result
 or the failure (``retrying`` between attempts), carry the workflow on, and only then settle
 the message by the consumer's policy. A crash anywhere before the ack means redelivery.
+
+A job is marked ``started`` when the task first waits for something, not before: a task
+that finishes in its first step (most small ones) goes from pending to its final state in
+one write, which is what makes a task cost two store operations, not three.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class _Run:
         self.continuer = Continuer(agent._broker, store, agent.name)
         self.rest = Continuation.of({})
         self.started = 0.0
+        self.marking: asyncio.Future[Any] | None = None  # the ``started`` write, once it waits
 
     async def go(self, event: Handling | None) -> str:
         try:
@@ -109,11 +114,14 @@ class _Run:
         )
         token = enter_job(context)
         try:
-            value = await run_with_timeout(self.handler, self.spec.timeout, call)
+            value = await run_with_timeout(self.handler, self.spec.timeout, call, self.waiting)
         except BaseException as caught:
             if cancelled_from_outside(caught):  # shutdown: the message runs again later
+                if self.marking is not None:
+                    self.marking.cancel()
                 await asyncio.shield(self.delivery.release())
                 raise
+            await self.marked()
             error = failure(caught)
             if isinstance(error, TaskRevoked) and error.job_id == self.job:
                 return await self.finished(None)
@@ -123,26 +131,22 @@ class _Run:
             return await self.failed(error)
         finally:
             leave_job(token)
+        await self.marked()
         try:
             data = encode_result(value, self.options.max_result_size)
         except PayloadError as exc:
             return await self.failed(Reject(f"result cannot be stored: {exc}"))
-        changes = {"result": data, "finished_at": time.time()}
+        changes = {"result": data, "finished_at": time.time(), **self.run_fields()}
         return await self.finished(
             await self.store.transition(self.job, JobState.SUCCEEDED, changes, ttl=self.options.ttl)
         )
 
     async def start(self) -> JobRecord:
-        """The job's record, marked started unless it is final already (made here when the
-        sender wrote none, or its write is still on the way)."""
+        """The job's record before this run: read, because a job revoked (or finished)
+        meanwhile must not run. Made here, started, when the sender wrote none, or its write
+        is still on the way."""
         now = self.started = time.time()
-        attempt = self.envelope.attempt
-        changes = {"attempt": attempt, "started_at": now}
-        ttl = self.options.ttl
-        for _ in range(2):  # a submitter's create racing ours: then mark that record started
-            record = await self.store.transition(self.job, JobState.STARTED, changes, ttl=ttl)
-            if record is not None:
-                return record
+        for _ in range(2):  # a submitter's create racing ours: then that record is the one
             found = await self.store.get(self.job)
             if found is not None:
                 return found
@@ -150,13 +154,35 @@ class _Run:
                 id=self.job,
                 queue=self.spec.queue.name,
                 state=JobState.STARTED,
-                attempt=attempt,
+                attempt=self.envelope.attempt,
                 created_at=self.envelope.sent_at,
                 started_at=now,
             )
-            if await self.store.create(made, ttl=ttl):
+            if await self.store.create(made, ttl=self.options.ttl):
                 return made
         return await self.store.get(self.job) or made
+
+    def run_fields(self) -> dict[str, Any]:
+        """What every write of this run says of it."""
+        return {"attempt": self.envelope.attempt, "started_at": self.started}
+
+    def waiting(self) -> None:
+        """The task waits for something (its first step is done): now mark it started."""
+        transition = self.store.transition(
+            self.job, JobState.STARTED, self.run_fields(), ttl=self.options.ttl
+        )
+        self.marking = asyncio.ensure_future(transition)
+
+    async def marked(self) -> None:
+        """The ``started`` write is through (before the final one, which would otherwise
+        have to merge onto it); a failure of it is the final write's to tell."""
+        marking, self.marking = self.marking, None
+        if marking is None:
+            return
+        try:
+            await marking
+        except Exception as exc:
+            self.agent.log.warning("job %s: could not mark it started: %s", self.job, exc)
 
     async def over_rate(self, limit: int, period: float) -> bool:
         """Past this window's share of starts: back to pending, sent again for the next window.
@@ -209,7 +235,11 @@ class _Run:
     async def failed(self, error: Exception) -> str:
         """Store the failure (``retrying`` while attempts remain), then settle the message."""
         attempts = self.spec.retries + 1
-        changes: dict[str, Any] = {"error_type": type(error).__name__, "error_message": str(error)}
+        changes: dict[str, Any] = {
+            "error_type": type(error).__name__,
+            "error_message": str(error),
+            **self.run_fields(),
+        }
         ttl = self.options.ttl
         if not isinstance(error, Reject) and self.envelope.attempt < attempts:
             await self.store.transition(self.job, JobState.RETRYING, changes, ttl=ttl)
