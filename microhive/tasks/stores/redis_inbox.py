@@ -5,7 +5,8 @@ the job's own channel for it costs a ``SUBSCRIBE`` and an ``UNSUBSCRIBE`` per jo
 each store subscribes once to an *inbox* channel and writes its name into the records it
 creates for jobs it will wait for (``meta["notify"]``); the final transition publishes
 there too, in the same Lua step as on the job's channel. The inbox keeps what arrived for a
-job nobody waits for yet, so ``result()`` called after the job finished costs nothing.
+job nobody waits for yet (the newest 10,000, at most 16 MB), so ``result()`` called after the
+job finished costs nothing.
 
 The one gap is a lost connection: whatever was published meanwhile is gone, so a loss
 forgets every expectation and wakes every waiter with ``RECHECK``; those jobs fall back to
@@ -19,6 +20,10 @@ from collections import OrderedDict
 from typing import Final
 
 import msgspec
+
+ARRIVED_BYTES: Final = 16 * 1024 * 1024
+"""Bytes of records kept for jobs nobody waits for yet (results may be large: the oldest go
+first; a wait for one of them reads the store)."""
 
 NOTIFY: Final = "notify"
 """The record's ``meta`` key naming the channel its final value is also published on."""
@@ -43,6 +48,7 @@ class Inbox:
         self._recheck = recheck
         self._expected: OrderedDict[str, None] = OrderedDict()
         self._arrived: OrderedDict[str, bytes] = OrderedDict()
+        self._arrived_bytes = 0
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
 
     def expect(self, job_id: str, generation: int) -> None:
@@ -59,11 +65,14 @@ class Inbox:
 
     def arrived(self, job_id: str) -> bytes | None:
         """The final record if it is here already (taken: a second wait reads the store)."""
-        return self._arrived.pop(job_id, None)
+        data = self._arrived.pop(job_id, None)
+        if data is not None:
+            self._arrived_bytes -= len(data)
+        return data
 
     async def take(self, job_id: str) -> bytes:
         """The final record once it arrives, or ``RECHECK`` after a lost connection."""
-        data = self._arrived.pop(job_id, None)
+        data = self.arrived(job_id)
         if data is not None:
             return data
         if job_id not in self._expected:
@@ -90,9 +99,12 @@ class Inbox:
                 if not future.done():
                     future.set_result(data)
             return
+        self.arrived(job_id)  # delivered twice (a retried write): keep the count right
         self._arrived[job_id] = data
-        if len(self._arrived) > self._limit:
-            self._arrived.popitem(last=False)
+        self._arrived_bytes += len(data)
+        while len(self._arrived) > self._limit or self._arrived_bytes > ARRIVED_BYTES:
+            _, dropped = self._arrived.popitem(last=False)
+            self._arrived_bytes -= len(dropped)
 
     def subscribed(self) -> None:
         self.ready.set()
