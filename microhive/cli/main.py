@@ -14,7 +14,7 @@ import click
 from .. import logs
 from ..agent.agent import MicroAgent
 from ..errors import ConfigurationError, MicroHiveError
-from ..runner import load_targets, run_agents
+from ..runner import load_targets, run_agents, target_of
 from ..settings import RunSettings, load_settings
 from ..urls import redact, resolve
 from .agents import agents
@@ -122,7 +122,7 @@ def _supervise(
     }
     commands = {}
     for cls in classes:
-        target = f"{cls.__module__}:{cls.__qualname__}"
+        target = target_of(cls)
         command = [
             sys.executable,
             "-m",
