@@ -98,6 +98,8 @@ def until_revoked(steps: int) -> None:
 
 @task(QUEUES.plain_hold, timeout=None)
 def hold() -> str:
-    """Blocks its thread until :data:`GATE` is set (in-process tests only)."""
-    GATE.wait()
+    """Blocks its thread until :data:`GATE` is set (in-process tests only). On the event
+    loop's thread (as it must never run) ``check_revoked_sync`` fails it at once."""
+    while not GATE.wait(0.01):
+        current_job().check_revoked_sync()
     return "released"
