@@ -53,7 +53,7 @@ def load_target(target: str) -> list[type[MicroAgent]]:
                 classes.append(found)
             else:
                 raise ConfigurationError(
-                    f"{target}: no MicroAgent subclass or @task function {name!r} in module"
+                    f"{target}: no MicroAgent subclass {name!r} in module (nor a @task function)"
                 )
         return classes + _plain_agent(module, plain)
     classes = [
@@ -74,7 +74,7 @@ def load_target(target: str) -> list[type[MicroAgent]]:
     classes += _plain_agent(module, plain)
     if not classes:
         raise ConfigurationError(
-            f"{target}: module defines no MicroAgent subclass and no @task function"
+            f"{target}: module defines no MicroAgent subclass (nor a @task function)"
         )
     return classes
 

@@ -290,7 +290,9 @@ def test_run_module_skips_plain_tasks_a_class_runs_already() -> None:
     assert [h.name for h in worker.handlers.consumers] == ["add", "double"]
     assert [h.name for h in rest.handlers.consumers] == ["triple"]
     assert load_target("tests.tasks.plain_worker:Worker") == [worker]
-    with pytest.raises(ConfigurationError, match="no MicroAgent subclass or @task function"):
+    with pytest.raises(
+        ConfigurationError, match=r"no MicroAgent subclass 'nothing'.*nor a @task function"
+    ):
         load_target("tests.tasks.plain_worker:nothing")
 
 
