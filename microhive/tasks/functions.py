@@ -32,14 +32,19 @@ T = TypeVar("T")
 
 
 def is_method(function: Callable[..., Any]) -> bool:
-    """Whether ``function`` is defined in a class body (an agent's method), from its
-    ``__qualname__``: ``Math.add`` is a method; ``add`` (module level) and
-    ``make.<locals>.add`` (inside a function) are plain functions."""
+    """Whether ``function`` is an agent's method, from where it is defined (``__qualname__``):
+    ``Math.add`` (a class body) is a method; ``add`` (module level) a plain function; and
+    ``make.<locals>.add`` (inside a function) a plain function unless its first parameter is
+    ``self`` (a method of a class the function builds with ``type(...)``)."""
     qualname = getattr(function, "__qualname__", None)
     if not isinstance(qualname, str) or not inspect.isfunction(function):
         raise ConfigurationError(f"@task decorates a function (def or async def), not {function!r}")
     parts = qualname.split(".")
-    return len(parts) > 1 and parts[-2] != "<locals>"
+    if len(parts) == 1:
+        return False
+    if parts[-2] != "<locals>":
+        return True
+    return next(iter(inspect.signature(function).parameters), None) == "self"
 
 
 class TaskFunction(Generic[P, R]):

@@ -88,7 +88,15 @@ def test_methods_and_plain_functions_are_told_apart_by_where_they_are_defined() 
 
         return Inner
 
+    def built() -> type[MicroAgent]:
+        @task(RULES.rule_xy)
+        async def add(self: MicroAgent, x: int, y: int) -> int:  # "...<locals>.add", self
+            return x + y
+
+        return type("Built", (MicroAgent,), {"add": add})
+
     assert not isinstance(Agent.add, TaskFunction)
+    assert [h.name for h in built().handlers.consumers] == ["add"]
     assert [h.name for h in Agent.handlers.consumers] == ["add"]
     assert isinstance(local, TaskFunction)
     assert not isinstance(factory().add, TaskFunction)  # type: ignore[attr-defined]
