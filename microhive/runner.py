@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from .agent.agent import MicroAgent
-from .agent.plain import TARGET_ATTRIBUTE, TASKS_ATTRIBUTE, tasks_agent
+from .agent.plain import TARGET_ATTRIBUTE, tasks_agent, tasks_of
 from .broker import QueueBroker
 from .bus import SignalBus
 from .catalog import Catalog, load_stuff
@@ -29,7 +29,7 @@ log = logging.getLogger("microhive.runner")
 
 def load_target(target: str) -> list[type[MicroAgent]]:
     """``module:Class`` → that class; ``module`` → every agent class defined in it, and one
-    agent (named as the module) for its plain ``@task`` functions that no class runs yet;
+    agent (named as the module) for its plain ``@task`` functions that no class runs;
     ``module:add,mul`` → an agent for those plain tasks (or classes, comma-separated)."""
     module_name, _, names = target.partition(":")
     if not module_name:
@@ -63,7 +63,7 @@ def load_target(target: str) -> list[type[MicroAgent]]:
         and issubclass(value, MicroAgent)
         and value.__module__ == module.__name__
     ]
-    covered = {id(t) for cls in classes for t in getattr(cls, TASKS_ATTRIBUTE, ())}
+    covered = {id(t) for cls in classes for t in tasks_of(cls)}
     plain = {
         name: value
         for name, value in vars(module).items()

@@ -1,25 +1,20 @@
 """``tasks_agent("math", add, mul)``: a worker (a MicroAgent subclass) made of plain tasks.
 
-Each ``@task`` function becomes a method of the class, named as the function, so the class
-runs like any agent: ``async with Math(None, broker)``, ``microhive run module:Math``,
-hooks ``@on("error_add")`` in a subclass. A sync function runs in a thread of its own
+Each ``@task`` function becomes a class attribute named as the function, which the agent
+runs as it runs its methods (microhive/agent/handlers.py); so the class runs like any
+agent: ``async with Math(None, broker)``, ``microhive run module:Math``, hooks
+``@on("error_add")`` in a subclass. A sync function runs in a thread of its own
 (microhive/tasks/functions.py).
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..tasks.functions import TaskFunction, in_thread
+from ..tasks.functions import TaskFunction
 from .agent import MicroAgent
-from .decorators import SPECS_ATTRIBUTE, specs_of
-
-TASKS_ATTRIBUTE = "__microhive_tasks__"
-"""On a class made by :func:`tasks_agent`: the task functions it runs."""
 
 TARGET_ATTRIBUTE = "__microhive_target__"
 """On a class made for ``microhive run module``: the target that makes it again."""
@@ -44,11 +39,7 @@ def tasks_agent(
         raise ConfigurationError(f"tasks_agent({name!r}): give one or more @task functions")
     if module is None:
         module = sys._getframe(1).f_globals.get("__name__", "__main__")
-    namespace: dict[str, Any] = {
-        "__module__": module,
-        "__qualname__": name,
-        TASKS_ATTRIBUTE: tasks,
-    }
+    namespace: dict[str, Any] = {"__module__": module, "__qualname__": name}
     for task in tasks:
         if not isinstance(task, TaskFunction):
             raise ConfigurationError(
@@ -66,35 +57,11 @@ def tasks_agent(
                 f"tasks_agent({name!r}): a task cannot be named {attribute!r}, a name the "
                 "agent uses itself: rename the function"
             )
-        namespace[attribute] = _method(task, f"{name}.{attribute}")
+        namespace[attribute] = task
     namespace["__doc__"] = f"Runs the plain tasks {', '.join(t.name for t in tasks)}."
     return type(name, (MicroAgent,), namespace)
 
 
-def _method(task: TaskFunction[..., Any], qualname: str) -> Callable[..., Any]:
-    """An agent method that runs ``task``: awaits it, or runs it in a thread when sync."""
-    function = task.function
-    if task.is_async:
-
-        async def method(self: MicroAgent, **arguments: Any) -> Any:
-            call: Coroutine[Any, Any, Any] = function(**arguments)
-            return await call
-
-    else:
-        thread_name = task.name
-
-        async def method(self: MicroAgent, **arguments: Any) -> Any:
-            return await in_thread(function, arguments, thread_name)
-
-    parameters = list(inspect.signature(function).parameters.values())
-    myself = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    method.__signature__ = inspect.signature(function).replace(  # type: ignore[attr-defined]
-        parameters=[myself, *parameters]
-    )
-    method.__name__ = task.name
-    method.__qualname__ = qualname
-    method.__doc__ = task.__doc__
-    method.__module__ = function.__module__
-    method.__wrapped__ = function  # type: ignore[attr-defined]
-    setattr(method, SPECS_ATTRIBUTE, specs_of(task))
-    return method
+def tasks_of(cls: type) -> list[TaskFunction[..., Any]]:
+    """The plain tasks a class runs (in its body or a base's)."""
+    return [v for k in cls.__mro__ for v in vars(k).values() if isinstance(v, TaskFunction)]

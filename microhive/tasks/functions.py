@@ -52,7 +52,9 @@ class TaskFunction(Generic[P, R]):
     ``.s(...)`` for a signature, ``broker.<queue>.submit(...)`` to queue it.
 
     ``queue`` is its queue; ``function`` the function itself; ``name`` its name;
-    ``is_async`` whether it is ``async def`` (a sync one runs in a thread in the worker)."""
+    ``is_async`` whether it is ``async def`` (a sync one runs in a thread in the worker);
+    ``handler`` what an agent calls, with itself first (microhive/agent/handlers.py), when
+    the task is in its class body (``tasks_agent`` puts it there)."""
 
     def __init__(self, function: Callable[P, R], queue: Queue) -> None:
         functools.update_wrapper(self, function)  # name, doc, module and the specs
@@ -60,6 +62,7 @@ class TaskFunction(Generic[P, R]):
         self.name: str = function.__name__
         self.queue = queue
         self.is_async = inspect.iscoroutinefunction(function)
+        self.handler = _handler(function, self.is_async)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, now, as if it were not a task (Celery's ``add(1, 1)``)."""
@@ -72,6 +75,33 @@ class TaskFunction(Generic[P, R]):
     def __repr__(self) -> str:
         function = self.function
         return f"<task {function.__module__}.{function.__qualname__} on {self.queue.name!r}>"
+
+
+def _handler(function: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """``handler(agent, **arguments)``: awaits ``function``, or runs it in a thread when it
+    is sync; its signature is the function's with the agent first (the handler's checks)."""
+    if is_async:
+
+        async def handler(agent: object, **arguments: Any) -> Any:
+            call: Coroutine[Any, Any, Any] = function(**arguments)
+            return await call
+
+    else:
+        name = function.__name__
+
+        async def handler(agent: object, **arguments: Any) -> Any:
+            return await in_thread(function, arguments, name)
+
+    signature = inspect.signature(function)
+    agent = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    handler.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[agent, *signature.parameters.values()]
+    )
+    handler.__name__ = function.__name__
+    handler.__qualname__ = function.__qualname__
+    handler.__module__ = function.__module__
+    handler.__doc__ = function.__doc__
+    return handler
 
 
 @overload

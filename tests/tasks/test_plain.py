@@ -30,12 +30,13 @@ from microhive import (
     task,
     tasks_agent,
 )
+from microhive.agent.plain import tasks_of
 from microhive.envelope import new_id
 from microhive.runner import load_target, target_of
 from microhive.tasks.wire import JOB
 from microhive.testing import eventually
 
-from . import plain_tasks
+from . import plain_tasks, plain_worker
 from .plain_tasks import QUEUES, add, flaky, mul, xsum
 
 Plain = tasks_agent(
@@ -174,6 +175,26 @@ def test_tasks_agent_is_an_agent_class_with_one_handler_per_function() -> None:
     assert handlers["add"].spec.queue is QUEUES.plain_add  # type: ignore[attr-defined]
     assert handlers["flaky"].spec.retries == 2  # type: ignore[attr-defined]
     assert handlers["mul"].parameters.names == {"x", "y"}
+
+
+async def test_a_plain_task_in_a_class_body_runs_beside_methods() -> None:
+    class Mixed(MicroAgent):
+        add = add  # a plain task taken in as it is: still callable without a self
+        triple = plain_worker.triple
+
+        @task(QUEUES.plain_xsum)
+        async def xsum(self, numbers: list[int]) -> int:
+            return sum(numbers) + await self.add(x=0, y=0)
+
+    assert [h.name for h in Mixed.handlers.consumers] == ["add", "triple", "xsum"]
+    broker = QueueBroker.from_url(f"memory://mixed-{new_id()[:8]}", queues=QUEUES)
+    async with broker, Mixed(None, broker):
+        assert await (await broker.submit(add.s(x=1, y=1) | add.s(y=1))).result(timeout=10) == 3
+        assert await (await broker.plain_xsum.submit(numbers=[1, 2])).result(timeout=10) == 3
+        tripled = await broker.submit(signature(plain_worker.triple, x=2))
+        assert await tripled.result(timeout=10) == 6
+    (cls,) = [c for c in load_target("tests.tasks.plain_worker") if c.__name__ == "plain_worker"]
+    assert tasks_of(cls) == [plain_worker.triple]
 
 
 # -- run by a worker --------------------------------------------------------------------------
