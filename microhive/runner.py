@@ -92,19 +92,6 @@ def _plain_agent(
     return [cls]
 
 
-def target_of(cls: type[MicroAgent]) -> str:
-    """The ``module:Name`` target that loads ``cls`` again (in a child process)."""
-    made = cls.__dict__.get(TARGET_ATTRIBUTE)
-    if isinstance(made, str):
-        return made
-    module = sys.modules.get(cls.__module__)
-    if module is not None and getattr(module, cls.__qualname__, None) is not cls:
-        for name, value in vars(module).items():  # a class made by tasks_agent, bound to a name
-            if value is cls:
-                return f"{cls.__module__}:{name}"
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
 def load_targets(targets: Sequence[str]) -> list[type[MicroAgent]]:
     if not targets:
         raise ConfigurationError("no agents to run: give module:Class targets")

@@ -65,3 +65,16 @@ def tasks_agent(
 def tasks_of(cls: type) -> list[TaskFunction[..., Any]]:
     """The plain tasks a class runs (in its body or a base's)."""
     return [v for k in cls.__mro__ for v in vars(k).values() if isinstance(v, TaskFunction)]
+
+
+def target_of(cls: type) -> str:
+    """The ``module:Name`` target that loads ``cls`` again (in a child process)."""
+    made = cls.__dict__.get(TARGET_ATTRIBUTE)
+    if isinstance(made, str):
+        return made
+    module = sys.modules.get(cls.__module__)
+    if module is not None and getattr(module, cls.__qualname__, None) is not cls:
+        for name, value in vars(module).items():  # a class made by tasks_agent, bound to a name
+            if value is cls:
+                return f"{cls.__module__}:{name}"
+    return f"{cls.__module__}:{cls.__qualname__}"

@@ -13,8 +13,9 @@ import click
 
 from .. import logs
 from ..agent.agent import MicroAgent
+from ..agent.plain import target_of
 from ..errors import ConfigurationError, MicroHiveError
-from ..runner import load_targets, run_agents, target_of
+from ..runner import load_targets, run_agents
 from ..settings import RunSettings, load_settings
 from ..urls import redact, resolve
 from .agents import agents

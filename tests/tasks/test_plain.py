@@ -4,6 +4,7 @@ no agent class, async or sync (a sync one in a thread), run by ``tasks_agent`` o
 
 from __future__ import annotations
 
+import datetime
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,9 +31,10 @@ from microhive import (
     task,
     tasks_agent,
 )
-from microhive.agent.plain import tasks_of
+from microhive.agent.inventory import describe
+from microhive.agent.plain import target_of, tasks_of
 from microhive.envelope import new_id
-from microhive.runner import load_target, target_of
+from microhive.runner import load_target
 from microhive.tasks.wire import JOB
 from microhive.testing import eventually
 
@@ -316,6 +318,8 @@ def test_run_module_skips_plain_tasks_a_class_runs_already() -> None:
     worker, rest = load_target("tests.tasks.plain_worker")
     assert worker.__name__ == "Arithmetic"
     assert target_of(worker) == "tests.tasks.plain_worker:Worker"
+    now = datetime.datetime.now(datetime.UTC)
+    assert describe(worker, now)["agent"] == "tests.tasks.plain_worker:Worker"  # agents, console
     assert [h.name for h in worker.handlers.consumers] == ["add", "double"]
     assert [h.name for h in rest.handlers.consumers] == ["triple"]
     assert load_target("tests.tasks.plain_worker:Worker") == [worker]
