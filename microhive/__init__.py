@@ -6,6 +6,7 @@ The same agent code runs on ``memory://`` and on real engines; see docs/concepts
 from .agent.agent import MicroAgent
 from .agent.context import current_message
 from .agent.decorators import consumer, cron, on, periodic, receiver, task
+from .agent.plain import tasks_agent
 from .broker import MAX_DELAY, Consumer, DeadLetter, Delivery, QueueBroker, QueueHandle
 from .bus import Reply, SignalBus, SignalHandle
 from .capabilities import Capabilities
@@ -39,8 +40,9 @@ from .errors import (
 from .registry import private_catalog
 from .retry import Backoff
 from .stats import QueueStats
-from .tasks.canvas import Chain, Chord, Group, Signature, chain, chord, group, signature
+from .tasks.canvas import Chain, Chord, Group, Signature, chain, chord, group
 from .tasks.context import current_job
+from .tasks.functions import TaskFunction, signature
 from .tasks.job import Job
 from .tasks.store import JobRecord, JobState, ResultStore
 
@@ -96,6 +98,7 @@ __all__ = [
     "SignalHandle",
     "Signature",
     "TaskFailed",
+    "TaskFunction",
     "TaskRevoked",
     "TransportError",
     "UnknownNameError",
@@ -115,4 +118,5 @@ __all__ = [
     "receiver",
     "signature",
     "task",
+    "tasks_agent",
 ]

@@ -11,21 +11,27 @@ import signal
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from .agent.agent import MicroAgent
+from .agent.plain import TARGET_ATTRIBUTE, tasks_agent, tasks_of
 from .broker import QueueBroker
 from .bus import SignalBus
 from .catalog import Catalog, load_stuff
 from .errors import ConfigurationError
 from .middleware import Middleware
 from .settings import RunSettings
+from .tasks.functions import TaskFunction
 
 log = logging.getLogger("microhive.runner")
 
 
 def load_target(target: str) -> list[type[MicroAgent]]:
-    """``module:Class`` → that class; ``module`` → every agent class defined in it."""
-    module_name, _, class_name = target.partition(":")
+    """``module:Class`` → that class; ``module`` → every agent class defined in it, and one
+    agent (named as the module) for its plain ``@task`` functions that no class runs;
+    ``module:add,mul`` → an agent for those plain tasks (or classes, comma-separated)."""
+    module_name, _, names = target.partition(":")
     if not module_name:
         raise ConfigurationError(f"bad target {target!r}: expected module:Class")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -36,11 +42,20 @@ def load_target(target: str) -> list[type[MicroAgent]]:
         if exc.name == module_name or module_name.startswith(f"{exc.name}."):
             raise ConfigurationError(f"cannot import module {module_name!r} ({target})") from None
         raise
-    if class_name:
-        found = getattr(module, class_name, None)
-        if not (inspect.isclass(found) and issubclass(found, MicroAgent)):
-            raise ConfigurationError(f"{target}: no MicroAgent subclass {class_name!r} in module")
-        return [found]
+    if names:
+        classes: list[type[MicroAgent]] = []
+        plain: dict[str, TaskFunction[..., Any]] = {}
+        for name in names.split(","):
+            found = getattr(module, name, None)
+            if isinstance(found, TaskFunction):
+                plain[name] = found
+            elif inspect.isclass(found) and issubclass(found, MicroAgent):
+                classes.append(found)
+            else:
+                raise ConfigurationError(
+                    f"{target}: no MicroAgent subclass {name!r} in module (nor a @task function)"
+                )
+        return classes + _plain_agent(module, plain)
     classes = [
         value
         for value in vars(module).values()
@@ -48,9 +63,33 @@ def load_target(target: str) -> list[type[MicroAgent]]:
         and issubclass(value, MicroAgent)
         and value.__module__ == module.__name__
     ]
+    covered = {id(t) for cls in classes for t in tasks_of(cls)}
+    plain = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, TaskFunction)
+        and value.__module__ == module.__name__
+        and id(value) not in covered
+    }
+    classes += _plain_agent(module, plain)
     if not classes:
-        raise ConfigurationError(f"{target}: module defines no MicroAgent subclass")
+        raise ConfigurationError(
+            f"{target}: module defines no MicroAgent subclass (nor a @task function)"
+        )
     return classes
+
+
+def _plain_agent(
+    module: ModuleType, plain: dict[str, TaskFunction[..., Any]]
+) -> list[type[MicroAgent]]:
+    """One agent named as the module for ``plain`` tasks (none for none), that remembers its
+    target (``module:add,mul``) so ``--processes`` starts the same agent in its child."""
+    if not plain:
+        return []
+    name = module.__name__.rpartition(".")[2]
+    cls = tasks_agent(name, *dict.fromkeys(plain.values()), module=module.__name__)
+    setattr(cls, TARGET_ATTRIBUTE, f"{module.__name__}:{','.join(plain)}")
+    return [cls]
 
 
 def load_targets(targets: Sequence[str]) -> list[type[MicroAgent]]:

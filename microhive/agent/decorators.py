@@ -10,13 +10,14 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 from ..declarations import TASK_OPTIONS, Queue, Signal
 from ..errors import ConfigurationError
 from ..leases import DEFAULT_LEASE_TTL, check_ttl
 from ..retry import Backoff
+from ..tasks.functions import TaskFunction, is_method
 from ..tasks.store import DEFAULT_MAX_RESULT_SIZE, DEFAULT_RESULT_TTL
 from .specs import (
     HOOK_EVENTS,
@@ -31,7 +32,13 @@ from .specs import (
     parse_rate,
 )
 
+if TYPE_CHECKING:
+    from .agent import MicroAgent
+
 F = TypeVar("F", bound=Callable[..., Any])
+A = TypeVar("A", bound="MicroAgent")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 SPECS_ATTRIBUTE = "__microhive_specs__"
 
@@ -155,7 +162,7 @@ def task(
     result_ttl: float = DEFAULT_RESULT_TTL,
     max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
     rate_limit: str | None = None,
-) -> Callable[[F], F]:
+) -> TaskDecorator:
     """A task on ``queue``: a consumer whose return value is kept as the job's result.
 
     Submitted with ``broker.<queue>.submit(**arguments)``; arguments are keywords. Failures
@@ -167,6 +174,11 @@ def task(
     ``rate_limit="10/s"`` (or ``/m``, ``/h``, ``/30s``) starts at most that many jobs per
     window across every worker, counted in the result store; the others wait, pending,
     for the next window.
+
+    On an agent's method (``async def``) it returns the method. On a plain function (module
+    level or inside a function; ``def`` or ``async def``) it returns a
+    :class:`~microhive.tasks.functions.TaskFunction`, still callable as the function, run
+    by ``tasks_agent(...)`` or ``microhive run module`` (see docs/tasks.md).
     """
     spec = _consumer_spec(
         "@task", queue, timeout, concurrency, retries, backoff, dead_letter, False, None, 0.05
@@ -176,23 +188,55 @@ def task(
     if not isinstance(max_result_size, int) or max_result_size < 1:
         raise ConfigurationError(f"@task({queue.name!r}): max_result_size must be bytes >= 1")
     rate = parse_rate(f"@task({queue.name!r})", rate_limit)
-    spec = replace(spec, task=TaskOptions(float(result_ttl), max_result_size, rate))
+    return TaskDecorator(replace(spec, task=TaskOptions(float(result_ttl), max_result_size, rate)))
 
-    def decorate(function: F) -> F:
-        _check_task(function, queue)
-        return _attach(function, spec)
 
-    return decorate
+class TaskDecorator:
+    """What ``@task(...)`` applies: a method stays a method (typed as itself), a plain
+    function becomes a :class:`TaskFunction` (typed with its parameters and result)."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: ConsumerSpec) -> None:
+        self.spec = spec
+
+    @overload
+    def __call__(
+        self, function: Callable[Concatenate[A, P], R]
+    ) -> Callable[Concatenate[A, P], R]: ...
+    @overload
+    def __call__(self, function: Callable[P, R]) -> TaskFunction[P, R]: ...
+    def __call__(self, function: Callable[..., Any]) -> Any:
+        queue = self.spec.queue
+        if isinstance(function, TaskFunction):
+            raise ConfigurationError(f"{function!r} is a task already: one queue per function")
+        name = getattr(function, "__qualname__", repr(function))
+        method = is_method(function)
+        if method and not inspect.iscoroutinefunction(function):
+            raise ConfigurationError(
+                f"{name}: a task method must be 'async def' (an agent runs on the event loop);"
+                " a plain function (module level) with @task may be sync: it runs in a thread"
+            )
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+            raise ConfigurationError(f"{name}: a task returns its result, it is no generator")
+        _check_task(function, queue, method)
+        attached = _attach(function, self.spec, coroutine=method)
+        return attached if method else TaskFunction(attached, queue)
 
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
-def _check_task(function: Callable[..., Any], queue: Queue) -> None:
-    """A task method takes keywords, none of them ``submit``'s options, and (when the queue
-    declares its arguments) exactly what the queue declares."""
+def _check_task(function: Callable[..., Any], queue: Queue, method: bool) -> None:
+    """A task takes keywords, none of them ``submit``'s options, and (when the queue
+    declares its arguments) exactly what the queue declares; a method takes ``self`` first."""
     name = getattr(function, "__qualname__", repr(function))
-    parameters = list(inspect.signature(function).parameters.values())[1:]  # drop self
+    parameters = list(inspect.signature(function).parameters.values())
+    if method:
+        if not parameters or parameters[0].kind not in _POSITIONAL:
+            raise ConfigurationError(f"{name}: a task method takes self first")
+        parameters = parameters[1:]
     for parameter in parameters:
         if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
             raise ConfigurationError(f"{name}: task arguments are keywords, not {parameter}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..declarations import Signal
 from ..errors import ConfigurationError
+from ..tasks.functions import TaskFunction
 from .decorators import specs_of
 from .specs import ConsumerSpec, CronSpec, HookSpec, PeriodicSpec, ReceiverSpec, Spec
 
@@ -93,8 +94,10 @@ def collect(cls: type) -> Handlers:
                 functions[name] = value
     groups: dict[str, list[Handler]] = {"r": [], "c": [], "s": [], "h": []}
     for name, function in functions.items():
+        # a plain @task function put in a class body runs as a method would
+        call = function.handler if isinstance(function, TaskFunction) else function
         for spec in specs_of(function):
-            handler = Handler(name, function, spec, Parameters(function))
+            handler = Handler(name, call, spec, Parameters(call))
             key = {
                 ReceiverSpec: "r",
                 ConsumerSpec: "c",

@@ -42,6 +42,8 @@ def describe(
 ) -> dict[str, Any]:
     """One agent class as JSON data: receivers, consumers, schedules (with their next fire
     times, counted from ``started`` for a running agent) and hooks."""
+    from .plain import target_of  # the agent class module imports this one
+
     handlers = cls.handlers
     receivers = []
     for handler in handlers.receivers:
@@ -101,7 +103,7 @@ def describe(
         if isinstance(handler.spec, HookSpec)
     ]
     return {
-        "agent": f"{cls.__module__}:{cls.__qualname__}",
+        "agent": target_of(cls),
         "receivers": receivers,
         "consumers": consumers,
         "schedules": schedules,

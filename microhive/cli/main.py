@@ -13,6 +13,7 @@ import click
 
 from .. import logs
 from ..agent.agent import MicroAgent
+from ..agent.plain import target_of
 from ..errors import ConfigurationError, MicroHiveError
 from ..runner import load_targets, run_agents
 from ..settings import RunSettings, load_settings
@@ -122,7 +123,7 @@ def _supervise(
     }
     commands = {}
     for cls in classes:
-        target = f"{cls.__module__}:{cls.__qualname__}"
+        target = target_of(cls)
         command = [
             sys.executable,
             "-m",

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from ..agent.agent import MicroAgent
+from ..agent.plain import target_of
 from ..broker import QueueBroker
 from ..bus import SignalBus
 from ..catalog import Catalog
@@ -223,5 +224,5 @@ def console_app(
         signals=[*signals, *named_signals],
         every=every,
         results=results,
-        expected=[f"{cls.__module__}:{cls.__qualname__}" for cls in agents],
+        expected=[target_of(cls) for cls in agents],
     )
