@@ -69,8 +69,18 @@ async def page(browser: Any) -> AsyncIterator[Any]:
         await context.close()
 
 
+SCREENSHOTS = Path(__file__).resolve().parent / ".screenshots"
+"""Where a test run leaves its screenshots (not in git); the committed images the docs show
+are rewritten only with ``MICROHIVE_SCREENSHOTS=update``."""
+
+
 async def screenshot(page: Any, path: Path) -> Path:
-    """Save what the page shows now (the whole page) as a PNG at ``path``."""
+    """Save what the page shows now (the whole page) as a PNG: at ``path`` (a committed image)
+    with ``MICROHIVE_SCREENSHOTS=update``, else under ``tests/.screenshots/`` with the name of
+    its folder and file, so a test run leaves the tree as it was. Returns where it went."""
+    if os.environ.get("MICROHIVE_SCREENSHOTS") != "update":
+        path = SCREENSHOTS / f"{path.parent.name}-{path.name}"
     path.parent.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
     return path
