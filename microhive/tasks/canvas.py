@@ -3,9 +3,12 @@
 A :class:`Signature` is a task queue with (some of) its keyword arguments. Workflows combine
 them: :func:`chain` (each step gets the previous result), :func:`group` (run together, the
 results in order) and :func:`chord` (a group, then one callback with the list of results).
-A step that receives a value — a chain step after the first, a chord callback, a ``link`` or
-``link_error`` callback — leaves exactly one declared argument out, and the value fills it;
-anything else is refused here, before a message is sent.
+Workflows nest (a group or a chord inside a chain, chains inside a group...): see
+``nesting.py``. A task that receives a value — a chain step after the first, a chord
+callback, a ``link`` or ``link_error`` callback, each member of a group that receives one —
+leaves exactly one declared argument out, and the value fills it; anything else is refused
+here, or at submit where only the position decides (a group's members may all wait for a
+value, which a group submitted alone does not have), before a message is sent.
 """
 
 from __future__ import annotations
