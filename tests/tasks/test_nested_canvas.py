@@ -127,9 +127,13 @@ def tasks(draw: Any, receiving: bool, failing: bool) -> Signature[Any]:
 
 
 @st.composite
-def nodes(draw: Any, receiving: bool, depth: int, failing: bool = False) -> Node:
-    """A workflow that runs with a value (``receiving``) or without one."""
-    kind = draw(st.sampled_from(["task", "chain", "group", "chord"] if depth else ["task"]))
+def nodes(
+    draw: Any, receiving: bool, depth: int, failing: bool = False, workflow: bool = False
+) -> Node:
+    """A node that runs with a value (``receiving``) or without one; ``workflow``: not a
+    bare task."""
+    kinds = ["chain", "group", "chord"] if workflow else ["task", "chain", "group", "chord"]
+    kind = draw(st.sampled_from(kinds if depth else ["task"]))
     inner = depth - 1
     if kind == "task":
         return draw(tasks(receiving, failing))
@@ -206,23 +210,23 @@ def same(outcome: Any, wanted: Any) -> None:
         assert outcome == wanted
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(nodes(False, 3))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes(False, 3, workflow=True))
 def test_a_nested_workflow_computes_what_python_computes(workflow: Node) -> None:
     outcome, runs = asyncio.run(run_on_memory(workflow))
     same(outcome, expected(workflow))
     assert all(count == 1 for count in runs.values()), runs
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(nodes(False, 3, failing=True))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes(False, 3, failing=True, workflow=True))
 def test_a_failing_step_anywhere_fails_the_outer_job(workflow: Node) -> None:
     outcome, _ = asyncio.run(run_on_memory(workflow))
     same(outcome, expected(workflow))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(nodes(False, 3, failing=True))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes(False, 3, failing=True, workflow=True))
 def test_every_message_delivered_again_changes_nothing(workflow: Node) -> None:
     outcome, _ = asyncio.run(run_on_memory(workflow, again=True))
     same(outcome, expected(workflow))
