@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PayloadError
 from .job import decode_value
-from .nesting import member_ids, pending_record
+from .nesting import group_record, pending_records
 from .store import JobRecord, JobState, ResultStore
 from .submit import bounded
 from .wire import Continuation, GroupInfo, Step, headers_for
@@ -130,7 +130,6 @@ class Continuer:
         ``value``, once (a record marked enqueued is not launched again)."""
         store = self.store
         members = step.members or []
-        ids = member_ids(step)
         info = GroupInfo(
             id=step.job,
             size=len(members),
@@ -139,7 +138,7 @@ class Continuer:
             group=group,
         )
         now = time.time()
-        record = JobRecord(id=step.job, queue="", created_at=now, members=tuple(ids))
+        record = group_record(step, now)
         if not await store.create(record):
             found = await store.get(step.job)
             if found is None or ENQUEUED in found.meta:
@@ -158,7 +157,8 @@ class Continuer:
 
         async def start(member: list[Step]) -> None:
             if len(member) > 1:  # a chain: its last job's record first, for a revoke to find
-                await store.create(pending_record(member, now))
+                for made in pending_records(member, now):
+                    await store.create(made)
             await self.launch(member[0], value, member[1:], info)
 
         await bounded(start(member) for member in members)

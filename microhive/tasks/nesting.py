@@ -85,17 +85,25 @@ def member_ids(step: Step) -> list[str]:
     return [f"{step.job}.{index}" for index in range(len(step.members or ()))]
 
 
-def pending_record(steps: list[Step], now: float) -> JobRecord:
-    """The record of a fragment's last job, written before its first step is sent, so that
-    a revoke finds it: a group's lists its members; a chain's names its first step and, when
-    a group comes just before (a chord), that group, which a revoke then reaches too."""
+def group_record(step: Step, now: float) -> JobRecord:
+    """A group step's pending record, listing its members (a revoke reaches them)."""
+    return JobRecord(id=step.job, queue="", created_at=now, members=tuple(member_ids(step)))
+
+
+def pending_records(steps: list[Step], now: float) -> list[JobRecord]:
+    """The records written before a fragment's first step is sent, so that a revoke finds
+    them: its last job's (a group's lists its members; a chain's names its first step) and,
+    when a group comes just before that last step (a chord), the group's too, which the last
+    job's record names, so that revoking the job reaches the group as it would a chord's."""
     last = steps[-1]
     if last.members is not None:
-        return JobRecord(id=last.job, queue="", created_at=now, members=tuple(member_ids(last)))
+        return [group_record(last, now)]
     meta = {"first": steps[0].job} if len(steps) > 1 else {}
+    records = []
     if len(steps) > 1 and steps[-2].members is not None:
         meta["group"] = steps[-2].job
-    return JobRecord(id=last.job, queue=last.queue, created_at=now, meta=meta)
+        records.append(group_record(steps[-2], now))
+    return [JobRecord(id=last.job, queue=last.queue, created_at=now, meta=meta), *records]
 
 
 async def submit_nested(
@@ -120,8 +128,11 @@ async def submit_nested(
             "(a chord) instead"
         )
     last.link, last.link_error = link, link_error
-    if not await store.create(pending_record(steps, time.time())):
+    first, *others = pending_records(steps, time.time())
+    if not await store.create(first):
         return  # a submit with this job_id was made already
+    for record in others:
+        await store.create(record)
     from .continuation import Continuer  # continuation imports submit, which imports us
 
     await Continuer(broker, store, sender, delay=delay).launch(steps[0], None, steps[1:], None)

@@ -90,17 +90,24 @@ async def test_a_revoke_reaches_nested_members_and_a_failure_fails_the_outer_job
     job = await broker.submit(
         group(chain(add.s(x=1, y=1), mul.s(y=2)), chord([add.s(x=2, y=2)], xsum.s()))
     )
+    # a chain whose last step follows a group: the group is revoked with it, as a chord's
+    chord_like = await broker.submit(
+        chain(add.s(x=1, y=1), group(mul.s(y=2), mul.s(y=3)), xsum.s())
+    )
     assert await job.revoke() is True
+    assert await chord_like.revoke() is True
     await tasks.math()
-    with pytest.raises(TaskRevoked):
-        await job.result(timeout=10)
+    for revoked in (job, chord_like):
+        with pytest.raises(TaskRevoked):
+            await revoked.result(timeout=10)
     await eventually(lambda: drained(broker), timeout=10)
     await asyncio.sleep(0.2)
-    # the chain's first step was sent already (a chain's revoke stops what follows it)
-    assert tasks.count("add") <= 1
+    # each chain's first step was sent already (a chain's revoke stops what follows it)
+    assert tasks.count("add") <= 2
     assert tasks.count("mul") == 0 and tasks.count("xsum") == 0
     for member in (f"{job.id}.0", f"{job.id}.1", f"{job.id}.1.header", f"{job.id}.1.header.0"):
         assert await broker.job(member).status() is JobState.REVOKED, member
+    assert await broker.job(f"{chord_like.id}.1").status() is JobState.REVOKED
     tasks.runs.clear()
 
     members = group(chain(add.s(x=1, y=1), mul.s(y=2)), q.broken.s(), add.s(x=2, y=2))
