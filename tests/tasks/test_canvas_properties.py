@@ -94,9 +94,30 @@ STEPS = st.builds(
 )
 
 
+# a group step (nested workflows): members that are chains of steps
+NODES = STEPS | st.builds(
+    Step,
+    queue=st.just(""),
+    job=st.text(min_size=1, max_size=8),
+    members=st.lists(st.lists(STEPS, min_size=1, max_size=2), max_size=2),
+)
+GROUPS = st.recursive(
+    st.builds(GroupInfo, id=st.text(min_size=1), size=st.integers(1, 99)),
+    lambda outer: st.builds(
+        GroupInfo,
+        id=st.text(min_size=1),
+        size=st.integers(0, 99),
+        then=st.none() | NODES,
+        chain=st.lists(NODES, max_size=2),
+        group=outer,
+    ),
+    max_leaves=3,
+)
+
+
 @given(
-    st.lists(STEPS, max_size=3),
-    st.none() | st.builds(GroupInfo, id=st.text(min_size=1), size=st.integers(1, 99)),
+    st.lists(NODES, max_size=3),
+    st.none() | GROUPS,
     st.lists(STEPS, max_size=2),
     st.lists(STEPS, max_size=2),
 )
