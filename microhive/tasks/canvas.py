@@ -3,9 +3,12 @@
 A :class:`Signature` is a task queue with (some of) its keyword arguments. Workflows combine
 them: :func:`chain` (each step gets the previous result), :func:`group` (run together, the
 results in order) and :func:`chord` (a group, then one callback with the list of results).
-A step that receives a value — a chain step after the first, a chord callback, a ``link`` or
-``link_error`` callback — leaves exactly one declared argument out, and the value fills it;
-anything else is refused here, before a message is sent.
+Workflows nest (a group or a chord inside a chain, chains inside a group...): see
+``nesting.py``. A task that receives a value — a chain step after the first, a chord
+callback, a ``link`` or ``link_error`` callback, each member of a group that receives one —
+leaves exactly one declared argument out, and the value fills it; anything else is refused
+here, or at submit where only the position decides (a group's members may all wait for a
+value, which a group submitted alone does not have), before a message is sent.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ class Signature(Generic[T]):
             )
         return missing[0]
 
-    def __or__(self, other: Signature[Any] | Chain) -> Chain:
+    def __or__(self, other: Node) -> Chain:
         """``add.s(x=4, y=4) | mul.s(y=8)``: Celery's spelling of a chain."""
         return chain(self, other)
 
@@ -110,20 +113,25 @@ class Signature(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """Steps run one after another; each gets the previous result. Its job is the last
-    step's, and a failed step fails it."""
+    """Steps run one after another; each gets the previous result (a group's: the list of
+    its members' results). Its job is the last step's, and a failed step fails it."""
 
-    steps: tuple[Signature[Any], ...]
+    steps: tuple[Signature[Any] | Group | Chord, ...]
 
-    def __or__(self, other: Signature[Any] | Chain) -> Chain:
+    def __or__(self, other: Node) -> Chain:
         return chain(self, other)
 
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """Members run in parallel; its result is the list of their results, in order."""
+    """Members run in parallel; its result is the list of their results, in order. Inside a
+    chain every member gets the previous result."""
 
-    members: tuple[Signature[Any], ...]
+    members: tuple[Node, ...]
+
+    def __or__(self, other: Node) -> Chain:
+        """``group(...) | xsum.s()``: a chord, as in Celery."""
+        return chain(self, other)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,60 +139,120 @@ class Chord:
     """A group, then ``callback`` with the list of the group's results."""
 
     header: Group
-    callback: Signature[Any]
+    callback: Node
+
+    def __or__(self, other: Node) -> Chain:
+        return chain(self, other)
 
 
 Workflow = Chain | Group | Chord
+Node = Signature[Any] | Chain | Group | Chord
+"""Anything a workflow is built of: a signature or a workflow."""
+
+_NODES = (Signature, Chain, Group, Chord)
 
 
-def chain(*steps: Signature[Any] | Chain) -> Chain:
-    """``chain(add.s(x=4, y=4), mul.s(y=8))``: ``mul`` gets ``add``'s result as ``x``."""
-    flat: list[Signature[Any]] = []
+def check(node: Node, receiving: bool, role: str) -> None:
+    """Raise :class:`PayloadError` unless ``node`` can run with a value (``receiving``: its
+    first tasks leave one argument out for it) or without one (they leave none out)."""
+    if isinstance(node, Signature):
+        if receiving:
+            node.slot(role)
+        else:
+            node.complete()
+    elif isinstance(node, Chain):
+        check(node.steps[0], receiving, role)
+    elif isinstance(node, Group):
+        for member in node.members:
+            check(member, receiving, role)
+    else:
+        check(node.header, receiving, role)
+
+
+def _problem(node: Node, receiving: bool, role: str) -> PayloadError | None:
+    try:
+        check(node, receiving, role)
+    except PayloadError as exc:
+        return exc
+    return None
+
+
+def _begins(nodes: Iterable[Node], role: str) -> None:
+    """Each node runs with a value or without one, and all of them alike (a group's members
+    or a chain's first step: where the group sits decides which it is, not known yet)."""
+    alone: Node | None = None
+    taking: Node | None = None
+    for node in nodes:
+        without = _problem(node, False, role)
+        if without is None:
+            if _problem(node, True, role) is None:
+                continue  # an empty group: either way
+            alone = node
+        elif _problem(node, True, role) is None:
+            taking = node
+        else:
+            raise without
+        if alone is not None and taking is not None:
+            raise PayloadError(
+                f"{role}s either all run without a value or all take one (a group inside a "
+                f"chain: in the argument each leaves out), but {alone!r} leaves none out and "
+                f"{taking!r} leaves one"
+            )
+
+
+def chain(*steps: Node) -> Chain:
+    """``chain(add.s(x=4, y=4), mul.s(y=8))``: ``mul`` gets ``add``'s result as ``x``.
+
+    Steps may be groups and chords: ``chain(a, group(b, c), d)`` gives ``a``'s result to
+    ``b`` and ``c`` and the list of theirs to ``d`` (a chord, as in Celery)."""
+    flat: list[Signature[Any] | Group | Chord] = []
     for step in steps:
         if isinstance(step, Chain):
             flat += step.steps
-        elif isinstance(step, Signature):
+        elif isinstance(step, Signature | Group | Chord):
             flat.append(step)
         else:
             raise ConfigurationError(
-                f"a chain's steps are signatures (queue.s(...)), not {type(step).__name__}; "
-                "a group inside a chain is not supported: use chord(group, callback)"
+                "a chain's steps are signatures (queue.s(...)) or workflows, not "
+                f"{type(step).__name__}"
             )
     if not flat:
         raise ConfigurationError("a chain needs at least one step")
     for index, step in enumerate(flat[1:], start=1):
-        step.slot(f"step {index} of a chain")
-    flat[0].complete()
+        check(step, True, f"step {index} of a chain")
+    _begins(flat[:1], "a chain's first step")
     return Chain(tuple(flat))
 
 
-def group(*members: Signature[Any] | Iterable[Signature[Any]]) -> Group:
-    """``group(add.s(x=i, y=i) for i in range(10))`` or ``group(a.s(), b.s())``."""
+def group(*members: Node | Iterable[Node]) -> Group:
+    """``group(add.s(x=i, y=i) for i in range(10))`` or ``group(a.s(), chain(b, c))``.
+
+    Members either all run as they are, or all leave one argument out: then the group sits
+    in a chain (or is a chord's header there) and each member gets the previous result."""
     found: list[Any] = []
     for item in members:
-        if isinstance(item, Signature):
+        if isinstance(item, _NODES):
             found.append(item)
-        elif isinstance(item, Chain | Group | Chord):
-            raise ConfigurationError("a group's members are signatures; nested workflows are not")
         else:
             found += list(item)
     for member in found:
-        if not isinstance(member, Signature):
+        if not isinstance(member, _NODES):
             raise ConfigurationError(
-                f"a group's members are signatures (queue.s(...)), not {type(member).__name__}"
+                "a group's members are signatures (queue.s(...)) or workflows, not "
+                f"{type(member).__name__}"
             )
-        member.complete()
+    _begins(found, "a group's member")
     return Group(tuple(found))
 
 
-def chord(header: Group | Iterable[Signature[Any]], callback: Signature[Any]) -> Chord:
+def chord(header: Group | Iterable[Node], callback: Node) -> Chord:
     """``chord(group(...), xsum.s())``: ``xsum`` gets the list of results, once."""
     members = header if isinstance(header, Group) else group(header)
     if not members.members:
         raise ConfigurationError("a chord needs at least one member in its group")
-    if not isinstance(callback, Signature):
-        raise ConfigurationError("a chord's callback is a signature (queue.s(...))")
-    callback.slot("a chord's callback")
+    if not isinstance(callback, _NODES):
+        raise ConfigurationError("a chord's callback is a signature (queue.s(...)) or a workflow")
+    check(callback, True, "a chord's callback")
     return Chord(members, callback)
 
 

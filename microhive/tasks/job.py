@@ -103,8 +103,8 @@ async def revoke(store: ResultStore, job_id: str, reason: str) -> bool:
     record = await store.transition(job_id, JobState.REVOKED, changes)
     if record is None:
         return False
-    for member in record.members:
-        await store.transition(member, JobState.REVOKED, changes)
+    for member in record.members:  # a member may be a group or a chord itself
+        await revoke(store, member, reason)
     inner = record.meta.get("group")
     if inner is not None:
         await revoke(store, inner, reason)

@@ -18,6 +18,7 @@ from ..envelope import new_id
 from ..errors import ConfigurationError, PayloadError
 from .canvas import Chain, Chord, Group, Signature, Workflow, callbacks
 from .job import Job
+from .nesting import is_nested, submit_nested
 from .store import JobRecord, JobState, ResultStore
 from .stores import store_for
 from .wire import GroupInfo, Step, headers_for
@@ -123,6 +124,11 @@ async def submit(
 
     if isinstance(target, Chain) and len(target.steps) == 1:
         target = target.steps[0]
+    if isinstance(target, Chain | Group | Chord) and is_nested(target):
+        await submit_nested(
+            broker, store, target, job, delay=wait, link=links, link_error=errors, sender=sender
+        )
+        return Job(store, job)
     if isinstance(target, Signature):
         payload = target.complete()
         record = JobRecord(id=job, queue=target.name, created_at=now)
@@ -130,33 +136,47 @@ async def submit(
         if await store.create(record, awaited=True):
             await send(target, headers, payload)
     elif isinstance(target, Chain):
-        first, *rest = target.steps
+        first, *rest = flat(target.steps)
+        payload = first.complete()
         ids = [f"{job}.{index}" for index in range(len(rest))] + [job]
         steps = [step_of(s, ids[i + 1], f"step {i + 1} of a chain") for i, s in enumerate(rest)]
         steps[-1].link, steps[-1].link_error = links, errors
         record = JobRecord(id=job, queue=steps[-1].queue, created_at=now, meta={"first": ids[0]})
         if await store.create(record, awaited=True):
             await store.create(JobRecord(id=ids[0], queue=first.name, created_at=now))
-            await send(first, headers_for(ids[0], chain=steps))
+            await send(first, headers_for(ids[0], chain=steps), payload)
     elif isinstance(target, Group):
         if links or errors:
             raise ConfigurationError("link= / link_error= on a group: use a chord's callback")
-        await _submit_group(store, target, job, None, now, send, awaited=True)
+        members = flat(target.members)
+        payloads = [member.complete() for member in members]
+        await _submit_group(store, members, payloads, job, None, now, send, awaited=True)
     elif isinstance(target, Chord):
+        assert isinstance(target.callback, Signature)  # else it is nested
         then = step_of(target.callback, job, "a chord's callback")
         then.link, then.link_error = links, errors
+        members = flat(target.header.members)
+        payloads = [member.complete() for member in members]
         inner = f"{job}.header"
         record = JobRecord(id=job, queue=then.queue, created_at=now, meta={"group": inner})
         if await store.create(record, awaited=True):
-            await _submit_group(store, target.header, inner, then, now, send)
+            await _submit_group(store, members, payloads, inner, then, now, send)
     else:
         raise PayloadError(f"submit takes a signature (queue.s(...)) or a workflow, not {target!r}")
     return Job(store, job)
 
 
+def flat(nodes: Iterable[Any]) -> list[Signature[Any]]:
+    """The steps or members of a flat workflow (:func:`~.nesting.is_nested` said so)."""
+    found = list(nodes)
+    assert all(isinstance(node, Signature) for node in found)
+    return found
+
+
 async def _submit_group(
     store: ResultStore,
-    target: Group,
+    signatures: list[Signature[Any]],
+    payloads: list[Any],
     job: str,
     then: Step | None,
     now: float,
@@ -164,7 +184,8 @@ async def _submit_group(
     *,
     awaited: bool = False,
 ) -> None:
-    members = [f"{job}.{index}" for index in range(len(target.members))]
+    """A flat group's records, then its messages (``payloads``: checked before any write)."""
+    members = [f"{job}.{index}" for index in range(len(signatures))]
     record = JobRecord(id=job, queue="", created_at=now, members=tuple(members))
     if not await store.create(record, awaited=awaited):
         return
@@ -174,9 +195,9 @@ async def _submit_group(
     info = GroupInfo(id=job, size=len(members), then=then)
     await bounded(
         store.create(JobRecord(id=member, queue=signature.name, created_at=now))
-        for member, signature in zip(members, target.members, strict=True)
+        for member, signature in zip(members, signatures, strict=True)
     )
     await bounded(
-        send(signature, headers_for(member, group=info))
-        for member, signature in zip(members, target.members, strict=True)
+        send(signature, headers_for(member, group=info), payload)
+        for member, signature, payload in zip(members, signatures, payloads, strict=True)
     )

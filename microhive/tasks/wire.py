@@ -18,7 +18,9 @@ JOB = "x-job"
 CHAIN = "x-chain"
 """The steps after this one (a JSON list of steps); the last one's job is the chain's."""
 GROUP = "x-group"
-"""This job is a member of a group: ``{"id", "size", "then"}`` (``then``: a chord's callback)."""
+"""This job (or the chain it ends) is a member of a group: ``{"id", "size", "then", "chain",
+"group"}`` — what follows the group's completion: ``then`` and the ``chain`` after it, and
+the ``group`` the group itself is a member of (nested workflows)."""
 LINK = "x-link"
 """Steps to enqueue with this job's result once it succeeded."""
 LINK_ERROR = "x-link-error"
@@ -27,7 +29,10 @@ LINK_ERROR = "x-link-error"
 
 class Step(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One task still to run: its queue, the arguments known now, the argument ``fill``
-    that the value it waits for goes into, its (deterministic) job id, its own callbacks."""
+    that the value it waits for goes into, its (deterministic) job id, its own callbacks.
+
+    With ``members`` it is a group instead (``queue`` empty): each member is the list of
+    steps of a chain (one step for a plain member), whose last job is ``<job>.<i>``."""
 
     queue: str
     job: str
@@ -35,12 +40,19 @@ class Step(msgspec.Struct, kw_only=True, omit_defaults=True):
     fill: str | None = None
     link: list[Step] = msgspec.field(default_factory=list)
     link_error: list[Step] = msgspec.field(default_factory=list)
+    members: list[list[Step]] | None = None
 
 
 class GroupInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The group a job is a member of, and what follows once all its members are final:
+    ``then`` (a chord's callback, or the next step of a chain), then the rest of that
+    ``chain``; ``group``: the outer group this group's chain is a member of."""
+
     id: str
     size: int
     then: Step | None = None
+    chain: list[Step] = msgspec.field(default_factory=list)
+    group: GroupInfo | None = None
 
 
 _encoder = msgspec.json.Encoder()

@@ -2,8 +2,8 @@
 
 ``microhive run tests.tasks.crash_agents:Worker --transport URL`` runs the tasks; each run
 appends ``<task> <job id>`` to ``$MH_TEST_RECORD.<pid>`` before it returns (so a SIGKILL
-never hides a run). ``python -m tests.tasks.crash_agents URL SIZE PAUSE`` submits a chord
-and a chain, prints their job ids, then waits to be killed.
+never hides a run). ``python -m tests.tasks.crash_agents URL SIZE PAUSE`` submits a chord,
+a chain and a nested workflow, prints their job ids, then waits to be killed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from typing import IO
 
 from microhive import (
+    Chain,
     MicroAgent,
     Namespace,
     Queue,
@@ -65,6 +66,18 @@ class Worker(MicroAgent):
         return sum(numbers)
 
 
+def nested_workflow(size: int, pause: float) -> Chain:
+    """2, then ``size`` chains that each add ``i`` and double, then the sum of theirs:
+    ``nested_result(size)``."""
+    add, mul, xsum = QUEUES.crash_add, QUEUES.crash_mul, QUEUES.crash_xsum
+    members = group(chain(add.s(y=i, pause=pause), mul.s(y=2)) for i in range(size))
+    return chain(add.s(x=1, y=1, pause=pause), members, xsum.s())
+
+
+def nested_result(size: int) -> int:
+    return sum((2 + i) * 2 for i in range(size))
+
+
 async def submit(url: str, size: int, pause: float) -> None:
     add, mul, xsum = QUEUES.crash_add, QUEUES.crash_mul, QUEUES.crash_xsum
     broker = QueueBroker.from_url(url, queues=QUEUES)
@@ -72,7 +85,8 @@ async def submit(url: str, size: int, pause: float) -> None:
     members = group(add.s(x=i, y=i, pause=pause) for i in range(size))
     together = await broker.submit(chord(members, xsum.s()))
     steps = await broker.submit(chain(add.s(x=4, y=4, pause=pause), mul.s(y=8), mul.s(y=2)))
-    print(f"submitted {together.id} {steps.id}", flush=True)
+    nested = await broker.submit(nested_workflow(size, pause))
+    print(f"submitted {together.id} {steps.id} {nested.id}", flush=True)
     await asyncio.sleep(3600)  # the test kills this process here
 
 

@@ -12,7 +12,7 @@ from microhive import QueueBroker
 
 from ..cli.helpers import Process
 from ..processes import ready, stop, until
-from .crash_agents import QUEUES
+from .crash_agents import QUEUES, nested_result
 
 WORKER = "tests.tasks.crash_agents:Worker"
 
@@ -46,7 +46,7 @@ async def test_the_caller_killed_right_after_submit(url: str, tmp_path: Path) ->
     size = 20
     who = caller(url, size, 0.0)
     try:
-        chord_id, chain_id = await submitted(who)
+        chord_id, chain_id, nested_id = await submitted(who)
         who.popen.kill()  # SIGKILL: nothing of the caller is left to carry the workflows on
         who.wait(timeout=10)
     finally:
@@ -57,12 +57,15 @@ async def test_the_caller_killed_right_after_submit(url: str, tmp_path: Path) ->
         async with QueueBroker.from_url(url, queues=QUEUES) as broker:
             assert await broker.job(chord_id).result(timeout=60) == size * (size - 1)
             assert await broker.job(chain_id).result(timeout=60) == 128
+            assert await broker.job(nested_id).result(timeout=60) == nested_result(size)
         assert stop(work) == 0, work.output
     finally:
         work.kill()
     done = runs(base)
     assert done[f"xsum {chord_id}"] == 1
-    assert sum(1 for line in done if line.startswith("add ")) == size + 1
+    assert done[f"xsum {nested_id}"] == 1
+    flat = [line for line in done if line.startswith("add ") and nested_id not in line]
+    assert len(flat) == size + 1
 
 
 async def test_a_worker_killed_in_the_middle_of_a_group(url: str, tmp_path: Path) -> None:
@@ -74,7 +77,7 @@ async def test_a_worker_killed_in_the_middle_of_a_group(url: str, tmp_path: Path
         await ready(first)
         await ready(second)
         who = caller(url, size, 0.05)
-        chord_id, chain_id = await submitted(who)
+        chord_id, chain_id, nested_id = await submitted(who)
         killed = base.parent / f"{base.name}.{first.popen.pid}"
 
         def mid_group() -> bool:
@@ -86,6 +89,7 @@ async def test_a_worker_killed_in_the_middle_of_a_group(url: str, tmp_path: Path
         async with QueueBroker.from_url(url, queues=QUEUES) as broker:
             assert await broker.job(chord_id).result(timeout=120) == size * (size - 1)
             assert await broker.job(chain_id).result(timeout=120) == 128
+            assert await broker.job(nested_id).result(timeout=120) == nested_result(size)
         assert stop(second) == 0, second.output
     finally:
         first.kill()
@@ -96,5 +100,8 @@ async def test_a_worker_killed_in_the_middle_of_a_group(url: str, tmp_path: Path
     members = {f"add {chord_id}.header.{i}" for i in range(size)}
     assert members <= set(done), "every member ran at least once"
     assert done[f"xsum {chord_id}"] == 1, "the chord's callback ran exactly once"
+    nested = {f"mul {nested_id}.1.{i}" for i in range(size)}
+    assert nested <= set(done), "every member chain of the nested workflow ran to its end"
+    assert done[f"xsum {nested_id}"] == 1, "the nested chord's callback ran exactly once"
     again = sum(done[m] - 1 for m in members)
     print(f"worker SIGKILLed mid-group: {again} of {size} members ran twice")
