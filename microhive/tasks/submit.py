@@ -100,6 +100,35 @@ async def bounded(calls: Iterable[Awaitable[Any]]) -> list[Any]:
     return await asyncio.gather(*(one(call) for call in calls))
 
 
+SENT = "sent"
+"""Meta key a submit with a caller-given ``job_id`` sets on the record of the job it sent (a
+signature's, a chain's first step's) once the message is out."""
+
+
+async def sends(
+    store: ResultStore, record: JobRecord, first: str, given: bool, *, missing: bool
+) -> bool:
+    """Whether this submit sends ``first``'s message: it wrote ``record``, or (a caller-given
+    id that exists already) the submit that wrote it died before its message went out
+    (``missing``: what it means that ``first`` has no record)."""
+    if await store.create(record, awaited=True):
+        return True
+    if not given:
+        return False
+    found = await store.get(first)
+    if found is None:
+        return missing
+    return found.state is JobState.PENDING and SENT not in found.meta
+
+
+async def mark_sent(store: ResultStore, job: str, given: bool) -> None:
+    if not given:  # a fresh id is never submitted again: nothing to tell a later submit
+        return
+    found = await store.get(job)
+    if found is not None and not found.state.final and SENT not in found.meta:
+        await store.transition(job, None, {"meta": {**found.meta, SENT: "1"}})
+
+
 async def submit(
     broker: QueueBroker,
     target: Signature[Any] | Workflow,
@@ -133,8 +162,9 @@ async def submit(
         payload = target.complete()
         record = JobRecord(id=job, queue=target.name, created_at=now)
         headers = headers_for(job, link=links, link_error=errors)
-        if await store.create(record, awaited=True):
+        if await sends(store, record, job, job_id is not None, missing=False):
             await send(target, headers, payload)
+            await mark_sent(store, job, job_id is not None)
     elif isinstance(target, Chain):
         first, *rest = flat(target.steps)
         payload = first.complete()
@@ -142,9 +172,10 @@ async def submit(
         steps = [step_of(s, ids[i + 1], f"step {i + 1} of a chain") for i, s in enumerate(rest)]
         steps[-1].link, steps[-1].link_error = links, errors
         record = JobRecord(id=job, queue=steps[-1].queue, created_at=now, meta={"first": ids[0]})
-        if await store.create(record, awaited=True):
+        if await sends(store, record, ids[0], job_id is not None, missing=True):
             await store.create(JobRecord(id=ids[0], queue=first.name, created_at=now))
             await send(first, headers_for(ids[0], chain=steps), payload)
+            await mark_sent(store, ids[0], job_id is not None)
     elif isinstance(target, Group):
         if links or errors:
             raise ConfigurationError("link= / link_error= on a group: use a chord's callback")

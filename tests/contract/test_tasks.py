@@ -121,6 +121,28 @@ async def test_a_caller_given_job_id_deduplicates(tasks: TaskFactory) -> None:
     assert tasks.count("add") == 1
 
 
+async def test_a_resubmit_sends_what_a_submitter_killed_before_sending_left_unsent(
+    tasks: TaskFactory,
+) -> None:
+    """A caller died between writing a job's record and sending its message: submitting the
+    same job id again sends it (the record says it never went out), once."""
+    from microhive.tasks.store import JobRecord
+    from microhive.tasks.stores import store_for
+
+    broker = await tasks.broker()
+    store = store_for(broker)
+    await store.create(JobRecord(id="order-7", queue="add", created_at=time.time()))
+    await store.create(JobRecord(id="chain-7", queue="mul", created_at=time.time()))
+    job = await broker.add.submit(x=3, y=4, job_id="order-7")
+    again = await broker.add.submit(x=3, y=4, job_id="order-7")  # sent now: not again
+    flow = await broker.submit(chain(add.s(x=1, y=1), mul.s(y=10)), job_id="chain-7")
+    await tasks.math()
+    assert await job.result(timeout=10) == await again.result(timeout=10) == 7
+    assert await flow.result(timeout=10) == 20
+    await asyncio.sleep(0.2)
+    assert tasks.count("add") == 2 and tasks.count("mul") == 1
+
+
 async def test_revoke_a_pending_job(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
     job = await broker.add.submit(x=1, y=1)
