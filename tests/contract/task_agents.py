@@ -7,7 +7,7 @@ import functools
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from microhive import MicroAgent, Namespace, Queue, QueueBroker, private_catalog, task
+from microhive import Backoff, MicroAgent, Namespace, Queue, QueueBroker, private_catalog, task
 from microhive.agent.specs import ConsumerSpec
 from microhive.envelope import new_id
 from microhive.tasks.job import Job
@@ -61,7 +61,8 @@ class Math(MicroAgent):
         self.ran("broken")
         raise ZeroDivisionError("division by zero")
 
-    @task(q.flaky, retries=3, backoff=0.3)
+    # 0.3 s between attempts, not growing: long enough to see RETRYING, short for the suite
+    @task(q.flaky, retries=3, backoff=Backoff(initial=0.3, factor=1))
     async def flaky(self, fails: int) -> str:
         self.ran("flaky", fails=fails)
         from microhive import current_job
