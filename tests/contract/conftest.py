@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -18,6 +18,9 @@ from microhive.envelope import new_id
 
 from .. import engines
 from ..amqp import server as amqp_server
+
+if TYPE_CHECKING:
+    from .task_agents import TaskFactory
 
 
 @dataclass
@@ -139,3 +142,18 @@ async def factory(url: str, transport: Transport) -> AsyncIterator[Factory]:
     finally:
         for item in reversed(made.opened):
             await item.close()
+
+
+@pytest.fixture
+async def tasks(transport: Transport, url: str) -> AsyncIterator[TaskFactory]:
+    """Brokers that know the task queues and Math agents (task_agents.py), closed at the
+    end; the results AMQP and Kafka kept in Redis are deleted."""
+    from .task_agents import TaskFactory, forget_results, task_url  # it imports this module
+
+    made = TaskFactory(task_url(transport, url))
+    try:
+        yield made
+    finally:
+        for item in reversed(made.opened):
+            await item.close()
+        await forget_results(made.url)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from microhive import MicroAgent, Namespace, Queue, QueueBroker, private_catalog, task
+from microhive import Backoff, MicroAgent, Namespace, Queue, QueueBroker, private_catalog, task
+from microhive.agent.specs import ConsumerSpec
 from microhive.envelope import new_id
 from microhive.tasks.job import Job
 
@@ -59,7 +61,8 @@ class Math(MicroAgent):
         self.ran("broken")
         raise ZeroDivisionError("division by zero")
 
-    @task(q.flaky, retries=3, backoff=0.3)
+    # 0.3 s between attempts, not growing: long enough to see RETRYING, short for the suite
+    @task(q.flaky, retries=3, backoff=Backoff(initial=0.3, factor=1))
     async def flaky(self, fails: int) -> str:
         self.ran("flaky", fails=fails)
         from microhive import current_job
@@ -107,6 +110,22 @@ class Math(MicroAgent):
         return a + b
 
 
+@functools.cache
+def consuming(queues: frozenset[str]) -> type[Math]:
+    """Math with only the tasks of ``queues``: the others are overridden without a
+    decorator, which removes a handler (microhive/agent/handlers.py)."""
+    tasks = {
+        h.spec.queue.name: h.name
+        for h in Math.handlers.consumers
+        if isinstance(h.spec, ConsumerSpec)
+    }
+    unknown = queues - tasks.keys()
+    if unknown:
+        raise ValueError(f"Math has no task for {sorted(unknown)}")
+    dropped: dict[str, Any] = {tasks[name]: None for name in tasks.keys() - queues}
+    return type(f"Math_{'_'.join(sorted(queues))}", (Math,), dropped)
+
+
 RESULTS_PREFIX = "microhive-test.results-"
 
 
@@ -137,8 +156,13 @@ class TaskFactory(Factory):
     async def broker(self, queues: Any = TASK_QUEUES, **options: Any) -> QueueBroker:
         return await super().broker(queues, **options)
 
-    async def math(self, **settings: Any) -> Math:
-        agent = Math(None, await self.broker(), settings={"runs": self.runs, **settings})
+    async def math(self, *queues: str, **settings: Any) -> Math:
+        """A Math agent consuming only ``queues`` (all of Math's when none are named): on
+        Kafka each queue consumed costs two consumer-group joins of a second each."""
+        kind = consuming(frozenset(queues)) if queues else Math
+        agent = kind(
+            None, await self.broker(), settings={"runs": self.runs, **settings}, name="Math"
+        )
         self.opened.append(_Stopper(agent))
         await agent.start()
         return agent

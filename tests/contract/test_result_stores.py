@@ -37,6 +37,7 @@ STORES = [t for t in TRANSPORTS if t.name in ("memory", "redis", "nats")]
 
 Stores = Callable[[], Awaitable[ResultStore]]
 GUARD = 30.0  # seconds: only ever a failure guard, never a speed requirement
+SHORT = 0.5  # seconds: the TTL of what a test lets expire (every store takes fractions)
 
 
 @pytest.fixture(params=STORES, ids=[t.name for t in STORES])
@@ -271,8 +272,8 @@ async def until_gone(store: ResultStore, job_id: str) -> None:
 
 async def test_a_record_expires_ttl_after_its_last_write(store: ResultStore) -> None:
     short, kept = job(), job()
-    await store.create(short, ttl=1)
-    await store.create(kept, ttl=1)
+    await store.create(short, ttl=SHORT)
+    await store.create(kept, ttl=SHORT)
     assert await store.transition(kept.id, JobState.STARTED, ttl=60) is not None
     await until_gone(store, short.id)
     assert await store.get(kept.id) is not None  # its last write said 60 s
@@ -284,7 +285,7 @@ async def test_a_record_expires_ttl_after_its_last_write(store: ResultStore) -> 
 async def test_an_expired_final_record_is_gone(store: ResultStore) -> None:
     record = job()
     await store.create(record, ttl=60)
-    await store.transition(record.id, JobState.SUCCEEDED, {"result": b"1"}, ttl=1)
+    await store.transition(record.id, JobState.SUCCEEDED, {"result": b"1"}, ttl=SHORT)
     await until_gone(store, record.id)
     assert await store.wait(record.id, 0.2) is None
     assert record.id not in {r.id for r in await store.jobs()}
@@ -292,8 +293,8 @@ async def test_an_expired_final_record_is_gone(store: ResultStore) -> None:
 
 async def test_a_join_set_expires_ttl_after_its_last_write(store: ResultStore) -> None:
     group = f"group-{new_id()}"
-    assert await store.join(group, "a", 2, ttl=1) is False
-    await asyncio.sleep(2.5)  # the rule: gone 1 s after the last write
+    assert await store.join(group, "a", 2, ttl=SHORT) is False
+    await asyncio.sleep(SHORT + 1.0)  # the rule: gone SHORT s after the last write
     assert await store.join(group, "b", 2, ttl=60) is False  # "a" was forgotten
     assert await store.join(group, "a", 2, ttl=60) is True
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,25 +27,13 @@ from microhive import (
 )
 from microhive.tasks.wire import JOB
 
-from .conftest import Transport
 from .helpers import eventually
-from .task_agents import TASK_QUEUES, TaskFactory, forget_results, q, results, task_url
-
-
-@pytest.fixture
-async def tasks(transport: Transport, url: str) -> AsyncIterator[TaskFactory]:
-    made = TaskFactory(task_url(transport, url))
-    try:
-        yield made
-    finally:
-        for item in reversed(made.opened):
-            await item.close()
-        await forget_results(made.url)
+from .task_agents import TASK_QUEUES, TaskFactory, q, results
 
 
 async def test_submit_then_result(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add")
     job = await broker.add.submit(x=1, y=1)
     assert await job.result(timeout=10) == 2
     assert await job.status() is JobState.SUCCEEDED
@@ -63,7 +50,7 @@ async def test_a_job_waits_queued_until_a_worker_runs_it(tasks: TaskFactory) -> 
     with pytest.raises(ResultTimeout, match="pending") as caught:
         await job.result(timeout=0.3)
     assert isinstance(caught.value, TimeoutError)
-    await tasks.math()
+    await tasks.math("add")
     assert await job.result(timeout=10) == 5
 
 
@@ -79,7 +66,7 @@ async def test_an_unknown_job_is_unknown_not_pending(tasks: TaskFactory) -> None
 
 async def test_a_failure_raises_the_remote_type_and_message(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("broken")
     job = await broker.broken.submit()
     with pytest.raises(TaskFailed) as caught:
         await job.result(timeout=10)
@@ -92,7 +79,7 @@ async def test_a_failure_raises_the_remote_type_and_message(tasks: TaskFactory) 
 
 async def test_retries_pass_through_retrying(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("flaky")
     job = await broker.flaky.submit(fails=2)
     await eventually(lambda: _is(job, JobState.RETRYING), timeout=10)
     record = await job.record()
@@ -113,7 +100,7 @@ async def test_a_caller_given_job_id_deduplicates(tasks: TaskFactory) -> None:
     first = await broker.add.submit(x=1, y=2, job_id="order-42")
     second = await broker.add.submit(x=100, y=200, job_id="order-42")
     assert first.id == second.id == "order-42"
-    await tasks.math()
+    await tasks.math("add")
     assert await second.result(timeout=10) == 3
     third = await broker.add.submit(x=5, y=5, job_id="order-42")
     assert await third.result(timeout=1) == 3
@@ -149,7 +136,7 @@ async def test_revoke_a_pending_job(tasks: TaskFactory) -> None:
     assert await job.revoke("not needed") is True
     assert await job.revoke() is False  # final already
     assert await job.status() is JobState.REVOKED
-    await tasks.math()
+    await tasks.math("add")
     with pytest.raises(TaskRevoked, match="not needed"):
         await job.result(timeout=5)
     await eventually(lambda: _drained(broker, "add"), timeout=10)
@@ -163,7 +150,7 @@ async def _drained(broker: object, queue: str) -> bool:
 async def test_progress_and_a_cooperative_cancel_of_a_running_job(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
     gate = asyncio.Event()
-    await tasks.math(gate=gate)
+    await tasks.math("slow", gate=gate)
     job = await broker.slow.submit(steps=100)
     assert await eventually(lambda: _progress_is(job, {"done": 0}), timeout=10)
     assert await job.status() is JobState.STARTED
@@ -183,7 +170,7 @@ async def _progress_is(job: object, value: object) -> bool:
 
 async def test_a_result_too_big_or_not_json_fails_the_job(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("big")
     assert await (await broker.big.submit(size=10)).result(timeout=10) == "x" * 10
     with pytest.raises(TaskFailed, match=r"result cannot be stored.*limit is 1000"):
         await (await broker.big.submit(size=5000)).result(timeout=10)
@@ -193,7 +180,7 @@ async def test_a_result_too_big_or_not_json_fails_the_job(tasks: TaskFactory) ->
 
 async def test_delay_and_at_hold_a_job_back(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add")
     submitted = time.time()
     later = await broker.add.submit(x=1, y=1, delay=0.5)
     at = await broker.add.submit(x=2, y=2, at=datetime.now(UTC) + timedelta(seconds=0.5))
@@ -244,7 +231,7 @@ def test_reserved_names_are_refused_when_declared() -> None:
 async def test_the_worker_checks_arguments_again(tasks: TaskFactory) -> None:
     """A message from a sender that did not check (a plain client, an undeclared queue)."""
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "loose")
     await broker.send("add", {"x": 1}, headers={JOB: "plain-1"})
     job = broker.job("plain-1")
     with pytest.raises(TaskFailed, match=r"invalid payload.*missing \['y'\]"):
@@ -264,14 +251,14 @@ async def test_a_message_without_a_job_id_is_a_job_named_by_its_message(
     tasks: TaskFactory,
 ) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add")
     message_id = await broker.send("add", {"x": 20, "y": 22})
     assert await broker.job(message_id).result(timeout=10) == 42
 
 
 async def test_jobs_are_listed_by_queue_and_state(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "broken")
     done = await broker.add.submit(x=1, y=1)
     failed = await broker.broken.submit()
     await done.result(timeout=10)
@@ -293,8 +280,7 @@ async def test_a_rate_limit_holds_across_workers(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
     if not broker.capabilities.delayed_delivery:
         pytest.skip("no delayed delivery: a rate limit cannot hold jobs back")
-    await tasks.math()
-    await tasks.math()
+    await asyncio.gather(tasks.math("limited"), tasks.math("limited"))  # one Kafka rebalance
     jobs = [await broker.limited.submit(n=n) for n in range(10)]
     assert await results(*jobs, timeout=30) == list(range(10))
     windows: dict[int, int] = {}

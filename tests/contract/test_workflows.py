@@ -7,7 +7,6 @@ The seed's canvas calls, translated: ``group(add.s(i, i) for i in range(10))``,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -23,27 +22,15 @@ from microhive import (
 )
 from microhive.tasks.wire import CHAIN, JOB
 
-from .conftest import Transport
 from .helpers import eventually
-from .task_agents import TaskFactory, forget_results, q, task_url
+from .task_agents import TaskFactory, q
 
 add, mul, xsum = q.add, q.mul, q.xsum
 
 
-@pytest.fixture
-async def tasks(transport: Transport, url: str) -> AsyncIterator[TaskFactory]:
-    made = TaskFactory(task_url(transport, url))
-    try:
-        yield made
-    finally:
-        for item in reversed(made.opened):
-            await item.close()
-        await forget_results(made.url)
-
-
 async def test_group_chain_and_chord_as_in_the_seed(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "mul", "xsum")
     job = await broker.submit(group(add.s(x=i, y=i) for i in range(10)))
     assert await job.result(timeout=10) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
     job = await broker.submit(chain(add.s(x=4, y=4), mul.s(y=8)))
@@ -58,14 +45,14 @@ async def test_group_chain_and_chord_as_in_the_seed(tasks: TaskFactory) -> None:
 
 async def test_signatures_from_broker_handles(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "mul")
     job = await broker.submit(chain(broker.add.s(x=1, y=2), broker.queue("mul").s(y=3)))
     assert await job.result(timeout=10) == 9
 
 
 async def test_a_group_with_a_failed_member_fails_with_its_error(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "broken")
     job = await broker.submit(group(add.s(x=1, y=1), q.broken.s(), add.s(x=2, y=2)))
     with pytest.raises(TaskFailed, match="division by zero") as caught:
         await job.result(timeout=10)
@@ -77,7 +64,7 @@ async def test_a_group_with_a_failed_member_fails_with_its_error(tasks: TaskFact
 
 async def test_a_failed_chain_step_fails_the_chain(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("broken", "record")
     job = await broker.submit(chain(q.broken.s(), q.record.s()))
     with pytest.raises(TaskFailed, match="division by zero"):
         await job.result(timeout=10)
@@ -86,7 +73,7 @@ async def test_a_failed_chain_step_fails_the_chain(tasks: TaskFactory) -> None:
 
 async def test_a_chord_with_a_failed_member_never_calls_back(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "broken", "record")
     job = await broker.submit(chord([add.s(x=1, y=1), q.broken.s()], q.record.s()))
     with pytest.raises(TaskFailed, match=r"ZeroDivisionError|division by zero"):
         await job.result(timeout=10)
@@ -95,7 +82,7 @@ async def test_a_chord_with_a_failed_member_never_calls_back(tasks: TaskFactory)
 
 async def test_link_gets_the_result_and_link_error_the_failed_job_id(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "record", "broken", "on_error")
     ok = await broker.add.submit(x=2, y=3, link=q.record.s())
     assert await ok.result(timeout=10) == 5
     await eventually(lambda: ("record", {"value": 5}) in tasks.runs, timeout=10)
@@ -141,7 +128,7 @@ async def test_a_redelivered_finished_step_is_skipped_and_the_chain_goes_on_once
     """A worker that died after storing a step's result but before its ack: the message
     comes again. The step does not run again, and the next step is enqueued only once."""
     broker = await tasks.broker()
-    await tasks.math()
+    await tasks.math("add", "record")
     job = await broker.submit(chain(add.s(x=1, y=1), q.record.s()))
     assert await job.result(timeout=10) == 2
     record = await job.record()
@@ -165,8 +152,8 @@ async def _drained(broker: object, queue: str) -> bool:
 
 async def test_the_chord_callback_runs_once_with_several_workers(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
-    for _ in range(3):
-        await tasks.math()
+    # started together: on Kafka they join each group in one rebalance, not one each
+    await asyncio.gather(*(tasks.math("add", "xsum") for _ in range(3)))
     jobs = [
         await broker.submit(chord(group(add.s(x=i, y=n) for i in range(20)), xsum.s()))
         for n in range(5)
@@ -181,7 +168,7 @@ async def test_revoking_a_chord_revokes_its_members(tasks: TaskFactory) -> None:
     broker = await tasks.broker()
     job = await broker.submit(chord(group(add.s(x=i, y=i) for i in range(3)), xsum.s()))
     assert await job.revoke() is True
-    await tasks.math()
+    await tasks.math("add", "xsum")
     with pytest.raises(TaskRevoked):
         await job.result(timeout=5)
     await eventually(lambda: _drained(broker, "add"), timeout=10)
