@@ -53,7 +53,7 @@ async def drained(broker: QueueBroker) -> bool:
 async def test_nested_workflows_give_celerys_results(tasks: TaskFactory) -> None:
     sent = Sent()
     broker = await tasks.broker(middleware=[sent])
-    await tasks.math()
+    await tasks.math("add", "mul", "xsum")
     cases = [
         # a chain, then a group (each member gets 2), then a step: a chord, as in Celery
         (chain(add.s(x=1, y=1), group(add.s(y=1), mul.s(y=3)), xsum.s()), 9),
@@ -96,7 +96,7 @@ async def test_a_revoke_reaches_nested_members_and_a_failure_fails_the_outer_job
     )
     assert await job.revoke() is True
     assert await chord_like.revoke() is True
-    await tasks.math()
+    await tasks.math("add", "mul", "xsum", "broken", "on_error", "record")
     for revoked in (job, chord_like):
         with pytest.raises(TaskRevoked):
             await revoked.result(timeout=10)

@@ -22,9 +22,12 @@ from microhive import (
     TaskFailed,
     TaskRevoked,
     UnknownNameError,
+    chain,
     private_catalog,
     task,
 )
+from microhive.tasks.store import JobRecord
+from microhive.tasks.stores import store_for
 from microhive.tasks.wire import JOB
 
 from .helpers import eventually
@@ -113,17 +116,14 @@ async def test_a_resubmit_sends_what_a_submitter_killed_before_sending_left_unse
 ) -> None:
     """A caller died between writing a job's record and sending its message: submitting the
     same job id again sends it (the record says it never went out), once."""
-    from microhive.tasks.store import JobRecord
-    from microhive.tasks.stores import store_for
-
     broker = await tasks.broker()
     store = store_for(broker)
     await store.create(JobRecord(id="order-7", queue="add", created_at=time.time()))
     await store.create(JobRecord(id="chain-7", queue="mul", created_at=time.time()))
     job = await broker.add.submit(x=3, y=4, job_id="order-7")
     again = await broker.add.submit(x=3, y=4, job_id="order-7")  # sent now: not again
-    flow = await broker.submit(chain(add.s(x=1, y=1), mul.s(y=10)), job_id="chain-7")
-    await tasks.math()
+    flow = await broker.submit(chain(q.add.s(x=1, y=1), q.mul.s(y=10)), job_id="chain-7")
+    await tasks.math("add", "mul")
     assert await job.result(timeout=10) == await again.result(timeout=10) == 7
     assert await flow.result(timeout=10) == 20
     await asyncio.sleep(0.2)
