@@ -2,16 +2,21 @@
 
 ``microhive run tests.tasks.crash_agents:Worker --transport URL`` runs the tasks; each run
 appends ``<task> <job id>`` to ``$MH_TEST_RECORD.<pid>`` before it returns (so a SIGKILL
-never hides a run). ``python -m tests.tasks.crash_agents URL SIZE PAUSE`` submits a chord
-and a chain, prints their job ids, then waits to be killed.
+never hides a run), and ``add`` also ``took add <job id>`` when it starts (so a test sees
+which members a SIGKILL interrupted). With ``MH_TEST_DIE_AT`` set, the first worker to reach
+that point of enqueueing a chord's callback SIGKILLs itself (:func:`die_at`).
+``python -m tests.tasks.crash_agents URL SIZE PAUSE`` submits a chord and a chain, prints
+their job ids, then waits to be killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
+import signal
 import sys
-from typing import IO
+from typing import IO, Any
 
 from microhive import (
     MicroAgent,
@@ -24,6 +29,9 @@ from microhive import (
     group,
     task,
 )
+from microhive.tasks.continuation import Continuer
+from microhive.tasks.store import ResultStore
+from microhive.tasks.wire import Step
 
 QUEUES = Namespace(
     [
@@ -50,6 +58,7 @@ def record(what: str) -> None:
 class Worker(MicroAgent):
     @task(QUEUES.crash_add, concurrency=8)
     async def add(self, x: int, y: int, pause: float) -> int:
+        record("took add")
         await asyncio.sleep(pause)
         record("add")
         return x + y
@@ -63,6 +72,67 @@ class Worker(MicroAgent):
     async def xsum(self, numbers: list[int]) -> int:
         record("xsum")
         return sum(numbers)
+
+
+# -- dying at a chosen point -------------------------------------------------------------
+
+CALLBACK_DUE = "callback-due"
+"""The group's join said it is complete; the chord's callback is not sent yet."""
+CALLBACK_SENT = "callback-sent"
+"""The callback's message is sent; its record is not marked enqueued yet (docs/tasks.md,
+Guarantees: the one window where it is sent twice)."""
+
+
+def die_once(marker: str) -> None:
+    """SIGKILL this process unless some worker already died here (``marker`` exists)."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _DyingStore:
+    """The worker's store, but the first ``transition`` (marking the step enqueued) is a
+    SIGKILL instead."""
+
+    def __init__(self, store: ResultStore, marker: str) -> None:
+        self._store = store
+        self._marker = marker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def transition(self, *args: Any, **kwargs: Any) -> Any:
+        die_once(self._marker)
+        return await self._store.transition(*args, **kwargs)
+
+
+def die_at(point: str, marker: str) -> None:
+    """Make the first worker (of all that share ``marker``) that enqueues a chord's
+    callback SIGKILL itself at ``point``: the others carry the workflow on."""
+    enqueue = Continuer.enqueue
+
+    async def dying(
+        self: Continuer, step: Step, value: Any, chain: list[Step] | None = None
+    ) -> None:
+        target = self
+        if step.queue == QUEUES.crash_xsum.name:
+            if point == CALLBACK_DUE:
+                die_once(marker)
+            elif point == CALLBACK_SENT:
+                target = copy.copy(self)
+                target.store = _DyingStore(self.store, marker)  # type: ignore[assignment]
+        await enqueue(target, step, value, chain)
+
+    Continuer.enqueue = dying  # type: ignore[method-assign]
+
+
+if os.environ.get("MH_TEST_DIE_AT"):
+    die_at(os.environ["MH_TEST_DIE_AT"], os.environ["MH_TEST_DIE_MARKER"])
+
+
+# -- the caller ------------------------------------------------------------------------------
 
 
 async def submit(url: str, size: int, pause: float) -> None:
