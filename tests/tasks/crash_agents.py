@@ -1,6 +1,7 @@
 """The task workers and the caller that the crash tests run as real processes.
 
-``microhive run tests.tasks.crash_agents:Worker --transport URL`` runs the tasks; each run
+``microhive run tests.tasks.crash_agents:Worker --transport URL`` runs the tasks (``Members``
+and ``Callbacks`` split them between processes); each run
 appends ``<task> <job id>`` to ``$MH_TEST_RECORD.<pid>`` before it returns (so a SIGKILL
 never hides a run), and ``add`` also ``took add <job id>`` when it starts (so a test sees
 which members a SIGKILL interrupted). With ``MH_TEST_DIE_AT`` set, the first worker to reach
@@ -55,7 +56,9 @@ def record(what: str) -> None:
     file.write(f"{what} {current_job().id}\n")
 
 
-class Worker(MicroAgent):
+class Members(MicroAgent):
+    """The group's members and the chain's steps."""
+
     @task(QUEUES.crash_add, concurrency=8)
     async def add(self, x: int, y: int, pause: float) -> int:
         record("took add")
@@ -68,10 +71,18 @@ class Worker(MicroAgent):
         record("mul")
         return x * y
 
+
+class Callbacks(MicroAgent):
+    """The chord's callback."""
+
     @task(QUEUES.crash_xsum)
     async def xsum(self, numbers: list[int]) -> int:
         record("xsum")
         return sum(numbers)
+
+
+class Worker(Members, Callbacks):
+    """Every task of the tests in one agent."""
 
 
 # -- dying at a chosen point -------------------------------------------------------------
