@@ -61,10 +61,11 @@ def interrupted_in(path: Path) -> set[str]:
 
 
 def worker(
-    transport: Transport, url: str, base: Path, agent: str = "Worker", **env: str
+    url: str, base: Path, agent: str = "Worker", *, signals: bool = True, **env: str
 ) -> Process:
-    """``microhive run`` of the tasks (Kafka carries no signals: an in-process bus)."""
-    bus = url if transport.signals else "memory://"
+    """``microhive run`` of the tasks (``signals=False``: Kafka has no signal bus, the
+    agents get an in-process one)."""
+    bus = url if signals else "memory://"
     return Process(
         "-m", "microhive", "run", f"{AGENTS}:{agent}", "--bus", bus, "--broker", url,
         "--grace-period", "1", env={"MH_TEST_RECORD": str(base), **env},
@@ -92,7 +93,7 @@ async def test_the_caller_killed_right_after_submit(
         who.wait(timeout=10)
     finally:
         who.kill()
-    work = worker(transport, where, base)
+    work = worker(where, base, signals=transport.signals)
     try:
         await ready(work)
         async with QueueBroker.from_url(where, queues=QUEUES) as broker:
@@ -111,7 +112,7 @@ async def test_a_worker_killed_in_the_middle_of_a_group(
 ) -> None:
     base = tmp_path / "runs"
     size = 200
-    first, second = worker(transport, where, base), worker(transport, where, base)
+    first, second = (worker(where, base, signals=transport.signals) for _ in range(2))
     who: Process | None = None
     killed = base.parent / f"{base.name}.{first.popen.pid}"
     try:
@@ -162,8 +163,8 @@ async def test_a_worker_killed_as_it_enqueues_the_chord_callback(
     base, marker = tmp_path / "runs", tmp_path / "died"
     size = 20
     dying = {"MH_TEST_DIE_AT": point, "MH_TEST_DIE_MARKER": str(marker)}
-    members = [worker(transport, where, base, "Members", **dying) for _ in range(2)]
-    callbacks = worker(transport, where, base, "Callbacks")
+    members = [worker(where, base, "Members", signals=transport.signals, **dying) for _ in range(2)]
+    callbacks = worker(where, base, "Callbacks", signals=transport.signals)
     who: Process | None = None
     try:
         for each in [*members, callbacks]:
