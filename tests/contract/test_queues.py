@@ -262,10 +262,12 @@ async def test_headers_and_sender_reach_the_handler(factory: Factory) -> None:
 
 async def test_graceful_stop_lets_in_flight_finish(factory: Factory) -> None:
     finished = []
+    started = asyncio.Event()
 
     class Slow(MicroAgent):
         @consumer(QUEUES.jobs)
         async def job(self, n):
+            started.set()
             await asyncio.sleep(0.2)
             finished.append(n)
 
@@ -274,7 +276,7 @@ async def test_graceful_stop_lets_in_flight_finish(factory: Factory) -> None:
     await agent.start()
     await broker.jobs.send({"n": 1})
     await eventually(lambda: _length_is(broker, 1))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 30)  # in flight now (a blind sleep raced Kafka)
     await agent.stop()
     assert finished == [1]
     assert await broker.jobs.length() == 0
