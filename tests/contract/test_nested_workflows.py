@@ -5,7 +5,6 @@ reaches nested members, and finished steps delivered again (docs/tasks.md, Workf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,22 +13,10 @@ from microhive.envelope import Envelope
 from microhive.middleware import Middleware
 from microhive.tasks.wire import JOB
 
-from .conftest import Transport
 from .helpers import eventually
-from .task_agents import TaskFactory, forget_results, q, task_url
+from .task_agents import TaskFactory, q
 
 add, mul, xsum = q.add, q.mul, q.xsum
-
-
-@pytest.fixture
-async def tasks(transport: Transport, url: str) -> AsyncIterator[TaskFactory]:
-    made = TaskFactory(task_url(transport, url))
-    try:
-        yield made
-    finally:
-        for item in reversed(made.opened):
-            await item.close()
-        await forget_results(made.url)
 
 
 class Sent(Middleware):
