@@ -104,9 +104,11 @@ def test_channel_frame_takes_a_payload() -> None:
 
 def test_every_borrowed_part_is_checked_here() -> None:
     source = inspect.getsource(inspect.getmodule(test_every_borrowed_part_is_checked_here))  # type: ignore[arg-type]
-    for part in BORROWED:
-        name = part.split(".")[-1].split("(")[0]
-        assert name in source, f"pipeline.BORROWED lists {part!r}, which no canary checks"
+    from microhive.transports.amqp import reader
+
+    for part in (*BORROWED, *reader.BORROWED):
+        name = part.split(".")[-1].split("(")[0].split(" ")[0].split("/")[0]
+        assert name in source, f"BORROWED lists {part!r}, which no canary checks"
 
 
 def _frames(data: bytes) -> list[Any]:
@@ -214,3 +216,42 @@ def test_pamqp_decoders_that_lenient_replaces_are_where_it_expects_them() -> Non
     # and they still read what pamqp reads
     assert decode.short_str(b"\x02hi") == (3, "hi")
     assert decode.short_str(b"\x02\xff\xfe") == (3, "\ufffd\ufffd")
+
+
+async def test_connections_build_the_frame_receiver_by_name() -> None:
+    """microhive/transports/amqp/reader.py replaces aiormq.connection.FrameReceiver with a
+    buffered subclass: aiormq must still build its receiver from that module-level name in
+    Connection.connect, from the stream reader alone, and iterate it in the reader task."""
+    import aiormq.connection
+
+    from microhive.transports.amqp import reader
+
+    source = inspect.getsource(aiormq.connection.Connection.connect)
+    assert "FrameReceiver(reader)" in source, why("Connection.connect builds FrameReceiver(reader)")
+    receiver_type = getattr(aiormq.connection, "FrameReceiver", None)
+    assert receiver_type is not None, why("aiormq.connection.FrameReceiver")
+    original = reader.BufferedFrames.__mro__[1]
+    made = original(asyncio.StreamReader())
+    for part in ("reader", "lock", "started"):
+        assert hasattr(made, part), why(f"FrameReceiver(reader).{part}")
+    assert inspect.iscoroutinefunction(original.get_frame), why("FrameReceiver.get_frame")
+    reader.install()
+    assert aiormq.connection.FrameReceiver is reader.BufferedFrames
+
+
+def test_the_pamqp_frames_the_reader_fills_have_the_slots_it_sets() -> None:
+    from pamqp.header import ContentHeader
+
+    from microhive.transports.amqp import reader
+
+    assert reader.BORROWED, "reader.BORROWED"
+    assert spec.Basic.Deliver.__slots__ == [
+        "consumer_tag",
+        "delivery_tag",
+        "redelivered",
+        "exchange",
+        "routing_key",
+    ], why("pamqp Basic.Deliver __slots__")
+    assert spec.Basic.Ack.__slots__ == ["delivery_tag", "multiple"], why("Basic.Ack __slots__")
+    assert list(spec.Basic.Properties.flags) == list(spec.Basic.Properties.__slots__)
+    assert ContentHeader(0, 1).properties.cluster_id == "", why("Basic.Properties defaults")

@@ -31,6 +31,7 @@ from ...errors import ConfigurationError, TransportError
 from ..links import RECONNECT, LinkDown
 from .options import AmqpOptions
 from .pipeline import Pipeline
+from .reader import install as buffered_frames
 
 log = logging.getLogger("microhive.amqp")
 
@@ -241,6 +242,7 @@ class Link:
 
     async def _connect_once(self, attempt: int) -> aiormq.Connection | None:
         """One connection attempt; None (after the backoff delay) when it failed."""
+        buffered_frames()  # the frame reader of every connection: reader.py
         try:
             connection = aiormq.Connection(
                 self.options.connection_url,
