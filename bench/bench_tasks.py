@@ -2,7 +2,8 @@
 """Tasks with results: submit → result round trip, throughput end to end, a group of 1,000.
 
 For each engine, a ``@task(add, concurrency=64)`` agent runs in the caller's process, or
-with ``--workers N`` in N processes of its own (as Celery's worker is), and the caller:
+with ``--workers N`` in N processes of its own (as Celery's worker always is; the Dramatiq
+peer's worker then too), and the caller:
 
 - **round trip**: one ``await (await broker.add.submit(x=i, y=i)).result()`` at a time,
   p50 / p99 of ``--calls`` after 50 untimed;
@@ -157,10 +158,11 @@ HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = os.environ.get("PEERS_PYTHON", str(HERE / "peers" / ".venv" / "bin" / "python"))
 
 
-def peer_row(peer: str, engine: str, n: int, calls: int) -> dict[str, Any]:
-    """One peer on one engine, measured by bench/peers/tasks_peers.py in the peers' venv."""
+def peer_row(peer: str, engine: str, n: int, calls: int, workers: int) -> dict[str, Any]:
+    """One peer on one engine, measured by bench/peers/tasks_peers.py in the peers' venv
+    (Dramatiq's worker in ``workers`` processes of its own, as ours; Celery's always is)."""
     command = [PEERS_PYTHON, str(HERE / "peers" / "tasks_peers.py"), peer, engine]
-    command += ["--n", str(n), "--calls", str(calls)]
+    command += ["--n", str(n), "--calls", str(calls), "--workers", str(workers)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -197,7 +199,11 @@ async def main() -> None:
             rows.append({"engine": engine, "error": f"{type(exc).__name__}: {exc}"})
         for peer in filter(None, args.peers.split(",")):
             if engine != "memory":
-                rows.append(await asyncio.to_thread(peer_row, peer, engine, args.n, args.calls))
+                rows.append(
+                    await asyncio.to_thread(
+                        peer_row, peer, engine, args.n, args.calls, args.workers
+                    )
+                )
     if args.json:
         print(json.dumps(rows))
         return

@@ -9,7 +9,8 @@ JSON line with the same fields as bench_tasks.py:
   2 children in a process of its own; results in Redis on both engines (as microhive's
   ``results=redis://`` on RabbitMQ; Celery's ``rpc://`` backend timed out here when results
   were fetched from several threads); ``add.delay(x, y).get(timeout=...)``.
-- **dramatiq**: a ``Worker`` (8 threads) in this process, the ``Results`` middleware with a
+- **dramatiq**: a ``Worker`` (8 threads) in this process, or with ``--workers N`` in N
+  processes of their own, the ``Results`` middleware with a
   Redis backend on both engines (Dramatiq has none on RabbitMQ);
   ``add.send(x, y).get_result(block=True)``; RabbitMQ with publisher confirms.
 
@@ -61,7 +62,9 @@ def celery_worker(engine: str, token: str) -> None:
                      "--without-mingle", "--without-gossip"])  # fmt: skip
 
 
-def run_celery(engine: str, n: int, calls: int, token: str) -> dict[str, Any]:
+def run_celery(engine: str, n: int, calls: int, token: str, processes: int) -> dict[str, Any]:
+    """Celery's worker is always a process of its own (prefork, 2 children): ``processes``
+    is not used."""
     worker = multiprocessing.Process(target=celery_worker, args=(engine, token), daemon=True)
     worker.start()
     try:
@@ -73,7 +76,7 @@ def run_celery(engine: str, n: int, calls: int, token: str) -> dict[str, Any]:
         worker.join(10)
 
 
-def run_dramatiq(engine: str, n: int, calls: int, token: str) -> dict[str, Any]:
+def dramatiq_setup(engine: str, token: str) -> tuple[Any, Any]:
     import dramatiq
     from dramatiq.results import Results
     from dramatiq.results.backends import RedisBackend
@@ -93,13 +96,45 @@ def run_dramatiq(engine: str, n: int, calls: int, token: str) -> dict[str, Any]:
     def add(x: int, y: int) -> int:
         return x + y
 
+    return broker, add
+
+
+def dramatiq_worker(engine: str, token: str, stop: Any) -> None:
+    """A Dramatiq worker (8 threads) in a process of its own, until ``stop`` is set."""
+    import dramatiq
+
+    broker, _ = dramatiq_setup(engine, token)
     worker = dramatiq.Worker(broker, worker_threads=8)
     worker.start()
+    stop.wait()
+    worker.stop(timeout=5000)
+    broker.close()
+
+
+def run_dramatiq(engine: str, n: int, calls: int, token: str, processes: int) -> dict[str, Any]:
+    import dramatiq
+
+    broker, add = dramatiq_setup(engine, token)
+    stop = multiprocessing.Event()
+    started = [
+        multiprocessing.Process(target=dramatiq_worker, args=(engine, token, stop), daemon=True)
+        for _ in range(processes)
+    ]
+    for process in started:
+        process.start()
+    worker = None
+    if not processes:  # the worker's threads in this process
+        worker = dramatiq.Worker(broker, worker_threads=8)
+        worker.start()
     try:
         get = lambda m: m.get_result(block=True, timeout=120_000)  # noqa: E731
         return measure(add.send, get, n, calls)
     finally:
-        worker.stop(timeout=5000)
+        stop.set()
+        for process in started:
+            process.join(10)
+        if worker is not None:
+            worker.stop(timeout=5000)
         broker.close()
 
 
@@ -136,11 +171,14 @@ def main() -> None:
     parser.add_argument("engine", choices=["redis", "amqp"])
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="Dramatiq worker processes (0: in this one)"
+    )
     args = parser.parse_args()
     run = run_celery if args.peer == "celery" else run_dramatiq
     token = uuid.uuid4().hex[:8]
     try:
-        row = run(args.engine, args.n, args.calls, token)
+        row = run(args.engine, args.n, args.calls, token, args.workers)
     finally:
         cleanup(args.engine, token)
     print(json.dumps({"engine": args.engine, "peer": args.peer, **row}), flush=True)

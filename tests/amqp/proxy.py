@@ -24,6 +24,8 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._answering = asyncio.Event()  # cleared by hold(): the server's bytes wait
+        self._answering.set()
 
     @property
     def url(self) -> str:
@@ -49,6 +51,14 @@ class Proxy:
             pipe.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
+    def hold(self) -> None:
+        """Keep every connection open but pass nothing from the server to its clients (no
+        confirm, no delivery, no heartbeat) until :meth:`release`."""
+        self._answering.clear()
+
+    def release(self) -> None:
+        self._answering.set()
+
     async def restore(self) -> None:
         await self.start()
 
@@ -63,14 +73,21 @@ class Proxy:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            pipe = asyncio.ensure_future(self._pipe(source, sink))
+        for source, sink, gate in ((reader, up_writer, None), (up_reader, writer, self._answering)):
+            pipe = asyncio.ensure_future(self._pipe(source, sink, gate))
             self._pipes.add(pipe)
             pipe.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         try:
             while data := await source.read(65536):
+                if gate is not None:
+                    await gate.wait()
                 sink.write(data)
                 await sink.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -169,3 +169,37 @@ async def test_no_task_of_the_transport_outlives_close(amqp_url: str) -> None:
 
 async def _ignore(envelope: object) -> None:
     pass
+
+
+async def test_unconfirmed_sends_time_out_together_and_the_link_goes_on(proxy: Proxy) -> None:
+    """RabbitMQ answers nothing (a resource alarm looks like this): every send waiting for
+    its confirm fails at retry_timeout with a clear error — one timer watches them all —
+    while a caller cancelled meanwhile is cancelled, not timed out; once RabbitMQ answers
+    again the same broker sends."""
+    separator = "&" if "?" in proxy.url else "?"
+    broker = QueueBroker.from_url(f"{proxy.url}{separator}retry_timeout=1", queues=QUEUES)
+    try:
+        await broker.jobs.send({"n": 0})  # declared, and the connection is up
+        proxy.hold()
+        sends = [asyncio.ensure_future(broker.jobs.send({"n": n})) for n in range(1, 6)]
+        cancelled = asyncio.ensure_future(broker.jobs.send({"n": 6}))
+        await asyncio.sleep(0.2)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        for sending in sends:
+            with pytest.raises(TransportError, match="did not confirm a message"):
+                await sending
+        proxy.release()
+        await eventually(lambda: _sends(broker), 15)
+    finally:
+        proxy.release()
+        await broker.close()
+
+
+async def _sends(broker: QueueBroker) -> bool:
+    try:
+        await broker.jobs.send({"n": "after"})
+    except TransportError:
+        return False
+    return True

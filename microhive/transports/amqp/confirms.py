@@ -44,14 +44,16 @@ async def confirmed(
             async with asyncio.timeout_at(deadline):
                 await through.room()
         confirm = through.publish(
-            exchange, routing_key, header, data, mandatory=True, message_id=message_id
+            exchange,
+            routing_key,
+            header,
+            data,
+            mandatory=True,
+            message_id=message_id,
+            deadline=deadline,
         )
         assert confirm is not None
-        if confirm.done():
-            confirm.result()
-        else:
-            async with asyncio.timeout_at(deadline):
-                await confirm
+        await _confirm(confirm, deadline)
     except TimeoutError:
         raise TransportError(
             f"RabbitMQ at {options.safe_url} did not confirm a message for {routing_key!r} "
@@ -76,3 +78,17 @@ async def confirmed(
         if broken(exc):
             raise LinkDown(str(exc)) from exc
         raise link.translate(exc) from exc
+
+
+async def _confirm(confirm: asyncio.Future[object], deadline: float) -> None:
+    """Wait for ``confirm``; the pipeline cancels it at ``deadline`` (one timer for all
+    publishes), which is a :class:`TimeoutError` here, not a cancellation of the caller."""
+    try:
+        await confirm
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the caller was cancelled
+        if asyncio.get_running_loop().time() >= deadline:
+            raise TimeoutError from None
+        raise  # the link cancelled it: the channel is gone

@@ -37,6 +37,13 @@ RECOVER = Backoff(initial=0.1, factor=2.0, maximum=5.0, jitter=0.2)
 """Delays before a consumer whose channel failed (with the connection up) consumes again."""
 
 
+ACK_DELAY = 0.002
+"""How long the first of a consumer's acks may wait for others to leave with it (seconds).
+A socket write costs more than the acks it carries; the messages whose acks wait were
+handled already and their results are written, so only prefetch slots wait (and a quarter
+of the window waiting sends them at once: a consumer with a small prefetch is not slowed)."""
+
+
 class Outlet(Protocol):
     """What a consumer needs from its broker."""
 
@@ -85,7 +92,7 @@ class AmqpConsumer(Consumer):
         self._order: deque[int] = deque()  # delivery tags not yet settled on the wire, in order
         self._acked: set[int] = set()  # acked by handlers, not yet sent
         self._gone: set[int] = set()  # settled on the wire one by one, still in _order
-        self._flush_scheduled = False
+        self._flushing: asyncio.Handle | None = None  # the next _flush_acks
 
     def __repr__(self) -> str:
         return f"<AmqpConsumer {self.tag} of {self.amqp_queue!r}>"
@@ -212,20 +219,28 @@ class AmqpConsumer(Consumer):
         return list(self.handover.take_now(limit))
 
     def acked(self, delivery: AmqpDelivery) -> None:
-        """Acknowledge, coalesced: the acks of one event-loop iteration leave together, as one
-        ``multiple`` ack for the settled run at the head of the delivery order, plus single
-        acks for the others (handlers finish out of order)."""
+        """Acknowledge, coalesced: acks leave together, as one ``multiple`` ack for the
+        settled run at the head of the delivery order plus single acks for the others
+        (handlers finish out of order), :data:`ACK_DELAY` after the first of them, or at the
+        end of this event-loop iteration once a quarter of the prefetch window waits."""
         if not self.holds(delivery):
             return
         self.unsettled -= 1
         self._acked.add(delivery.tag)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_acks)
+        flushing = self._flushing
+        if len(self._acked) * 4 >= self.prefetch:
+            if flushing is None or isinstance(flushing, asyncio.TimerHandle):
+                if flushing is not None:
+                    flushing.cancel()
+                self._flushing = asyncio.get_running_loop().call_soon(self._flush_acks)
+        elif flushing is None:
+            self._flushing = asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_acks)
         self._maybe_finish()
 
     def _flush_acks(self) -> None:
-        self._flush_scheduled = False
+        if self._flushing is not None:
+            self._flushing.cancel()  # when called directly (closing): the scheduled one
+            self._flushing = None
         acked, gone, order = self._acked, self._gone, self._order
         if not acked:
             return

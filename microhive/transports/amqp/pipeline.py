@@ -67,6 +67,8 @@ class Pipeline:
         self._stopped = False
         self._busy = False
         self._drained: deque[asyncio.Future[None]] = deque()
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
         self._task = asyncio.get_running_loop().create_task(
             self._write(), name=f"amqp-pipeline {self.number}"
         )
@@ -79,6 +81,10 @@ class Pipeline:
         """Stop writing (what is queued is dropped) and release every waiter."""
         self._stopped = True
         self._task.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._deadlines.clear()
         self._out.clear()
         self._wake_drained()
         while self._waiting:
@@ -123,8 +129,10 @@ class Pipeline:
         *,
         mandatory: bool = False,
         message_id: str | None = None,
+        deadline: float | None = None,
     ) -> asyncio.Future[Any] | None:
-        """Queue one message; with confirms, the future of its confirm."""
+        """Queue one message; with confirms, the future of its confirm, cancelled if it is
+        still unconfirmed at ``deadline`` (loop time)."""
         if not self.open:
             raise LinkDown("channel closed")
         key = (exchange, routing_key, mandatory)
@@ -154,9 +162,30 @@ class Pipeline:
                 confirm.add_done_callback(forget)
             else:
                 confirm.add_done_callback(self._confirmed)
+            if deadline is not None:
+                self._expire_at(confirm, deadline)
         self._out.append(method + wire.content_frames(self.number, header, body, self.frame_max))
         self._wake.set()
         return confirm
+
+    def _expire_at(self, confirm: asyncio.Future[Any], deadline: float) -> None:
+        """One timer for every unconfirmed publish, not one per publish: confirms arrive in
+        publish order, so the earliest deadline is (about) the oldest publish's."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].done():
+            deadlines.popleft()
+        deadlines.append((deadline, confirm))
+        if self._expiry is None:
+            self._expiry = asyncio.get_running_loop().call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        deadlines, now = self._deadlines, asyncio.get_running_loop().time()
+        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
+            _, confirm = deadlines.popleft()
+            confirm.cancel()  # a no-op when it is done
+        if deadlines:
+            self._expiry = asyncio.get_running_loop().call_at(deadlines[0][0], self._expire)
 
     def _confirmed(self, _: object = None) -> None:
         self.in_flight -= 1
