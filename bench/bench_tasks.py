@@ -146,11 +146,12 @@ async def measure(engine: str, n: int, calls: int, worker_processes: int = 0) ->
         assert len(await job.result(timeout=120)) == 1000
         out["group_1000_s"] = time.perf_counter() - started
     await broker.close()
-    if engine != "memory":  # the queues and keys of this run (bench/peers/cleanup.py)
-        cleanup = [sys.executable, str(HERE / "peers" / "cleanup.py"), engine, token]
+    # the queues and keys of this run (bench/peers/cleanup.py); on RabbitMQ the results in Redis
+    for where in {"memory": [], "redis": ["redis"], "amqp": ["amqp", "redis"]}[engine]:
+        cleanup = [sys.executable, str(HERE / "peers" / "cleanup.py"), where, token]
         done = await asyncio.to_thread(subprocess.run, cleanup, capture_output=True, check=False)
         if done.returncode != 0:  # say so: a run leaves ~3 keys per task behind for a day
-            print(f"cleanup of {engine} failed: {done.stderr.decode()[-300:]}", file=sys.stderr)
+            print(f"cleanup of {where} failed: {done.stderr.decode()[-300:]}", file=sys.stderr)
     return out
 
 

@@ -44,6 +44,7 @@ def celery_app(engine: str, token: str) -> Any:
     app = Celery(f"tasks_{token}", broker=broker, backend=REDIS)
     app.conf.task_default_queue = f"tasks_{token}"
     app.conf.task_acks_late = True
+    app.conf.result_expires = 600  # its result keys carry no token to clean up by: let them go
     app.conf.worker_prefetch_multiplier = 4
     app.conf.broker_connection_retry_on_startup = True
     if engine == "amqp":
