@@ -9,8 +9,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from microhive import Backoff, MicroAgent, Namespace, Queue, QueueBroker, private_catalog, task
 from microhive.agent.specs import ConsumerSpec
-from microhive.envelope import new_id
+from microhive.envelope import Envelope, new_id
+from microhive.middleware import Middleware
 from microhive.tasks.job import Job
+from microhive.tasks.wire import JOB
 
 from .. import engines
 from .conftest import Factory, Transport
@@ -181,3 +183,14 @@ class _Stopper:
 
 async def results(*jobs: Job[Any], timeout: float = 10) -> list[Any]:
     return [await job.result(timeout=timeout) for job in jobs]
+
+
+class Sent(Middleware):
+    """Every task message a broker sends: what a redelivery would bring again."""
+
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+
+    def publishing(self, envelope: Envelope, destination: str) -> None:
+        if JOB in envelope.headers:
+            self.messages.append(envelope)

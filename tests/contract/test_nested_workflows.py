@@ -9,25 +9,11 @@ import asyncio
 import pytest
 
 from microhive import JobState, QueueBroker, TaskFailed, TaskRevoked, chain, chord, group
-from microhive.envelope import Envelope
-from microhive.middleware import Middleware
-from microhive.tasks.wire import JOB
 
 from .helpers import eventually
-from .task_agents import TaskFactory, q
+from .task_agents import Sent, TaskFactory, q
 
 add, mul, xsum = q.add, q.mul, q.xsum
-
-
-class Sent(Middleware):
-    """The task messages a broker sent, to deliver them again."""
-
-    def __init__(self) -> None:
-        self.messages: list[Envelope] = []
-
-    def publishing(self, envelope: Envelope, destination: str) -> None:
-        if JOB in envelope.headers:
-            self.messages.append(envelope)
 
 
 async def drained(broker: QueueBroker) -> bool:

@@ -27,10 +27,9 @@ from microhive import (
     private_catalog,
     task,
 )
-from microhive.envelope import Envelope
-from microhive.middleware import Middleware
 from microhive.tasks.canvas import Chain, Chord, Group, Node, Signature
-from microhive.tasks.wire import JOB
+
+from ..contract.task_agents import Sent
 
 with private_catalog("nested-canvas"):
     OPS = Namespace(
@@ -145,17 +144,6 @@ def nodes(
     if kind == "group":
         return group(members)
     return chord(group(members), draw(nodes(True, inner, failing)))
-
-
-class Sent(Middleware):
-    """Every task message the broker sends: what a redelivery would bring again."""
-
-    def __init__(self) -> None:
-        self.messages: list[Envelope] = []
-
-    def publishing(self, envelope: Envelope, destination: str) -> None:
-        if JOB in envelope.headers:
-            self.messages.append(envelope)
 
 
 async def run_on_memory(workflow: Node, again: bool = False) -> tuple[Any, Counter[str]]:
