@@ -44,7 +44,7 @@ def celery_app(engine: str, token: str) -> Any:
     app = Celery(f"tasks_{token}", broker=broker, backend=REDIS)
     app.conf.task_default_queue = f"tasks_{token}"
     app.conf.task_acks_late = True
-    app.conf.result_expires = 600  # its result keys carry no token to clean up by: let them go
+    app.conf.result_expires = 120  # its result keys carry no token to clean up by: let them go
     app.conf.worker_prefetch_multiplier = 4
     app.conf.broker_connection_retry_on_startup = True
     if engine == "amqp":
@@ -93,7 +93,8 @@ def dramatiq_setup(engine: str, token: str) -> tuple[Any, Any]:
     broker.add_middleware(Results(backend=RedisBackend(url=REDIS, namespace=f"res_{token}")))
     dramatiq.set_broker(broker)
 
-    @dramatiq.actor(queue_name=f"tasks_{token}", store_results=True)
+    # result keys are bare md5 names (no token to clean up by): they go 2 min after the run
+    @dramatiq.actor(queue_name=f"tasks_{token}", store_results=True, result_ttl=120_000)
     def add(x: int, y: int) -> int:
         return x + y
 
