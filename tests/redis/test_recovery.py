@@ -127,3 +127,36 @@ async def test_a_message_that_keeps_crashing_its_consumer_is_dead_lettered(redis
 
 async def _dead_letters(broker: QueueBroker) -> Any:
     return await broker.dead_letters(JOBS) or None
+
+
+REDIS_PACKAGE = str(Path(__file__).resolve().parents[2] / "microhive" / "transports" / "redis")
+
+
+def _transport_tasks() -> list[asyncio.Task[object]]:
+    """Pending tasks whose coroutine is the Redis transport's own code."""
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if not task.done() and code is not None and code.co_filename.startswith(REDIS_PACKAGE):
+            found.append(task)
+    return found
+
+
+async def test_a_closed_consumer_holding_a_delivery_stops_with_its_broker(
+    redis_url: str,
+) -> None:
+    """A consumer closed while a delivery it handed out is unsettled keeps touching that
+    entry (so nobody reclaims it under its handler) — until its broker closes: then nothing
+    of the transport is left running (``Task was destroyed but it is pending!``)."""
+    broker = QueueBroker.from_url(redis_url, queues=[JOBS])
+    await broker.connect()
+    try:
+        await broker.queue(JOBS).send({"n": 1})
+        consumer = await broker.consume(JOBS)
+        delivery = await consumer.get()
+        assert delivery.envelope is not None
+        await consumer.close()
+        assert _transport_tasks(), "the keeper goes on for the unsettled delivery"
+    finally:
+        await broker.close()
+    assert _transport_tasks() == []

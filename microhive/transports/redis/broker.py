@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -64,6 +65,9 @@ class RedisBroker(QueueBroker):
         self._commands = Commands(self.options, repr(self))
         self._acks = Acks(self._commands)
         self._consumers: set[RedisConsumer] = set()
+        # closed consumers whose keeper still runs for deliveries they handed out: stopped
+        # with the broker, like the open ones (weak: a keeper that finished lets go)
+        self._lingering: weakref.WeakSet[RedisConsumer] = weakref.WeakSet()
         self._movers: dict[tuple[str, str], Mover] = {}
         self._groups: set[tuple[str, str]] = set()
         self._names: set[tuple[str, str]] = set()
@@ -85,8 +89,9 @@ class RedisBroker(QueueBroker):
         self._commands.link = await SharedLink.acquire(self.options)
 
     async def _close(self) -> None:
-        consumers = list(self._consumers)
+        consumers = [*self._consumers, *self._lingering]
         self._consumers.clear()
+        self._lingering.clear()
         for consumer in consumers:
             await consumer.abort()
         for mover in self._movers.values():
@@ -188,6 +193,8 @@ class RedisBroker(QueueBroker):
 
     def _forget(self, consumer: RedisConsumer) -> None:
         self._consumers.discard(consumer)
+        if consumer.held:
+            self._lingering.add(consumer)
         self._names.discard((consumer.keys.stream, consumer.name))
         mover = self._movers.get((consumer.queue, consumer.group))
         if mover is not None:
