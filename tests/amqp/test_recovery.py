@@ -120,12 +120,7 @@ async def test_the_sync_publisher_declares_its_queue_again_after_a_reconnect(
 
 def _ours() -> list[asyncio.Task[object]]:
     """Pending tasks whose coroutine is the AMQP transport's own code."""
-    found = []
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        if not task.done() and code is not None and code.co_filename.startswith(PACKAGE):
-            found.append(task)
-    return found
+    return recovery.pending_tasks_of(PACKAGE)
 
 
 def _recovering(owner: str) -> bool:

@@ -132,16 +132,6 @@ async def _dead_letters(broker: QueueBroker) -> Any:
 REDIS_PACKAGE = str(Path(__file__).resolve().parents[2] / "microhive" / "transports" / "redis")
 
 
-def _transport_tasks() -> list[asyncio.Task[object]]:
-    """Pending tasks whose coroutine is the Redis transport's own code."""
-    found = []
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        if not task.done() and code is not None and code.co_filename.startswith(REDIS_PACKAGE):
-            found.append(task)
-    return found
-
-
 async def test_a_closed_consumer_holding_a_delivery_stops_with_its_broker(
     redis_url: str,
 ) -> None:
@@ -156,7 +146,9 @@ async def test_a_closed_consumer_holding_a_delivery_stops_with_its_broker(
         delivery = await consumer.get()
         assert delivery.envelope is not None
         await consumer.close()
-        assert _transport_tasks(), "the keeper goes on for the unsettled delivery"
+        assert recovery.pending_tasks_of(REDIS_PACKAGE), (
+            "the keeper goes on for the unsettled delivery"
+        )
     finally:
         await broker.close()
-    assert _transport_tasks() == []
+    assert recovery.pending_tasks_of(REDIS_PACKAGE) == []

@@ -40,6 +40,17 @@ class Agent(Worker):
         return n
 
 
+def pending_tasks_of(package: str) -> list[asyncio.Task[object]]:
+    """Pending tasks whose coroutine is code of ``package`` (a transport's folder): what
+    would be ``Task was destroyed but it is pending!`` once the loop ends."""
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if not task.done() and code is not None and code.co_filename.startswith(package):
+            found.append(task)
+    return found
+
+
 async def until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
     """Wait for an outcome; the timeout only ends a hung test, it measures nothing."""
     return await eventually(condition, timeout, 0.02)
