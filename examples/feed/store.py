@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .events import AnyEvent, Liked, describe
 
@@ -120,17 +121,24 @@ class FeedStore:
         return f"<FeedStore {self.engine.url.render_as_string(hide_password=True)}>"
 
     async def open(self) -> None:
-        """Create the table if it is not there yet.
+        """Create the table and its indexes if they are not there yet.
 
-        Worker processes starting together may race to create it: the loser's error is
-        followed by a second look, which then finds the table.
+        Worker processes starting together race to create them: ``IF NOT EXISTS`` settles
+        that inside the database (a look first, then a create, as ``create_all`` does, left
+        a window between the two). PostgreSQL can still fail one of two concurrent creates
+        of a new table (its catalog's unique index): then the next attempt finds the table.
         """
-        try:
-            async with self.engine.begin() as connection:
-                await connection.run_sync(metadata.create_all, checkfirst=True)
-        except DBAPIError:
-            async with self.engine.begin() as connection:
-                await connection.run_sync(metadata.create_all, checkfirst=True)
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as connection:
+                    for table in metadata.sorted_tables:
+                        await connection.execute(CreateTable(table, if_not_exists=True))
+                        for index in table.indexes:
+                            await connection.execute(CreateIndex(index, if_not_exists=True))
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
 
     async def close(self) -> None:
         await self.engine.dispose()

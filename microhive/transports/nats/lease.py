@@ -74,11 +74,16 @@ class NatsLease(Lease):
 
     async def acquire(self) -> bool:
         leases, _ = await self._buckets()
-        try:
-            self._revision = await leases.create(self.key, self.holder.encode())
-            return True
-        except KeyWrongLastSequenceError:
-            pass
+        for _ in range(2):
+            try:
+                self._revision = await leases.create(self.key, self.holder.encode())
+                return True
+            except KeyWrongLastSequenceError:
+                break
+            except KeyNotFoundError:
+                # the holder's entry expired between nats-py's create and the look it takes
+                # after a refusal (which then raises this): the lease is free, try again
+                continue
         entry = await self._current(leases, self.key)
         if entry is None or entry.value != self.holder.encode():
             return False
