@@ -27,13 +27,13 @@ from microhive import (
     QueueBroker,
     Signal,
     SignalBus,
-    TransportError,
     receiver,
 )
 from microhive.envelope import new_id
 from microhive.sync import Publisher
 from microhive.transports.amqp import LinkDown
 
+from ..scenarios import recovery
 from .conftest import eventually
 from .server import RabbitNode
 
@@ -250,18 +250,10 @@ async def test_send_during_an_outage_gives_up_then_recovers(node: RabbitNode) ->
         with pytest.raises(LinkDown, match=r"unreachable|lost"):
             await broker.jobs.send({"n": 2})
         await asyncio.to_thread(node.start)
-        await eventually(lambda: _sends(broker), 30)
+        await eventually(lambda: recovery.sends(broker, {"n": 3}), 30)
         # The send after recovery is in the queue. {"n": 1} is not asserted: RabbitMQ 3.10
         # SIGKILLed within moments of a queue's first declaration can lose the queue record
         # and, with it, the message it had confirmed (the node's behaviour, see c4eb61c).
         assert await broker.jobs.length() >= 1
     finally:
         await broker.close()
-
-
-async def _sends(broker: QueueBroker) -> bool:
-    try:
-        await broker.queue("jobs").send({"n": 3})
-    except TransportError:
-        return False
-    return True

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from microhive import MicroAgent, QueueBroker, SignalBus, consumer, receiver
+from microhive import MicroAgent, QueueBroker, SignalBus, TransportError, consumer, receiver
 from microhive.testing import eventually
 from microhive.transports.links import LinkDown
 
@@ -49,6 +49,15 @@ def pending_tasks_of(package: str) -> list[asyncio.Task[object]]:
         if not task.done() and code is not None and code.co_filename.startswith(package):
             found.append(task)
     return found
+
+
+async def sends(broker: QueueBroker, payload: Any) -> bool:
+    """One send to ``jobs`` goes through: what a test polls while a link comes back."""
+    try:
+        await broker.queue("jobs").send(payload)
+    except TransportError:
+        return False
+    return True
 
 
 async def until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:

@@ -168,6 +168,10 @@ def decode_frame(data: bytes, at: int, size: int) -> tuple[int, int, Any]:
     """The frame of ``size`` payload bytes at ``data[at:]``, as ``pamqp.frame.unmarshal``
     returns it: ``(bytes it took, channel, frame)``; raises as pamqp does."""
     kind, channel, _ = _FRAME.unpack_from(data, at)
+    return _decode(data, at, kind, channel, size)
+
+
+def _decode(data: bytes, at: int, kind: int, channel: int, size: int) -> tuple[int, int, Any]:
     start, end = at + 7, at + 7 + size
     if size and end < len(data) and data[end] == _FRAME_END:
         try:
@@ -198,10 +202,14 @@ class BufferedFrames(aiormq.connection.FrameReceiver):
     async def get_frame(self) -> aiormq.connection.ReceivedFrame:
         data, at = self._data, self._at
         if len(data) - at >= 7:  # the fast path: a whole frame is here already
-            size = _FRAME.unpack_from(data, at)[2]
+            kind, channel, size = _FRAME.unpack_from(data, at)
             if len(data) - at >= size + 8 and self.started:
-                return self._take(data, at, size)
-        if not self._data[self._at :] and self.reader.at_eof():
+                self._at = at + size + 8
+                try:
+                    return _decode(data, at, kind, channel, size)
+                except PAMQPException as exc:
+                    raise InvalidFrameError(str(exc)) from exc
+        if len(data) == at and self.reader.at_eof():
             del self.reader
             raise StopAsyncIteration
         async with self.lock:
