@@ -34,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -45,9 +45,14 @@ if __package__ in (None, ""):  # run as a script from a checkout: import the pac
 from microhive import MicroAgent, Namespace, Queue, QueueBroker, group, task
 from microhive.envelope import new_id
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))  # shared with the peers' side
+import cputime
+from raw_tasks import RawTasks, raw_tasks
+
 QUEUES = Namespace([Queue("bench_add", providing_args=["x", "y"])], kind="queue")
 REDIS = "redis://127.0.0.1:6379/0"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+ENGINES_USED = {"memory": (), "redis": ("redis",), "amqp": ("amqp", "redis")}  # results: Redis
 
 
 class Adder(MicroAgent):
@@ -69,12 +74,46 @@ def url_for(engine: str, token: str) -> str:
 
 async def serve(url: str) -> None:
     """A worker process (``--serve URL``): runs the agent until its stdin closes."""
+    if url.startswith("raw:"):  # the raw clients' worker (bench/raw_tasks.py): raw:ENGINE:TOKEN
+        _, engine, token = url.split(":")
+        side = RawTasks(engine, token)
+        await side.connect()
+        await side.serve()
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+        await side.close(clean=False)
+        return
     broker = QueueBroker.from_url(url, queues=QUEUES)
     await broker.connect()
     async with Adder(None, broker):
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.read)
     await broker.close()
+
+
+async def start_processes(what: str, count: int) -> Callable[[], Awaitable[None]]:
+    """``count`` worker processes serving ``what`` (``--serve``); returns how to stop them."""
+    command = [sys.executable, __file__, "--serve", what]
+    started = [
+        await asyncio.create_subprocess_exec(
+            *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+
+    async def stop() -> None:
+        for process in started:
+            assert process.stdin is not None
+            process.stdin.close()
+        for process in started:
+            await process.wait()
+
+    for process in started:
+        assert process.stdout is not None
+        if (await process.stdout.readline()).strip() != b"ready":
+            await stop()
+            raise RuntimeError("a worker process did not start")
+    return stop
 
 
 @contextlib.asynccontextmanager
@@ -84,25 +123,59 @@ async def workers(url: str, broker: QueueBroker, count: int) -> AsyncIterator[No
         async with Adder(None, broker):
             yield
         return
-    command = [sys.executable, __file__, "--serve", url]
-    started = [
-        await asyncio.create_subprocess_exec(
-            *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        for _ in range(count)
-    ]
+    stop = await start_processes(url, count)
     try:
-        for process in started:
-            assert process.stdout is not None
-            if (await process.stdout.readline()).strip() != b"ready":
-                raise RuntimeError("a worker process did not start")
         yield
     finally:
-        for process in started:
-            assert process.stdin is not None
-            process.stdin.close()
-        for process in started:
-            await process.wait()
+        await stop()
+
+
+async def phases(
+    engine: str, submit: Callable[[int, int], Awaitable[Any]], n: int, calls: int
+) -> dict[str, Any]:
+    """Round trip and throughput; ``submit(x, y)`` returns an awaitable of the result."""
+    out: dict[str, Any] = {}
+    for i in range(50):
+        await (await submit(i, i))
+    times = []
+    for i in range(calls):
+        started = time.perf_counter()
+        await (await submit(i, i))
+        times.append(time.perf_counter() - started)
+    times.sort()
+    out["p50_ms"] = statistics.median(times) * 1000
+    out["p99_ms"] = times[int(len(times) * 0.99) - 1] * 1000
+
+    waits: list[Any] = [None] * n
+
+    async def lane(first: int) -> None:
+        for i in range(first, n, 64):
+            waits[i] = await submit(i, 1)
+
+    cpu = cputime.snapshot(ENGINES_USED[engine])
+    started = time.perf_counter()
+    await asyncio.gather(*(lane(k) for k in range(64)))
+    submitted = time.perf_counter() - started
+    values = await asyncio.wait_for(asyncio.gather(*waits), 120)
+    elapsed = time.perf_counter() - started
+    out |= cputime.per_task(cpu, cputime.snapshot(ENGINES_USED[engine]), n)
+    assert values == [i + 1 for i in range(n)]
+    out["submit_per_s"] = n / submitted
+    out["tasks_per_s"] = n / elapsed
+    return out
+
+
+async def measure_raw(engine: str, n: int, calls: int, worker_processes: int) -> dict[str, Any]:
+    """The same work with redis-py and aio-pika by hand (bench/raw_tasks.py)."""
+    token = new_id()[:8]
+    start = None
+    if worker_processes:
+
+        async def start() -> Callable[[], Awaitable[None]]:
+            return await start_processes(f"raw:{engine}:{token}", worker_processes)
+
+    async with raw_tasks(engine, token, start) as side:
+        return await phases(engine, side.submit, n, calls)
 
 
 async def measure(engine: str, n: int, calls: int, worker_processes: int = 0) -> dict[str, Any]:
@@ -114,33 +187,12 @@ async def measure(engine: str, n: int, calls: int, worker_processes: int = 0) ->
     await broker.connect()
     handle = broker.bench_add
     out: dict[str, Any] = {"engine": engine, "worker_processes": worker_processes}
+
+    async def submit(x: int, y: int) -> Awaitable[Any]:
+        return (await handle.submit(x=x, y=y)).result(timeout=120)
+
     async with workers(url, broker, worker_processes):
-        for i in range(50):
-            await (await handle.submit(x=i, y=i)).result(timeout=30)
-        times = []
-        for i in range(calls):
-            started = time.perf_counter()
-            await (await handle.submit(x=i, y=i)).result(timeout=30)
-            times.append(time.perf_counter() - started)
-        times.sort()
-        out["p50_ms"] = statistics.median(times) * 1000
-        out["p99_ms"] = times[int(len(times) * 0.99) - 1] * 1000
-
-        jobs: list[Any] = [None] * n
-
-        async def lane(first: int) -> None:
-            for i in range(first, n, 64):
-                jobs[i] = await handle.submit(x=i, y=1)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(lane(k) for k in range(64)))
-        submitted = time.perf_counter() - started
-        values = await asyncio.gather(*(job.result(timeout=120) for job in jobs))
-        elapsed = time.perf_counter() - started
-        assert values == [i + 1 for i in range(n)]
-        out["submit_per_s"] = n / submitted
-        out["tasks_per_s"] = n / elapsed
-
+        out |= await phases(engine, submit, n, calls)
         started = time.perf_counter()
         job = await broker.submit(group(QUEUES.bench_add.s(x=i, y=i) for i in range(1000)))
         assert len(await job.result(timeout=120)) == 1000
@@ -186,6 +238,7 @@ async def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="worker processes (0: in the caller's process)"
     )
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw clients' row")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -198,6 +251,12 @@ async def main() -> None:
             rows.append({"peer": "microhive", **measured})
         except Exception as exc:  # an engine not running: say so, go on
             rows.append({"engine": engine, "error": f"{type(exc).__name__}: {exc}"})
+        if engine != "memory" and not args.no_raw:
+            try:
+                raw = await measure_raw(engine, args.n, args.calls, args.workers)
+                rows.append({"engine": engine, "peer": "raw", **raw})
+            except Exception as exc:
+                rows.append({"engine": engine, "peer": "raw", "error": f"{exc!r}"})
         for peer in filter(None, args.peers.split(",")):
             if engine != "memory":
                 rows.append(
@@ -209,7 +268,13 @@ async def main() -> None:
         print(json.dumps(rows))
         return
     columns = ("p50 ms", "p99 ms", "submit/s", "tasks/s", "group 1000", "ours x")
-    print(f"{'engine':8} {'peer':10} " + " ".join(f"{c:>10}" for c in columns))
+    cpu_columns = ("client", "redis", "amqp")  # CPU µs per task (bench/peers/cputime.py)
+    print(
+        f"{'engine':8} {'peer':10} "
+        + " ".join(f"{c:>10}" for c in columns)
+        + "   cpu µs/task: "
+        + " ".join(f"{c:>7}" for c in cpu_columns)
+    )
     ours = {r["engine"]: r for r in rows if r.get("peer") == "microhive"}
     for row in rows:
         where = f"{row['engine']:8} {row.get('peer', 'microhive'):10}"
@@ -221,9 +286,13 @@ async def main() -> None:
         ratio = (
             "" if mine is None or row is mine else f"{mine['tasks_per_s'] / row['tasks_per_s']:.1f}"
         )
+        cpu = " ".join(
+            f"{row[key]:7.0f}" if (key := f"cpu_us_{c}") in row else f"{'':7}" for c in cpu_columns
+        )
         print(
             f"{where} {row['p50_ms']:10.2f} {row['p99_ms']:10.2f} "
             f"{row['submit_per_s']:10,.0f} {row['tasks_per_s']:10,.0f} {group_s} {ratio:>10}"
+            f"                {cpu}"
         )
 
 

@@ -33,8 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cputime  # beside this file
+
 REDIS = "redis://127.0.0.1:6379/0"
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"
+ENGINES_USED = {"redis": ("redis",), "amqp": ("amqp", "redis")}  # results in Redis on both
 
 
 def celery_app(engine: str, token: str) -> Any:
@@ -71,7 +74,7 @@ def run_celery(engine: str, n: int, calls: int, token: str, processes: int) -> d
     try:
         _, add = celery_app(engine, token)
         add.delay(0, 0).get(timeout=120)  # the worker is up
-        return measure(add.delay, lambda r: r.get(timeout=120), n, calls)
+        return measure(add.delay, lambda r: r.get(timeout=120), n, calls, ENGINES_USED[engine])
     finally:
         worker.terminate()
         worker.join(10)
@@ -130,7 +133,7 @@ def run_dramatiq(engine: str, n: int, calls: int, token: str, processes: int) ->
         worker.start()
     try:
         get = lambda m: m.get_result(block=True, timeout=120_000)  # noqa: E731
-        return measure(add.send, get, n, calls)
+        return measure(add.send, get, n, calls, ENGINES_USED[engine])
     finally:
         stop.set()
         for process in started:
@@ -141,7 +144,11 @@ def run_dramatiq(engine: str, n: int, calls: int, token: str, processes: int) ->
 
 
 def measure(
-    send: Callable[[int, int], Any], get: Callable[[Any], Any], n: int, calls: int
+    send: Callable[[int, int], Any],
+    get: Callable[[Any], Any],
+    n: int,
+    calls: int,
+    engines: tuple[str, ...],
 ) -> dict[str, Any]:
     for i in range(50):
         get(send(i, i))
@@ -155,12 +162,14 @@ def measure(
         "p50_ms": statistics.median(times) * 1000,
         "p99_ms": times[int(len(times) * 0.99) - 1] * 1000,
     }
+    cpu = cputime.snapshot(engines)
     started = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         handles = list(pool.map(lambda i: send(i, 1), range(n)))
         submitted = time.perf_counter() - started
         values = list(pool.map(get, handles))
     elapsed = time.perf_counter() - started
+    out |= cputime.per_task(cpu, cputime.snapshot(engines), n)
     assert values == [i + 1 for i in range(n)]
     out["submit_per_s"] = n / submitted
     out["tasks_per_s"] = n / elapsed
