@@ -117,6 +117,42 @@ async def test_prefetch_is_the_consumer_concurrency(opened: Opened) -> None:
         await eventually(lambda: len(running) == 10)
 
 
+async def test_deliveries_go_from_the_connection_reader_to_the_consumer(opened: Opened) -> None:
+    """reader.deliver_directly: a consumer's deliveries are handed on by the connection's
+    frame reader; aiormq's per-channel reader (where take_directly's hook sits) sees none."""
+    from microhive.transports.amqp import reader
+
+    got: list[int] = []
+
+    class Worker(MicroAgent):
+        @consumer(QUEUES.jobs, concurrency=4)
+        async def job(self, n: int) -> None:
+            got.append(n)
+
+    broker = await opened.broker()
+    await broker.jobs.send({"n": -1})
+    async with Worker(broker=broker):
+        await eventually(lambda: got == [-1])  # consuming: whatever came before registration
+        assert isinstance(broker, AmqpBroker)
+        [worker] = broker.consumers
+        channel = worker.channel
+        assert channel is not None
+        receiver = reader._RECEIVERS[channel.connection]
+        assert receiver.direct[channel.number].channel is channel
+        through_aiormq = []
+        hook = channel._on_deliver_frame
+
+        async def counted(frame: object) -> None:
+            through_aiormq.append(frame)
+            await hook(frame)
+
+        channel._on_deliver_frame = counted
+        for n in range(20):
+            await broker.jobs.send({"n": n})
+        await eventually(lambda: sorted(got) == [-1, *range(20)])
+        assert through_aiormq == []
+
+
 async def test_confirms_are_pipelined(opened: Opened) -> None:
     broker = await opened.broker()
     assert isinstance(broker, AmqpBroker)

@@ -23,6 +23,7 @@ from pamqp.exceptions import PAMQPException
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
+from microhive.transports.amqp import reader as reader_module
 from microhive.transports.amqp import wire
 from microhive.transports.amqp.reader import BufferedFrames, decode_frame
 
@@ -238,3 +239,164 @@ def test_the_frames_of_a_delivery_and_a_confirm_skip_pamqp(monkeypatch: pytest.M
     ):
         data = marshal(frame, 1)
         decode_frame(data, 0, len(data) - 8)
+
+
+# -- deliveries handed to their consumer by the reader itself --------------------------------
+
+
+class Connection:
+    """What the reader asks of its connection: which channel a number belongs to."""
+
+    def __init__(self, numbers: list[int]) -> None:
+        self.channels = {number: Channel(self, number) for number in numbers}
+
+
+class Channel:
+    def __init__(self, connection: Connection, number: int) -> None:
+        self.connection = connection
+        self.number = number
+
+
+deliveries = st.tuples(
+    st.builds(spec.Basic.Deliver, short, tags, st.booleans(), names, short),
+    properties(),
+    st.lists(st.binary(min_size=1, max_size=200), max_size=3),  # the body's frames
+)
+
+
+def delivery_frames(deliver: Any, props: Any, parts: list[bytes]) -> list[Any]:
+    size = sum(map(len, parts))
+    return [deliver, ContentHeader(0, size, props), *map(ContentBody, parts)]
+
+
+def receiver_of(connection: Connection, chunks: list[bytes]) -> BufferedFrames:
+    """The reader ``connection`` would build (as its connect() does), on ``chunks``."""
+    reader = asyncio.StreamReader()
+    for chunk in chunks:
+        reader.feed_data(chunk)
+    reader.feed_eof()
+    token = reader_module.CONNECTING.set(connection)
+    try:
+        return BufferedFrames(reader)
+    finally:
+        reader_module.CONNECTING.reset(token)
+
+
+async def read_directly(
+    chunks: list[bytes], direct: int, connection: Connection
+) -> tuple[list[Any], list[Any]]:
+    """(frames the reader returned but for the heartbeats it adds, deliveries it handed on)."""
+    receiver = receiver_of(connection, chunks)
+    taken: list[Any] = []
+    assert reader_module.deliver_directly(connection.channels[direct], taken.append)
+    returned = [
+        (channel, state(value))
+        async for _, channel, value in receiver
+        if channel  # channel 0: the heartbeats the reader adds after handing deliveries on
+    ]
+    handed = [
+        (m.channel.number, state(m.delivery), state(m.header.properties), m.body) for m in taken
+    ]
+    return returned, handed
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([1, 2]), st.one_of(deliveries, frames)), max_size=10),
+    st.data(),
+)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+def test_a_direct_channel_gets_its_deliveries_and_every_other_frame_reads_as_before(
+    sent: list[tuple[int, Any]], data: st.DataObject
+) -> None:
+    """Channel 1 is a consumer's: its deliveries (deliver, header, bodies) reach ``take``
+    whole, in order, whatever the chunking; every frame of channel 2, and channel 1's other
+    frames, come out of the reader as from aiormq's. (A stray content frame on channel 1 —
+    no delivery before it — is the channel's own reader's to refuse, as before.)"""
+    stream_parts: list[bytes] = []
+    expected_returned: list[Any] = []
+    expected_handed: list[Any] = []
+
+    def put(frame: Any, channel: int) -> Any:
+        """Onto the stream; what it decodes to (as aiormq would see it)."""
+        stream_parts.append(data := marshal(frame, channel))
+        return decode_frame(data, 0, len(data) - 8)[2]
+
+    for channel, item in sent:
+        if isinstance(item, tuple):
+            parts = [put(frame, channel) for frame in delivery_frames(*item)]
+            if channel == 1:
+                body = b"".join(p.value for p in parts[2:])
+                expected_handed.append((1, state(parts[0]), state(parts[1].properties), body))
+            else:
+                expected_returned += [(channel, state(frame)) for frame in parts]
+        elif channel == 1 and isinstance(item, spec.Basic.Deliver):
+            # a lone deliver begins a delivery: give it an empty body
+            deliver = put(item, 1)
+            header = put(ContentHeader(0, 0, spec.Basic.Properties()), 1)
+            expected_handed.append((1, state(deliver), state(header.properties), b""))
+        elif not isinstance(item, Heartbeat):  # (pamqp puts a heartbeat on channel 0)
+            stray = channel == 1 and isinstance(item, ContentHeader | ContentBody)
+            on = 2 if stray else channel  # a stray content frame is not what this is about
+            expected_returned.append((on, state(put(item, on))))
+    stream = b"".join(stream_parts)
+    points = data.draw(st.lists(st.integers(0, max(len(stream), 1)), max_size=8))
+    connection = Connection([1, 2])
+
+    async def check() -> None:
+        returned, handed = await read_directly(cut(stream, points), 1, connection)
+        assert handed == expected_handed
+        assert returned == expected_returned
+
+    asyncio.run(check())
+
+
+async def test_a_channel_number_given_to_another_channel_is_read_as_before() -> None:
+    """aiormq gives a closed channel's number to the next one: its deliveries are the new
+    channel's, through aiormq's reader, not the old consumer's."""
+    deliver = spec.Basic.Deliver("c", 1, False, "", "jobs")
+    frames = delivery_frames(deliver, spec.Basic.Properties(), [b"x"])
+    connection = Connection([1])
+
+    stream = b"".join(marshal(frame, 1) for frame in frames)
+    returned, handed = await read_directly([stream], 1, connection)
+    assert [h[3] for h in handed] == [b"x"] and returned == []
+
+    receiver = receiver_of(connection, [stream])
+    taken: list[Any] = []
+    reader_module.deliver_directly(connection.channels[1], taken.append)
+    connection.channels[1] = Channel(connection, 1)  # closed, and its number reused
+    returned = [state(value) async for _, _, value in receiver]
+    as_read = [decode_frame(data := marshal(f, 1), 0, len(data) - 8)[2] for f in frames]
+    assert taken == [] and returned == [state(frame) for frame in as_read]
+
+
+async def test_a_consumer_that_raises_does_not_stop_the_reader() -> None:
+    deliver = spec.Basic.Deliver("c", 1, False, "", "jobs")
+    stream = b"".join(
+        marshal(frame, 1) for frame in delivery_frames(deliver, spec.Basic.Properties(), [b"x"])
+    )
+    stream += marshal(Heartbeat(), 0)
+    connection = Connection([1])
+    receiver = receiver_of(connection, [stream])
+
+    def take(message: Any) -> None:
+        raise RuntimeError("consumer bug")
+
+    reader_module.deliver_directly(connection.channels[1], take)
+    frames = [(channel, type(value)) async for _, channel, value in receiver]
+    assert frames[-1] == (0, Heartbeat)  # read on after it
+
+
+async def test_a_reader_does_not_keep_its_connection_alive() -> None:
+    """The registry of readers is keyed weakly by connection: a reader must not hold its
+    connection, or every reconnect would leave the old one behind."""
+    import gc
+    import weakref
+
+    connection = Connection([1])
+    receiver = receiver_of(connection, [])
+    assert reader_module._RECEIVERS[connection] is receiver
+    gone = weakref.ref(connection)
+    del connection
+    gc.collect()
+    assert gone() is None and receiver not in reader_module._RECEIVERS.values()

@@ -97,6 +97,23 @@ def test_channel_has_the_deliver_frame_reader() -> None:
     )
 
 
+def test_connect_context_is_where_the_frame_receiver_is_built() -> None:
+    """reader.CONNECTING tells the reader its connection: aiormq must build the receiver in
+    connect() itself (the caller's context), not in a task of its own."""
+    source = inspect.getsource(aiormq.Connection.connect)
+    assert "FrameReceiver(reader)" in source, why("Connection.connect building FrameReceiver")
+    assert "create_task(" not in source.split("FrameReceiver(reader)")[0], why(
+        "Connection.connect starting a task before it builds its FrameReceiver"
+    )
+
+
+def test_channels_by_number_route_a_channels_frames() -> None:
+    """reader.deliver_directly hands a number's deliveries on only while that number is the
+    consumer's channel in ``Connection.channels``, as aiormq's reader routes them."""
+    source = inspect.getsource(aiormq.Connection._Connection__reader)  # type: ignore[attr-defined]
+    assert "self.channels.get(channel)" in source, why("Connection.channels: number -> channel")
+
+
 def test_channel_frame_takes_a_payload() -> None:
     frame = ChannelFrame(payload=b"x", should_close=False)
     assert (frame.payload, frame.should_close) == (b"x", False), why("ChannelFrame fields")

@@ -30,6 +30,7 @@ from . import wire
 from .delivery import AmqpDelivery
 from .link import Link
 from .pipeline import Pipeline, take_directly
+from .reader import deliver_directly
 
 log = logging.getLogger("microhive.amqp")
 
@@ -112,7 +113,8 @@ class AmqpConsumer(Consumer):
             self._order.clear()
             self._acked.clear()
             self._gone.clear()
-            take_directly(channel, self._take)
+            take_directly(channel, self._take)  # what comes before the next line, or without it
+            deliver_directly(channel, self._take)
             await channel.basic_consume(
                 self.amqp_queue, self._on_message, consumer_tag=self.tag, no_ack=False
             )

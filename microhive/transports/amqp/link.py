@@ -31,6 +31,7 @@ from ...errors import ConfigurationError, TransportError
 from ..links import RECONNECT, LinkDown
 from .options import AmqpOptions
 from .pipeline import Pipeline
+from .reader import CONNECTING
 from .reader import install as buffered_frames
 
 log = logging.getLogger("microhive.amqp")
@@ -255,8 +256,12 @@ class Link:
             self.closed = True
             return None
         try:
-            async with asyncio.timeout(self.options.connect_timeout):
-                await connection.connect()
+            connecting = CONNECTING.set(connection)  # its frame reader knows whose it is
+            try:
+                async with asyncio.timeout(self.options.connect_timeout):
+                    await connection.connect()
+            finally:
+                CONNECTING.reset(connecting)
             return connection
         except asyncio.CancelledError:
             raise

@@ -7,21 +7,30 @@ busy connection that was a quarter of microhive's CPU. :class:`BufferedFrames` r
 the socket has in one call and cuts every complete frame out of it; the frames of the hot
 path (``Basic.Deliver``, ``Basic.Ack``, content headers, bodies) are decoded by hand into
 the very objects pamqp builds, everything else (and anything unusual, such as a property
-list longer than one flag word) by pamqp itself. tests/transports/test_amqp_reader.py checks
+list longer than one flag word) by pamqp itself. tests/amqp/test_reader.py checks
 that both give equal results (or both fail) for any frame (hypothesis).
 
 :func:`install` (called by the link before it connects) makes every aiormq connection opened
 after it use this reader — for the whole process, since aiormq looks its ``FrameReceiver`` up
 by name when it connects (a fenced internal: :data:`BORROWED`,
 tests/canary/test_amqp_internals.py).
+
+A consumer's channel can also be registered with :func:`deliver_directly`: the reader then
+hands that channel's deliveries to the consumer itself as it cuts their frames out of the
+buffer, instead of passing each frame through aiormq's per-channel queue and reader task.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
+import weakref
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import aiormq.connection
+from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
 from pamqp import commands as spec
 from pamqp import decode
@@ -29,6 +38,7 @@ from pamqp import frame as pamqp_frame
 from pamqp.body import ContentBody
 from pamqp.exceptions import PAMQPException
 from pamqp.header import ContentHeader
+from pamqp.heartbeat import Heartbeat
 
 from . import lenient  # noqa: F401 - the property decoders this module calls are the lenient ones
 
@@ -36,7 +46,17 @@ BORROWED = (
     "aiormq.connection.FrameReceiver",  # replaced by name: Connection.connect builds one
     "FrameReceiver(reader).reader/.lock/.started",  # what its get_frame works with
     "pamqp Basic.Properties/Deliver/Ack __slots__",  # filled in directly, as pamqp does
+    "aiormq.Connection.connect_context (connect() builds FrameReceiver in our context)",
+    "aiormq.Connection.channels_by_number (.channels: where a channel's frames go)",
 )
+
+log = logging.getLogger(__name__)
+
+CONNECTING: ContextVar[Any] = ContextVar("microhive_amqp_connecting", default=None)
+"""The aiormq connection whose ``connect()`` runs in this context: set by the link, so that
+the reader that connection builds knows whose frames it reads."""
+
+_RECEIVERS: weakref.WeakKeyDictionary[Any, BufferedFrames] = weakref.WeakKeyDictionary()
 
 _FRAME = struct.Struct(">BHI")
 _METHOD = struct.Struct(">I")
@@ -190,6 +210,71 @@ def _decode(data: bytes, at: int, kind: int, channel: int, size: int) -> tuple[i
     return pamqp_frame.unmarshal(data[at : end + 1])
 
 
+class _Delivering:
+    """The consumer of one channel, fed its deliveries' frames by the reader itself."""
+
+    __slots__ = ("channel", "deliver", "header", "parts", "size", "take")
+
+    def __init__(self, channel: Any, take: Callable[[DeliveredMessage], None]) -> None:
+        self.channel = channel
+        self.take = take
+        self.deliver: Any = None
+        self.header: ContentHeader | None = None
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def feed(self, frame: Any) -> bool:
+        """Take ``frame`` if it is the next of a delivery; False leaves it to aiormq."""
+        if self.deliver is None:
+            if type(frame) is not spec.Basic.Deliver:
+                return False
+            self.deliver = frame
+            return True
+        header = self.header
+        if header is None:
+            if isinstance(frame, ContentHeader):
+                self.header = frame
+                if not frame.body_size:
+                    self._done(b"")
+                return True
+        elif isinstance(frame, ContentBody):
+            self.parts.append(frame.value)
+            self.size += len(frame.value)
+            if self.size >= header.body_size:
+                parts = self.parts
+                self._done(parts[0] if len(parts) == 1 else b"".join(parts))
+            return True
+        log.error("AMQP channel %s: %r in the middle of a delivery", self.channel.number, frame)
+        self.deliver, self.header, self.parts, self.size = None, None, [], 0
+        return False  # the channel's own reader makes of it what aiormq does
+
+    def _done(self, body: bytes) -> None:
+        assert self.header is not None
+        message = DeliveredMessage(
+            delivery=self.deliver, header=self.header, body=body, channel=self.channel
+        )
+        self.deliver, self.header, self.parts, self.size = None, None, [], 0
+        try:
+            self.take(message)
+        except Exception:  # a consumer's fault must not end the connection's reader
+            log.exception("AMQP channel %s: a delivery could not be taken", self.channel.number)
+
+
+def deliver_directly(channel: Any, take: Callable[[DeliveredMessage], None]) -> bool:
+    """Have the connection's reader hand ``channel``'s deliveries to ``take`` as they are
+    read, ahead of aiormq's per-channel frame queue and reader task (which still get every
+    other frame of the channel). False where the connection's reader is not ours."""
+    connection = getattr(channel, "connection", None)
+    receiver = None if connection is None else _RECEIVERS.get(connection)
+    if receiver is None:
+        return False
+    receiver.direct[channel.number] = _Delivering(channel, take)
+    return True
+
+
+_HEARTBEAT = (0, 0, Heartbeat())  # what the reader returns after deliveries it handed out
+
+
 class BufferedFrames(aiormq.connection.FrameReceiver):
     """aiormq's frame receiver, reading whatever the socket has and decoding frame by frame
     from that buffer; the same frames, and the same errors, as the one it replaces."""
@@ -198,36 +283,56 @@ class BufferedFrames(aiormq.connection.FrameReceiver):
         super().__init__(reader)
         self._data = b""
         self._at = 0
+        connection = CONNECTING.get()
+        self.direct: dict[int, _Delivering] = {}  # channel number -> its consumer
+        # weakly: _RECEIVERS holds this reader for as long as the connection lives
+        self._connection: Callable[[], Any] = lambda: None
+        if connection is not None:
+            self._connection = weakref.ref(connection)
+            _RECEIVERS[connection] = self
 
     async def get_frame(self) -> aiormq.connection.ReceivedFrame:
-        data, at = self._data, self._at
-        if len(data) - at >= 7:  # the fast path: a whole frame is here already
-            kind, channel, size = _FRAME.unpack_from(data, at)
-            if len(data) - at >= size + 8 and self.started:
-                self._at = at + size + 8
-                try:
-                    return _decode(data, at, kind, channel, size)
-                except PAMQPException as exc:
-                    raise InvalidFrameError(str(exc)) from exc
-        if len(data) == at and self.reader.at_eof():
-            del self.reader
-            raise StopAsyncIteration
-        async with self.lock:
-            await self._fill(7)
-            if not self.started:
-                if self._data[self._at :].startswith(b"AMQP"):
-                    raise ProtocolSyntaxError("Unexpected AMQP protocol header")
-                self.started = True
-            size = _FRAME.unpack_from(self._data, self._at)[2]
-            await self._fill(size + 8)
-            return self._take(self._data, self._at, size)
+        handed = False  # a delivery went to its consumer from here
+        while True:
+            data, at = self._data, self._at
+            if len(data) - at >= 7 and self.started:  # a whole frame may be here already
+                kind, channel, size = _FRAME.unpack_from(data, at)
+                if len(data) - at >= size + 8:
+                    self._at = at + size + 8
+                    try:
+                        found = _decode(data, at, kind, channel, size)
+                    except PAMQPException as exc:
+                        raise InvalidFrameError(str(exc)) from exc
+                    if channel and self.direct and self._handed(channel, found[2]):
+                        handed = True
+                        continue
+                    return found
+            if handed:  # aiormq counts frames to tell a stuck connection: give it one
+                return _HEARTBEAT
+            if len(data) == at and self.reader.at_eof():
+                del self.reader
+                raise StopAsyncIteration
+            async with self.lock:
+                await self._fill(7)
+                if not self.started:
+                    if self._data[self._at :].startswith(b"AMQP"):
+                        raise ProtocolSyntaxError("Unexpected AMQP protocol header")
+                    self.started = True
+                size = _FRAME.unpack_from(self._data, self._at)[2]
+                await self._fill(size + 8)
 
-    def _take(self, data: bytes, at: int, size: int) -> aiormq.connection.ReceivedFrame:
-        self._at = at + size + 8
-        try:
-            return decode_frame(data, at, size)
-        except PAMQPException as exc:
-            raise InvalidFrameError(str(exc)) from exc
+    def _handed(self, number: int, frame: Any) -> bool:
+        """``frame`` went to the channel's direct consumer (if the channel is still the one
+        it was registered for: aiormq gives a closed channel's number to the next)."""
+        delivering = self.direct.get(number)
+        if delivering is None:
+            return False
+        if delivering.deliver is None and (
+            getattr(self._connection(), "channels", {}).get(number) is not delivering.channel
+        ):
+            del self.direct[number]
+            return False
+        return delivering.feed(frame)
 
     async def _fill(self, wanted: int) -> None:
         """Read until ``wanted`` bytes are buffered, with aiormq's errors."""
