@@ -136,11 +136,11 @@ async def phases(
     """Round trip and throughput; ``submit(x, y)`` returns an awaitable of the result."""
     out: dict[str, Any] = {}
     for i in range(50):
-        await (await submit(i, i))
+        await asyncio.wait_for(await submit(i, i), 30)
     times = []
     for i in range(calls):
         started = time.perf_counter()
-        await (await submit(i, i))
+        await asyncio.wait_for(await submit(i, i), 30)
         times.append(time.perf_counter() - started)
     times.sort()
     out["p50_ms"] = statistics.median(times) * 1000

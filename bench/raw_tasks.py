@@ -49,7 +49,9 @@ class RawTasks:
         self.amqp: Any = None
         self.channel: Any = None
         self.consuming: Any = None  # the workers' channel
-        self.tasks: list[asyncio.Task[Any]] = []
+        self.tasks: list[asyncio.Task[Any]] = []  # the subscription's
+        self.workers: list[asyncio.Task[Any]] = []  # the stream's: they stop, not cancelled
+        self.stopping = False
 
     async def connect(self) -> None:
         if self.engine == "amqp":
@@ -114,11 +116,11 @@ class RawTasks:
 
             await queue.consume(on_message)
             return
-        self.tasks.append(asyncio.create_task(self._stream_worker(uuid.uuid4().hex)))
+        self.workers.append(asyncio.create_task(self._stream_worker(uuid.uuid4().hex)))
 
     async def _stream_worker(self, name: str) -> None:
         """Up to ``CONCURRENCY`` entries at a time, run together, acked in one ``XACK``."""
-        while True:
+        while not self.stopping:
             reply = await self.redis.xreadgroup(
                 "workers", name, {self.queue: ">"}, count=CONCURRENCY, block=1000
             )
@@ -127,6 +129,8 @@ class RawTasks:
                 await self.redis.xack(self.queue, "workers", *(entry for entry, _ in entries))
 
     async def close(self, *, clean: bool) -> None:
+        self.stopping = True  # a cancelled XREADGROUP BLOCK hangs redis-py: let it return
+        await asyncio.gather(*self.workers)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
