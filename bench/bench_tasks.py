@@ -20,7 +20,11 @@ AMQP keeps results in Redis (``?results=redis://...``). ``--peers celery,dramati
 Celery (``acks_late``, its result backend on the same engine) and Dramatiq (the ``Results``
 middleware on Redis) on the same engines in the same run with bench/peers/tasks_peers.py and
 the peers' venv (``bench/peers/setup.sh`` once; ``PEERS_PYTHON`` to choose another), and
-prints microhive's ratio to each.
+prints microhive's ratio to each. On Redis and RabbitMQ a **raw** row does the same work by
+hand with redis-py and aio-pika (bench/raw_tasks.py; ``--no-raw`` skips it), its workers laid
+out as ours. The last columns are the CPU each task cost during the tasks/s phase, in µs:
+``client`` (this process and every process it started: workers, prefork children) and each
+engine's server on this machine (bench/peers/cputime.py): on two cores, what caps tasks/s.
 """
 
 from __future__ import annotations
