@@ -98,13 +98,18 @@ class _Run:
             self.rest = Continuation.of(self.envelope.headers)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return await self.refuse(f"invalid task headers: {exc}")
-        record = await self.start()
-        if record.state.final:  # revoked before it ran, or done before a crash: carry on
-            await self.continuer.after(record, self.rest)
-            await self.delivery.ack()
-            return "skipped"
-        if self.options.rate is not None and await self.over_rate(*self.options.rate):
-            return "rate-limited"
+        try:
+            record = await self.start()
+            if record.state.final:  # revoked before it ran, or done before a crash: carry on
+                await self.continuer.after(record, self.rest)
+                await self.delivery.ack()
+                return "skipped"
+            if self.options.rate is not None and await self.over_rate(*self.options.rate):
+                return "rate-limited"
+        except BaseException as caught:
+            if cancelled_from_outside(caught):  # shutdown before the method ran: give it back
+                await asyncio.shield(self.delivery.release())
+            raise
         try:
             call = self.prepare()
         except Exception as exc:
