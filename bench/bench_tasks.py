@@ -56,7 +56,6 @@ from raw_tasks import RawTasks, raw_tasks
 QUEUES = Namespace([Queue("bench_add", providing_args=["x", "y"])], kind="queue")
 REDIS = "redis://127.0.0.1:6379/0"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-ENGINES_USED = {"memory": (), "redis": ("redis",), "amqp": ("amqp", "redis")}  # results: Redis
 
 
 class Adder(MicroAgent):
@@ -156,13 +155,13 @@ async def phases(
         for i in range(first, n, 64):
             waits[i] = await submit(i, 1)
 
-    cpu = cputime.snapshot(ENGINES_USED[engine])
+    cpu = cputime.snapshot(cputime.SERVERS[engine])
     started = time.perf_counter()
     await asyncio.gather(*(lane(k) for k in range(64)))
     submitted = time.perf_counter() - started
     values = await asyncio.wait_for(asyncio.gather(*waits), 120)
     elapsed = time.perf_counter() - started
-    out |= cputime.per_task(cpu, cputime.snapshot(ENGINES_USED[engine]), n)
+    out |= cputime.per_task(cpu, cputime.snapshot(cputime.SERVERS[engine]), n)
     assert values == [i + 1 for i in range(n)]
     out["submit_per_s"] = n / submitted
     out["tasks_per_s"] = n / elapsed

@@ -15,6 +15,8 @@ from pathlib import Path
 PROC = Path("/proc")
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ENGINES = {"redis": "redis-server", "amqp": "beam.smp"}
+SERVERS = {"memory": (), "redis": ("redis",), "amqp": ("amqp", "redis")}
+"""The servers a tasks run on each engine uses: on RabbitMQ the results are kept in Redis."""
 
 
 def _stat(pid: int) -> tuple[int, float] | None:

@@ -37,7 +37,6 @@ import cputime  # beside this file
 
 REDIS = "redis://127.0.0.1:6379/0"
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"
-ENGINES_USED = {"redis": ("redis",), "amqp": ("amqp", "redis")}  # results in Redis on both
 
 
 def celery_app(engine: str, token: str) -> Any:
@@ -74,7 +73,7 @@ def run_celery(engine: str, n: int, calls: int, token: str, processes: int) -> d
     try:
         _, add = celery_app(engine, token)
         add.delay(0, 0).get(timeout=120)  # the worker is up
-        return measure(add.delay, lambda r: r.get(timeout=120), n, calls, ENGINES_USED[engine])
+        return measure(add.delay, lambda r: r.get(timeout=120), n, calls, cputime.SERVERS[engine])
     finally:
         worker.terminate()
         worker.join(10)
@@ -133,7 +132,7 @@ def run_dramatiq(engine: str, n: int, calls: int, token: str, processes: int) ->
         worker.start()
     try:
         get = lambda m: m.get_result(block=True, timeout=120_000)  # noqa: E731
-        return measure(add.send, get, n, calls, ENGINES_USED[engine])
+        return measure(add.send, get, n, calls, cputime.SERVERS[engine])
     finally:
         stop.set()
         for process in started:

@@ -1,5 +1,6 @@
-"""A TCP proxy to the shared RabbitMQ that a test can cut and restore: a lost connection,
-and a server that refuses new ones, without touching the server itself."""
+"""A TCP proxy to a shared server (RabbitMQ, or Redis for a result store) that a test can cut,
+restore or hold: a lost connection, a server that refuses new ones, one that stops
+answering, without touching the server itself."""
 
 from __future__ import annotations
 
