@@ -27,6 +27,7 @@ from typing import Any
 
 from ..broker import Consumer, Delivery
 from ..errors import ConsumerClosed
+from ..retry import Backoff
 from .dispatch import cancelled_from_outside, describe, failure
 
 log = logging.getLogger("microhive.agent")
@@ -42,6 +43,11 @@ TURN = 16
 """A consumer worker lets the others (of this agent and of other agents on the same loop)
 take the next deliveries after this many in a row: competing consumers share a queue even
 when their handlers never wait."""
+
+PAUSE = Backoff(initial=0.05, factor=2.0, maximum=2.0, jitter=0.2)
+"""A consumer worker whose engine failed under it (a take, a settlement, a task's next step
+that could not be sent) pauses this long, longer after each failure in a row, as a link
+between reconnects: the delivery it gave back is not spun on at full speed."""
 
 
 class ReceiverPool:
@@ -132,7 +138,7 @@ def consumer_workers(
         return consumer.get_batch(batch, batch_timeout) if batch else consumer.get()
 
     async def work() -> None:
-        done = 0
+        done = failures = 0
         while True:
             try:
                 taken = await take()
@@ -140,16 +146,38 @@ def consumer_workers(
                 return
             except Exception as exc:  # the transport reconnects by itself; don't spin
                 on_error(exc)
-                await asyncio.sleep(1)
+                failures += 1
+                await asyncio.sleep(PAUSE.delay(failures))
                 continue
             try:
                 await process(taken)
-            except BaseException as exc:  # e.g. the engine failed while settling
+            except BaseException as exc:  # the engine failed while settling, or under a task
                 if cancelled_from_outside(exc):
                     raise
                 on_error(failure(exc))
+                await give_back(taken, on_error)
+                failures += 1
+                await asyncio.sleep(PAUSE.delay(failures))
+                continue
+            failures = 0
             done += 1
             if done % TURN == 0:
                 await asyncio.sleep(0)
 
     return [spawn(work()) for _ in range(concurrency)]
+
+
+async def give_back(
+    taken: Delivery | list[Delivery], on_error: Callable[[Exception], None]
+) -> None:
+    """Release what a failed run left unsettled: it is delivered again (at once, or after
+    ``claim_idle`` / ``ack_wait`` where the engine is down), not held by this process until
+    it ends. Whatever ran of it runs again: a task's record and its workflow's next steps
+    are idempotent (docs/tasks.md, Guarantees)."""
+    for delivery in taken if isinstance(taken, list) else [taken]:
+        if delivery.settled:
+            continue
+        try:
+            await asyncio.shield(delivery.release())
+        except Exception as exc:
+            on_error(failure(exc))

@@ -7,6 +7,7 @@ The seed's canvas calls, translated: ``group(add.s(i, i) for i in range(10))``,
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -16,11 +17,13 @@ from microhive import (
     PayloadError,
     TaskFailed,
     TaskRevoked,
+    TransportError,
     chain,
     chord,
     group,
 )
-from microhive.tasks.wire import CHAIN, JOB
+from microhive.tasks.continuation import Continuer
+from microhive.tasks.wire import CHAIN, JOB, Step
 
 from .helpers import eventually
 from .task_agents import TaskFactory, q
@@ -142,6 +145,32 @@ async def test_a_redelivered_finished_step_is_skipped_and_the_chain_goes_on_once
     await eventually(lambda: _drained(broker, "add"), timeout=10)
     await eventually(lambda: _drained(broker, "record"), timeout=10)
     await asyncio.sleep(0.2)
+    assert tasks.count("add") == 1
+    assert tasks.count("record") == 1
+
+
+async def test_a_next_step_that_could_not_be_sent_is_sent_again(
+    tasks: TaskFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine fails as the worker sends a chain's next step (the worker's own queue
+    message is still unsettled): that message is given back and delivered again, the step
+    is not run again, and the next one is sent then — the chain finishes. Held by the
+    worker until it stops, it used to stall the workflow."""
+    failing = {"record": 1}
+    enqueue = Continuer.enqueue
+
+    async def flaky(self: Continuer, step: Step, *args: Any, **kwargs: Any) -> None:
+        if failing.get(step.queue):
+            failing[step.queue] -= 1
+            raise TransportError(f"sending to {step.queue!r} failed (the test's outage)")
+        await enqueue(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(Continuer, "enqueue", flaky)
+    broker = await tasks.broker()
+    await tasks.math("add", "record")
+    job = await broker.submit(chain(add.s(x=1, y=1), q.record.s()))
+    assert await job.result(timeout=30) == 2
+    assert failing == {"record": 0}
     assert tasks.count("add") == 1
     assert tasks.count("record") == 1
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from microhive import QueueBroker
+from microhive import QueueBroker, ResultTimeout
 from tests.contract import conftest as contract
 from tests.contract.conftest import Transport
 from tests.contract.task_agents import forget_results, task_url
@@ -77,6 +77,22 @@ def caller(url: str, size: int, pause: float, *extra: str) -> Process:
     return Process("-m", "tests.tasks.crash_agents", url, str(size), str(pause), *extra)
 
 
+async def finished(
+    broker: QueueBroker, expected: dict[str, int], base: Path, *workers: Process
+) -> None:
+    """Each job's result is the expected one; a job that does not finish in time fails the
+    test with what every worker ran of it and printed (a lost step shows as a gap)."""
+    for job_id, value in expected.items():
+        try:
+            assert await broker.job(job_id).result(timeout=120) == value
+        except ResultTimeout:
+            ran = sorted(line for line in runs(base) if job_id in line)
+            printed = "\n".join(each.output for each in workers)
+            raise AssertionError(
+                f"{job_id} did not finish; its steps that ran: {ran}\nworkers:\n{printed}"
+            ) from None
+
+
 async def submitted(process: Process) -> list[str]:
     line = await asyncio.to_thread(process.wait_for_line, r"^submitted ", 30)
     return line.split()[1:]
@@ -98,9 +114,8 @@ async def test_the_caller_killed_right_after_submit(
     try:
         await ready(work)
         async with QueueBroker.from_url(where, queues=QUEUES) as broker:
-            assert await broker.job(chord_id).result(timeout=60) == size * (size - 1)
-            assert await broker.job(chain_id).result(timeout=60) == 128
-            assert await broker.job(nested_id).result(timeout=60) == nested_result(size)
+            expected = {chord_id: size * (size - 1), chain_id: 128, nested_id: nested_result(size)}
+            await finished(broker, expected, base, work)
         assert stop(work) == 0, work.output
     finally:
         work.kill()
@@ -135,9 +150,8 @@ async def test_a_worker_killed_in_the_middle_of_a_group(
         first.popen.kill()
         first.wait(timeout=10)
         async with QueueBroker.from_url(where, queues=QUEUES) as broker:
-            assert await broker.job(chord_id).result(timeout=120) == size * (size - 1)
-            assert await broker.job(chain_id).result(timeout=120) == 128
-            assert await broker.job(nested_id).result(timeout=120) == nested_result(size)
+            expected = {chord_id: size * (size - 1), chain_id: 128, nested_id: nested_result(size)}
+            await finished(broker, expected, base, first, second)
         assert stop(second) == 0, second.output
     finally:
         first.kill()
@@ -180,8 +194,8 @@ async def test_a_worker_killed_as_it_enqueues_the_chord_callback(
         who = caller(where, size, 0.01)
         chord_id, chain_id = await submitted(who)
         async with QueueBroker.from_url(where, queues=QUEUES) as broker:
-            assert await broker.job(chord_id).result(timeout=120) == size * (size - 1)
-            assert await broker.job(chain_id).result(timeout=120) == 128
+            expected = {chord_id: size * (size - 1), chain_id: 128}
+            await finished(broker, expected, base, *members, callbacks)
 
         def gone() -> list[Process]:
             return [each for each in members if each.popen.poll() is not None]
