@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from ..cli.queues import jsonable
 from ..envelope import Envelope
 from ..errors import CapabilityError
+from ..stopping import cancel_and_wait
 
 if TYPE_CHECKING:
     from ..broker import QueueBroker
@@ -186,9 +187,7 @@ class QueueSampler:
         return series.add(at, length, dead)
 
     async def close(self) -> None:
-        for task in self._tails.values():
-            task.cancel()
-        await asyncio.gather(*self._tails.values(), return_exceptions=True)
+        await cancel_and_wait(*self._tails.values())
         self._tails.clear()
 
 

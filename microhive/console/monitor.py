@@ -17,6 +17,7 @@ from ..broker import QueueBroker
 from ..bus import SignalBus, Subscription
 from ..catalog import Catalog
 from ..envelope import Envelope
+from ..stopping import cancel_and_wait
 from ..urls import redact
 from .feeds import Hub, QueueSampler, SignalLog
 from .heartbeats import Agents
@@ -103,11 +104,8 @@ class Monitor:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="console.monitor")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.close()

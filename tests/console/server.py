@@ -4,6 +4,7 @@ test's agents), on a free loopback port, with an HTTP client for it."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +40,13 @@ async def serving(app: Console) -> AsyncIterator[httpx.AsyncClient]:
             yield client
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        done, _ = await asyncio.wait([task], timeout=30)
+        if not done:  # say where the shutdown hangs before it is cancelled
+            stacks = io.StringIO()
+            for each in asyncio.all_tasks():
+                each.print_stack(file=stacks)
+            task.cancel()
+            raise AssertionError(f"the console did not stop; its tasks:\n{stacks.getvalue()}")
 
 
 async def events(client: httpx.AsyncClient, count: int, **headers: str) -> list[tuple[str, Any]]:

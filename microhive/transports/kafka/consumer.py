@@ -30,6 +30,7 @@ from ...codecs import Codec
 from ...declarations import Queue
 from ...envelope import Envelope
 from ...errors import ConsumerClosed, DecodeError
+from ...stopping import cancel_and_wait
 from ..handover import Handover
 from .delivery import KafkaDelivery
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
@@ -291,7 +292,7 @@ class KafkaConsumer(Consumer):
             return
         self.closed = True
         self.handover.fail(ConsumerClosed(self.queue))
-        await _cancel(self._fetcher)
+        await cancel_and_wait(self._fetcher)
         for delivery in self.handover.clear():
             if delivery.withdraw():
                 self.unsettled -= 1
@@ -312,7 +313,7 @@ class KafkaConsumer(Consumer):
         held are not committed (they are read again, as after a crash)."""
         self.closed = True
         self.handover.fail(ConsumerClosed(self.queue))
-        await _cancel(self._fetcher, self._committer)
+        await cancel_and_wait(self._fetcher, self._committer)
         self.handover.clear()
         with contextlib.suppress(Exception):
             await self.flush()
@@ -320,11 +321,3 @@ class KafkaConsumer(Consumer):
             offsets.live = False
         if not self._finished.done():
             await self._leave()
-
-
-async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
-    running = [task for task in tasks if task is not None and not task.done()]
-    for task in running:
-        task.cancel()
-    if running:
-        await asyncio.gather(*running, return_exceptions=True)

@@ -26,6 +26,7 @@ from ...broker import Consumer, Delivery
 from ...declarations import Queue
 from ...envelope import Envelope, new_id
 from ...errors import ConsumerClosed
+from ...stopping import cancel_and_wait
 from ..handover import Handover
 from ..links import RECONNECT
 from . import plain
@@ -342,7 +343,7 @@ class NatsConsumer(Consumer):
         self.link.unwatch(self._reconnected)
         self.owner.stopped(self)
         self.handover.fail(ConsumerClosed(self.queue))
-        await _cancel(self._fetcher, self._redeclaring)
+        await cancel_and_wait(self._fetcher, self._redeclaring)
         # unsubscribe on the server first and wait for its answer (PING/PONG): whatever it
         # sent before is received (and given back), nothing comes after
         subscription, self._subscription = self._subscription, None
@@ -356,17 +357,9 @@ class NatsConsumer(Consumer):
         self.closed = True
         self.link.unwatch(self._reconnected)
         self.handover.fail(ConsumerClosed(self.queue))
-        await _cancel(self._fetcher, self._keeper, self._redeclaring)
+        await cancel_and_wait(self._fetcher, self._keeper, self._redeclaring)
         self.held.clear()
         self.handover.clear()
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             await self.link.unsubscribe(subscription)
-
-
-async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
-    running = [task for task in tasks if task is not None and not task.done()]
-    for task in running:
-        task.cancel()
-    if running:
-        await asyncio.gather(*running, return_exceptions=True)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from ...errors import TransportError
+from ...stopping import cancel_and_wait
 from ..links import RECONNECT
 from .jetstream import JetStream
 
@@ -58,9 +59,7 @@ class Trimmer:
 
     async def stop(self) -> None:
         task, self.task = self.task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         interval = self.jetstream.options.trim_interval

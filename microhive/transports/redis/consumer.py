@@ -25,6 +25,7 @@ from ...codecs import Codec
 from ...declarations import Queue
 from ...envelope import Envelope
 from ...errors import ConsumerClosed, DecodeError, TransportError
+from ...stopping import cancel_and_wait
 from ..handover import Handover
 from ..links import RECONNECT, LinkDown
 from .commands import Commands
@@ -302,8 +303,5 @@ class RedisConsumer(Consumer):
         self.closed = True
         self.handover.fail(ConsumerClosed(self.queue))
         self.room.set()
-        tasks = [t for t in (self._fetcher, self.keeper.task) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._fetcher, self.keeper.task)
         await self.link.close()
