@@ -263,23 +263,26 @@ class RedisConsumer(Consumer):
         self.room.set()
         await self._stop_reading()
         await self.keeper.leave()  # no longer counted among the queue's consumers
-        unstarted = [d for d in self.handover.clear() if not d.settled]
-        if unstarted:
-            for delivery in unstarted:
-                delivery.settled = True
-                self.held.pop(delivery.entry_id, None)
-            try:
-                await self.commands.retrying(
-                    self.settler.release_now, [d.entry_id for d in unstarted]
-                )
-            except TransportError as exc:
-                log.warning(
-                    "%r: could not give back %d message(s) (%s); they are reclaimed after "
-                    "claim_idle",
-                    self,
-                    len(unstarted),
-                    exc,
-                )
+        await self.give_back(self.handover.clear())
+
+    async def give_back(self, deliveries: list[RedisDelivery]) -> None:
+        """Release deliveries no worker took (the consumer closed): no longer held, so its
+        keeper can end; another consumer reads them at its next claim."""
+        unstarted = [d for d in deliveries if not d.settled]
+        if not unstarted:
+            return
+        for delivery in unstarted:
+            delivery.settled = True
+            self.held.pop(delivery.entry_id, None)
+        try:
+            await self.commands.retrying(self.settler.release_now, [d.entry_id for d in unstarted])
+        except TransportError as exc:
+            log.warning(
+                "%r: could not give back %d message(s) (%s); they are reclaimed after claim_idle",
+                self,
+                len(unstarted),
+                exc,
+            )
 
     async def _stop_reading(self) -> None:
         fetcher = self._fetcher

@@ -62,8 +62,8 @@ class Keeper:
                 await self._guard("XCLAIM (touch)", self._touch())
             if consumer.closed:
                 await self.leave()
-            if consumer.closed and not consumer.held:
-                return
+            if consumer.closed and (not consumer.held or self.commands.link is None):
+                return  # all settled, or the broker closed: nothing to keep them with
             wake = next_touch if consumer.closed else min(next_claim, next_touch)
             await asyncio.sleep(max(0.0, wake - loop.time()))
 
@@ -123,7 +123,10 @@ class Keeper:
             reclaimed = consumer.accept(entries)
             if self.options.max_deliver:
                 reclaimed = await self._without_crash_loops(reclaimed)
-            consumer.handover.give_all(reclaimed, front=True)
+            if consumer.closed:  # during the XPENDING: nobody would take them any more
+                await consumer.give_back(reclaimed)
+            else:
+                consumer.handover.give_all(reclaimed, front=True)
         elif entries:  # closed meanwhile: give them back
             await consumer.settler.release_now([entry[0] for entry in entries])
 
