@@ -180,6 +180,34 @@ class MicroAgent:
     ) -> None:
         await self.stop()
 
+    async def _open_consumers(self, consumers: Iterable[Handler]) -> list[Any]:
+        """One consumer per handler, opened concurrently. What opened is kept in
+        ``_consumers`` even when another fails or this is cancelled, so stopping closes it."""
+        broker = self._broker
+        assert broker is not None
+        opening = []
+        for handler in consumers:
+            spec = handler.spec
+            assert isinstance(spec, ConsumerSpec)
+            opening.append(
+                asyncio.ensure_future(
+                    broker.consume(spec.queue, prefetch=_prefetch(spec), name=self.instance_id)
+                )
+            )
+        try:
+            await asyncio.wait(opening)
+        finally:
+            for attempt in opening:
+                attempt.cancel()  # only those still opening: we were cancelled
+            await asyncio.gather(*opening, return_exceptions=True)
+            opened = [a for a in opening if not a.cancelled() and a.exception() is None]
+            self._consumers.extend(a.result() for a in opened)
+        for failed in opening:
+            error = failed.exception()
+            if error is not None:
+                raise error
+        return [opened.result() for opened in opening]
+
     async def _bind(self) -> None:
         handlers = type(self).handlers
         if self._by_signal:
@@ -191,13 +219,13 @@ class MicroAgent:
             )
             self._receivers = ReceiverPool(start, self._spawn)
             self._subscription = await self._bus.subscribe(self._by_signal, self._on_signal)
-        for handler in handlers.consumers:
+        # Consumers start together: on some engines (a Kafka group join) each takes seconds.
+        started: list[Any] = []
+        if handlers.consumers:
+            started = await self._open_consumers(handlers.consumers)
+        for handler, consumer in zip(handlers.consumers, started, strict=True):
             spec = handler.spec
-            assert isinstance(spec, ConsumerSpec) and self._broker is not None
-            consumer = await self._broker.consume(
-                spec.queue, prefetch=_prefetch(spec), name=self.instance_id
-            )
-            self._consumers.append(consumer)
+            assert isinstance(spec, ConsumerSpec)
             consumer_workers(
                 consumer,
                 spec.concurrency,

@@ -14,6 +14,7 @@ from microhive import (
     MicroAgent,
     Queue,
     Signal,
+    TransportError,
     consumer,
     current_message,
     on,
@@ -219,6 +220,39 @@ async def test_failing_post_start_leaves_the_agent_stopped(bus: MemoryBus) -> No
         assert got == []
     finally:
         await agent.stop()
+
+
+class Refusing(MemoryBroker):
+    """Refuses to open a consumer of one queue, after a moment (the others open meanwhile)."""
+
+    async def _consume(self, queue: str, *, prefetch: int, name: str) -> Any:
+        if queue == "refused":
+            await asyncio.sleep(0.01)
+            raise TransportError(f"cannot consume {queue!r}")
+        return await super()._consume(queue, prefetch=prefetch, name=name)
+
+
+async def test_a_consumer_that_cannot_open_closes_those_that_did() -> None:
+    """Consumers open together; one failing fails the start, and the others, opened
+    meanwhile, are closed: nothing keeps reading for an agent that is not running."""
+
+    class Half(MicroAgent):
+        @consumer(JOBS, concurrency=2)
+        async def job(self) -> None: ...
+
+        @consumer(Queue("refused"))
+        async def other(self) -> None: ...
+
+    broker = Refusing("memory://refusing", queues=[JOBS])
+    agent = Half(broker=broker)
+    try:
+        with pytest.raises(TransportError, match="cannot consume 'refused'"):
+            await agent.start()
+        assert not agent.running
+        assert (await broker.stats(JOBS)).consumers == 0
+    finally:
+        await agent.stop()
+        await broker.close()
 
 
 async def test_failing_pre_stop_still_stops_the_agent(
