@@ -44,3 +44,9 @@ class Backoff:
         if self.jitter:
             base *= 1 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, min(base, self.maximum))
+
+
+RECONNECT = Backoff(initial=0.05, factor=2.0, maximum=2.0, jitter=0.2)
+"""Pause after an engine failed: between two connection attempts of a link, and before a
+consumer worker whose engine failed under it takes the next delivery. Quick first retries,
+capped at 2 s."""

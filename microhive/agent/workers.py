@@ -27,7 +27,7 @@ from typing import Any
 
 from ..broker import Consumer, Delivery
 from ..errors import ConsumerClosed
-from ..retry import Backoff
+from ..retry import RECONNECT
 from .dispatch import cancelled_from_outside, describe, failure
 
 log = logging.getLogger("microhive.agent")
@@ -43,11 +43,6 @@ TURN = 16
 """A consumer worker lets the others (of this agent and of other agents on the same loop)
 take the next deliveries after this many in a row: competing consumers share a queue even
 when their handlers never wait."""
-
-PAUSE = Backoff(initial=0.05, factor=2.0, maximum=2.0, jitter=0.2)
-"""A consumer worker whose engine failed under it (a take, a settlement, a task's next step
-that could not be sent) pauses this long, longer after each failure in a row, as a link
-between reconnects: the delivery it gave back is not spun on at full speed."""
 
 
 class ReceiverPool:
@@ -147,7 +142,7 @@ def consumer_workers(
             except Exception as exc:  # the transport reconnects by itself; don't spin
                 on_error(exc)
                 failures += 1
-                await asyncio.sleep(PAUSE.delay(failures))
+                await asyncio.sleep(RECONNECT.delay(failures))
                 continue
             try:
                 await process(taken)
@@ -155,9 +150,9 @@ def consumer_workers(
                 if cancelled_from_outside(exc):
                     raise
                 on_error(failure(exc))
-                await give_back(taken, on_error)
+                await give_back(taken, on_error)  # then a pause: it is not spun on at full speed
                 failures += 1
-                await asyncio.sleep(PAUSE.delay(failures))
+                await asyncio.sleep(RECONNECT.delay(failures))
                 continue
             failures = 0
             done += 1

@@ -8,10 +8,9 @@ between engines (a user switching ``redis://`` for ``nats://`` sees the same beh
 from __future__ import annotations
 
 from ..errors import TransportError
-from ..retry import Backoff
+from ..retry import RECONNECT
 
-RECONNECT = Backoff(initial=0.05, factor=2.0, maximum=2.0, jitter=0.2)
-"""Pause between two connection attempts of a link: quick first retries, capped at 2 s."""
+__all__ = ["CONNECT_TIMEOUT", "RECONNECT", "LinkDown"]
 
 CONNECT_TIMEOUT = 10.0
 """Default of every engine's ``connect_timeout`` URL option (seconds): how long ``connect()``
