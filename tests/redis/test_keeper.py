@@ -50,3 +50,31 @@ async def test_entries_reclaimed_as_the_consumer_closes_go_to_another(redis_url:
     finally:
         for broker in (dead, closing, other):
             await broker.close()
+
+
+async def test_a_closed_consumer_s_keeper_ends_once_nothing_is_held(redis_url: str) -> None:
+    """With nothing held (at close, or once the last held delivery is settled) the keeper
+    ends then, not when it would next look (after up to ``claim_interval``, here an hour): a
+    web app's lifespan loop ended before that, and the keeper died pending ("Task was
+    destroyed but it is pending")."""
+    url = engines.with_query(redis_url, claim_idle=7200, claim_interval=3600)
+    broker = QueueBroker.from_url(url, queues=[JOBS])
+    await broker.connect()
+    try:
+        idle = await broker.consume(JOBS)
+        assert isinstance(idle, RedisConsumer) and idle.keeper.task is not None
+        await asyncio.sleep(0.1)  # the keeper is in its sleep
+        await idle.close()
+        await asyncio.wait_for(asyncio.shield(idle.keeper.task), 60)  # hang guard
+
+        await broker.send(JOBS, {"n": 1})
+        busy = await broker.consume(JOBS)
+        assert isinstance(busy, RedisConsumer) and busy.keeper.task is not None
+        delivery = await asyncio.wait_for(busy.get(), 60)
+        await busy.close()
+        await asyncio.sleep(0.1)
+        assert not busy.keeper.task.done(), "it keeps touching what is still held"
+        await delivery.ack()
+        await asyncio.wait_for(asyncio.shield(busy.keeper.task), 60)  # hang guard
+    finally:
+        await broker.close()

@@ -192,6 +192,8 @@ class RedisConsumer(Consumer):
         """A delivery was settled (or is being): its slot is free."""
         if self.held.pop(delivery.entry_id, None) is not None and not self.room.is_set():
             self.room.set()
+        if self.closed and not self.held:
+            self.keeper.wake()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -264,6 +266,7 @@ class RedisConsumer(Consumer):
         await self._stop_reading()
         await self.keeper.leave()  # no longer counted among the queue's consumers
         await self.give_back(self.handover.clear())
+        self.keeper.wake()
 
     async def give_back(self, deliveries: list[RedisDelivery]) -> None:
         """Release deliveries no worker took (the consumer closed): no longer held, so its

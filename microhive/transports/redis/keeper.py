@@ -15,6 +15,7 @@ what it holds so that nobody reclaims it from under a long handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -38,6 +39,13 @@ class Keeper:
         self._cursor = b"0-0"
         self._left = False
         self._presence = self.options.consumers(consumer.queue, consumer.group)
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look again now: the consumer closed, or settled the last of what it held (then
+        the loop ends at once instead of at its next touch, which may come after the
+        event loop itself has ended)."""
+        self._woken.set()
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(
@@ -65,7 +73,10 @@ class Keeper:
             if consumer.closed and (not consumer.held or self.commands.link is None):
                 return  # all settled, or the broker closed: nothing to keep them with
             wake = next_touch if consumer.closed else min(next_claim, next_touch)
-            await asyncio.sleep(max(0.0, wake - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, wake - loop.time())):
+                    await self._woken.wait()
+            self._woken.clear()
 
     async def _guard(self, what: str, step: Awaitable[Any]) -> None:
         try:
