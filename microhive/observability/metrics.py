@@ -16,7 +16,6 @@ ever becomes a label. ``max_names`` bounds each family anyway: past it, new name
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -36,6 +35,7 @@ from .. import linkevents
 from ..envelope import Envelope, Kind
 from ..linkevents import LinkEvent
 from ..middleware import Middleware
+from ..stopping import cancel_and_wait
 from .series import CallSeries, Series
 
 if TYPE_CHECKING:
@@ -176,11 +176,10 @@ class Metrics(Middleware):
             self._sampler = asyncio.get_running_loop().create_task(self._sample_forever(every))
 
     async def stop_sampling(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-            self._sampler = None
+        # cancelled again until it ends: a broker's stats may swallow the first cancel
+        # (nats-py waits through Python 3.11's wait_for), see microhive.stopping
+        await cancel_and_wait(self._sampler)
+        self._sampler = None
 
     async def _sample_forever(self, every: float) -> None:
         while True:

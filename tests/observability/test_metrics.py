@@ -26,6 +26,7 @@ from microhive import (
 )
 from microhive.observability.metrics import Metrics
 from microhive.testing import eventually
+from microhive.transports.memory import MemoryBroker
 
 JOBS = Queue("obs.jobs")
 ROWS = Queue("obs.rows")
@@ -227,6 +228,38 @@ async def test_a_failing_sample_is_counted_not_raised() -> None:
     await metrics.sample()
     assert value(metrics, "microhive_queue_sample_failures_total", queue="obs.jobs") == 1
     assert value(metrics, "microhive_queue_length", queue="obs.jobs") == 0
+
+
+async def test_sampling_stops_when_a_sample_swallowed_the_cancel() -> None:
+    """A broker's stats may lose a cancel (nats-py waits through Python 3.11's wait_for,
+    which then returns the result): stop_sampling() cancels again until sampling ends."""
+    cancels = 0
+    asked = asyncio.Event()
+
+    class Swallowing(MemoryBroker):
+        async def _stats(self, queue: str) -> Any:
+            nonlocal cancels
+            asked.set()
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    cancels += 1
+                    if cancels > 1:
+                        raise  # the first one is lost
+
+    metrics = Metrics()
+    broker = Swallowing("memory://obs-swallowing", queues=[JOBS])
+    async with broker:
+        metrics.watch(broker, [JOBS])
+        metrics.start_sampling()
+        await asyncio.wait_for(asked.wait(), 30)
+        stopping = asyncio.ensure_future(metrics.stop_sampling())
+        done, _ = await asyncio.wait({stopping}, timeout=30)  # hang guard, not a time limit
+        if not done:  # what it was without cancel_and_wait: stuck on the lost cancel
+            stopping.cancel()
+        assert stopping in done, "stop_sampling() waits forever on a sampler that lost a cancel"
+    assert cancels == 2
 
 
 def test_handler_series_are_bounded() -> None:

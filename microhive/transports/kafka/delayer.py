@@ -22,6 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from ...stopping import cancel_and_wait
 from .offsets import Listener, Offsets, commit, pause_after_failure, stop
 from .options import KafkaOptions
 from .producer import Produce
@@ -66,10 +67,7 @@ class Mover:
         )
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
+        await cancel_and_wait(self.task)  # again until it ends: a cancel may be lost
         with contextlib.suppress(Exception):
             await self.flush()
         await stop(self.client, repr(self))
