@@ -7,7 +7,8 @@ peer's worker then too), and the caller:
 
 - **round trip**: one ``await (await broker.add.submit(x=i, y=i)).result()`` at a time,
   p50 / p99 of ``--calls`` after 50 untimed;
-- **tasks/s**: ``--n`` submits with 64 in flight, then every result awaited; from the first
+- **tasks/s**: ``--n`` submits with 64 in flight, then every result awaited by 16
+  fetchers, each taking its share in order (as the peers' 16 threads do); from the first
   submit to the last result;
 - **group of 1,000**: ``await (await broker.submit(group(...1,000 add.s(...)))).result()``.
 
@@ -55,6 +56,8 @@ from raw_tasks import RawTasks, raw_tasks
 
 QUEUES = Namespace([Queue("bench_add", providing_args=["x", "y"])], kind="queue")
 REDIS = "redis://127.0.0.1:6379/0"
+FETCHERS = 16
+"""Concurrent result fetchers, as the peers' thread pool (bench/peers/tasks_peers.py)."""
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
@@ -159,7 +162,13 @@ async def phases(
     started = time.perf_counter()
     await asyncio.gather(*(lane(k) for k in range(64)))
     submitted = time.perf_counter() - started
-    values = await asyncio.wait_for(asyncio.gather(*waits), 120)
+    values: list[Any] = [None] * n
+
+    async def fetch(first: int) -> None:  # as the peers' 16 threads: each its share, in order
+        for i in range(first, n, FETCHERS):
+            values[i] = await waits[i]
+
+    await asyncio.wait_for(asyncio.gather(*(fetch(k) for k in range(FETCHERS))), 120)
     elapsed = time.perf_counter() - started
     out |= cputime.per_task(cpu, cputime.snapshot(cputime.SERVERS[engine]), n)
     assert values == [i + 1 for i in range(n)]
