@@ -206,7 +206,7 @@ class MicroAgent:
             error = failed.exception()
             if error is not None:
                 raise error
-        return [opened.result() for opened in opening]
+        return [attempt.result() for attempt in opening]
 
     async def _bind(self) -> None:
         handlers = type(self).handlers

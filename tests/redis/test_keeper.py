@@ -1,4 +1,5 @@
-"""A consumer that closes while its keeper reclaims a dead consumer's entries gives them back.
+"""The keeper of a closing consumer: what it reclaims as the consumer closes goes to another,
+and it ends as soon as nothing is held.
 
 The keeper asks Redis how often a reclaimed entry was delivered (``max_deliver``) before it
 hands the entries on; a consumer closed during that question has emptied its handover
